@@ -1,0 +1,152 @@
+//! How a blocking call can be interrupted.
+//!
+//! Every blocking operation in tress has a `*_with(deadline, interrupt)` form.
+//! The [`Interrupt`] decides two things: how long the call may sleep in one
+//! piece ([`Interrupt::slice`]), and what happens when it wakes up early
+//! because a signal handler ran or a slice ended ([`Interrupt::check`]): carry
+//! on (`Ok`) or abandon the wait with an error, leaving the primitive exactly
+//! as if the call had never been made.
+//!
+//! Python's bindings use this to raise `KeyboardInterrupt`: on Linux the
+//! futex wait returns `EINTR` as soon as a signal handler has run in the
+//! waiting thread, `check` then runs Python's pending signal handlers, and a
+//! slice bounds the delay on platforms whose waits do not return on signals.
+//! Plain Rust callers use [`Uninterruptible`] through the short forms
+//! (`acquire`, `acquire_timeout`, …).
+//!
+//! The same trait carries the hooks around each sleep
+//! ([`Interrupt::before_sleep`], [`Interrupt::after_sleep`]), so a caller that
+//! holds a resource other threads need while it sleeps (Python's GIL) lets go
+//! of it only when a call really sleeps, never on a fast path.
+
+use std::convert::Infallible;
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant};
+
+use crate::sys::{self, Wake};
+
+/// Decides whether a blocking call carries on after an early wake-up.
+pub trait Interrupt {
+    /// What [`check`](Interrupt::check) fails with; the blocking call returns it.
+    type Error;
+
+    /// The longest time to sleep before calling [`check`](Interrupt::check)
+    /// again, or `None` to sleep in one piece (still calling `check` after a
+    /// signal handler ran, where the platform reports that).
+    fn slice(&self) -> Option<Duration>;
+
+    /// Called after an early wake-up; an error abandons the wait.
+    fn check(&mut self) -> Result<(), Self::Error>;
+
+    /// Called right before the thread goes to sleep: the place to let go of
+    /// anything other threads may need meanwhile (Python's bindings release
+    /// the GIL here, so it is released only when a call really blocks).
+    #[inline]
+    fn before_sleep(&mut self) {}
+
+    /// Called right after the thread wakes up, before anything else, to undo
+    /// [`before_sleep`](Interrupt::before_sleep).
+    #[inline]
+    fn after_sleep(&mut self) {}
+}
+
+/// An [`Interrupt`] that never interrupts: the wait ends only when it
+/// succeeds or its deadline passes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Uninterruptible;
+
+impl Interrupt for Uninterruptible {
+    type Error = Infallible;
+
+    #[inline]
+    fn slice(&self) -> Option<Duration> {
+        None
+    }
+
+    #[inline]
+    fn check(&mut self) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+impl<I: Interrupt + ?Sized> Interrupt for &mut I {
+    type Error = I::Error;
+
+    fn slice(&self) -> Option<Duration> {
+        (**self).slice()
+    }
+
+    fn check(&mut self) -> Result<(), I::Error> {
+        (**self).check()
+    }
+
+    fn before_sleep(&mut self) {
+        (**self).before_sleep();
+    }
+
+    fn after_sleep(&mut self) {
+        (**self).after_sleep();
+    }
+}
+
+/// Unwraps a result whose error cannot exist.
+#[inline]
+pub(crate) fn infallible<T>(r: Result<T, Infallible>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}
+
+/// What [`park`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Parked {
+    /// Woken or changed: re-check the condition.
+    Retry,
+    /// The caller's deadline passed.
+    TimedOut,
+}
+
+/// Sleeps once on `word` while it holds `expected`, honouring the caller's
+/// deadline and the interrupt's slice; runs the interrupt's check after an
+/// early wake-up. The caller loops, re-checking its condition each time.
+#[cold]
+pub(crate) fn park<I: Interrupt + ?Sized>(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<Instant>,
+    interrupt: &mut I,
+) -> Result<Parked, I::Error> {
+    let (until, sliced) = match interrupt.slice() {
+        None => (deadline, false),
+        Some(slice) => {
+            let end = Instant::now() + slice;
+            match deadline {
+                Some(d) if d <= end => (Some(d), false),
+                _ => (Some(end), true),
+            }
+        }
+    };
+    interrupt.before_sleep();
+    let wake = sys::wait(word, expected, until);
+    interrupt.after_sleep();
+    match wake {
+        Wake::Woken => Ok(Parked::Retry),
+        Wake::Interrupted => {
+            interrupt.check()?;
+            Ok(Parked::Retry)
+        }
+        Wake::TimedOut if sliced => {
+            interrupt.check()?;
+            Ok(Parked::Retry)
+        }
+        Wake::TimedOut => Ok(Parked::TimedOut),
+    }
+}
+
+/// `now + timeout`, or `None` (wait forever) when that is past what an
+/// [`Instant`] can hold.
+#[inline]
+pub fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}

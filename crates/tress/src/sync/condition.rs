@@ -1,0 +1,441 @@
+//! [`WaitQueue`] and [`Condition`]: condition variables in Python's style.
+//!
+//! A [`WaitQueue`] is the waiting half of a condition variable with no lock
+//! of its own attached: a FIFO of waiter cells. A waiter enqueues a cell
+//! *before* it releases the user's lock, so a `notify` issued as soon as the
+//! lock is free finds it; `notify(n)` dequeues exactly `n` cells and flips
+//! each to notified. Each cell is its own futex word, so a notification is
+//! never lost or given to the wrong thread, and a waiter that times out or is
+//! interrupted takes its cell out of the queue (or, if a notification beat it
+//! to it, reports it as received). This is the structure of CPython's
+//! `threading.Condition` (Lib/threading.py, 3.11), with a futex per waiter in
+//! place of a lock per waiter.
+//!
+//! [`Condition`] couples a `WaitQueue` with a lock implementing [`CondLock`]
+//! (a [`Lock`] or an [`RLock`] here; Python's bindings add foreign locks).
+//!
+//! Cell states: `WAITING` (0) → `SLEEPING` (2, the waiter sleeps on the word;
+//! set only by the waiter) → `NOTIFIED` (1, set only by a notifier, which
+//! wakes the word if it read `SLEEPING`). Memory ordering: the notifier's swap
+//! is `Release` and the waiter reads with `Acquire`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::{NotOwned, WaitError};
+use crate::interrupt::{Interrupt, Parked, Uninterruptible, deadline_after, infallible, park};
+use crate::sync::{Lock, Mutex, RLock, RLockState};
+use crate::sys;
+
+const WAITING: u32 = 0;
+const NOTIFIED: u32 = 1;
+const SLEEPING: u32 = 2;
+
+/// One waiter's cell.
+#[derive(Debug, Default)]
+struct Cell {
+    /// `WAITING`, `SLEEPING` or `NOTIFIED`.
+    state: AtomicU32,
+}
+
+impl Cell {
+    /// Flips the cell to notified and wakes its thread if it sleeps.
+    fn notify(&self) {
+        if self.state.swap(NOTIFIED, Ordering::Release) == SLEEPING {
+            sys::wake(&self.state, 1);
+        }
+    }
+}
+
+/// A FIFO queue of waiting threads: the waiting half of a condition variable.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use tress::WaitQueue;
+///
+/// let q = Arc::new(WaitQueue::new());
+/// let ticket = q.enqueue();
+/// assert_eq!(q.len(), 1);
+/// assert_eq!(q.notify(5), 1);
+/// assert!(ticket.wait());
+/// ```
+#[derive(Debug, Default)]
+pub struct WaitQueue {
+    /// The cells of the threads waiting, oldest first.
+    waiters: Mutex<VecDeque<Arc<Cell>>>,
+}
+
+/// A place in a [`WaitQueue`], taken by [`WaitQueue::enqueue`]. Waiting on it
+/// consumes it; dropping it unwaited leaves the queue.
+#[derive(Debug)]
+#[must_use = "a ticket does nothing unless waited on"]
+pub struct Ticket<'a> {
+    /// The queue it belongs to.
+    queue: &'a WaitQueue,
+    /// Its cell, shared with the queue until notified or withdrawn.
+    cell: Arc<Cell>,
+    /// Whether the ticket still has to leave the queue when dropped.
+    pending: bool,
+}
+
+impl WaitQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Joins the queue. Do this before releasing the lock that guards the
+    /// condition, then wait on the ticket.
+    pub fn enqueue(&self) -> Ticket<'_> {
+        let cell = Arc::new(Cell::default());
+        self.waiters.lock().push_back(Arc::clone(&cell));
+        Ticket {
+            queue: self,
+            cell,
+            pending: true,
+        }
+    }
+
+    /// Wakes up to `n` waiters, oldest first; returns how many it woke.
+    pub fn notify(&self, n: usize) -> usize {
+        let mut woken = 0;
+        while woken < n {
+            // Pop under the queue's lock, wake outside it.
+            let Some(cell) = self.waiters.lock().pop_front() else {
+                break;
+            };
+            cell.notify();
+            woken += 1;
+        }
+        woken
+    }
+
+    /// Wakes every waiter; returns how many it woke.
+    pub fn notify_all(&self) -> usize {
+        let cells = std::mem::take(&mut *self.waiters.lock());
+        for cell in &cells {
+            cell.notify();
+        }
+        cells.len()
+    }
+
+    /// How many threads wait (a snapshot).
+    pub fn len(&self) -> usize {
+        self.waiters.lock().len()
+    }
+
+    /// Whether no thread waits (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes `cell` out of the queue unless a notifier already did; returns
+    /// whether it was notified.
+    fn withdraw(&self, cell: &Arc<Cell>) -> bool {
+        let mut waiters = self.waiters.lock();
+        if cell.state.load(Ordering::Acquire) == NOTIFIED {
+            return true;
+        }
+        if let Some(i) = waiters.iter().position(|c| Arc::ptr_eq(c, cell)) {
+            waiters.remove(i);
+        }
+        false
+    }
+}
+
+impl Ticket<'_> {
+    /// Waits to be notified; returns `true`.
+    pub fn wait(self) -> bool {
+        infallible(self.wait_with(None, &mut Uninterruptible))
+    }
+
+    /// Waits at most `timeout`; returns whether it was notified.
+    pub fn wait_timeout(self, timeout: Duration) -> bool {
+        infallible(self.wait_with(deadline_after(timeout), &mut Uninterruptible))
+    }
+
+    /// Waits until `deadline` (forever if `None`) unless `interrupt` abandons
+    /// the wait; `Ok(false)` means the deadline passed unnotified. A ticket
+    /// abandoned or timed out leaves the queue, so no notification is wasted
+    /// on it; one notified at that very moment reports `Ok(true)` (a
+    /// timeout) or counts as consumed (an interrupt).
+    pub fn wait_with<I: Interrupt + ?Sized>(
+        mut self,
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+    ) -> Result<bool, I::Error> {
+        self.pending = false;
+        let state = &self.cell.state;
+        loop {
+            let s = state.load(Ordering::Acquire);
+            if s == NOTIFIED {
+                return Ok(true);
+            }
+            if s == WAITING
+                && state
+                    .compare_exchange(WAITING, SLEEPING, Ordering::Relaxed, Ordering::Acquire)
+                    .is_err()
+            {
+                continue;
+            }
+            match park(state, SLEEPING, deadline, interrupt) {
+                Ok(Parked::Retry) => {}
+                Ok(Parked::TimedOut) => return Ok(self.queue.withdraw(&self.cell)),
+                Err(e) => {
+                    self.queue.withdraw(&self.cell);
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if self.pending {
+            self.queue.withdraw(&self.cell);
+        }
+    }
+}
+
+/// A lock that a [`Condition`] can release around a wait and take back
+/// afterwards, as Python's `_release_save` / `_acquire_restore` /
+/// `_is_owned` protocol.
+pub trait CondLock {
+    /// What a release hands to the matching restore.
+    type Saved;
+
+    /// Takes the lock.
+    fn lock(&self);
+
+    /// Releases the lock.
+    fn unlock(&self) -> Result<(), NotOwned>;
+
+    /// Whether the calling thread may wait or notify: it holds the lock (for
+    /// an owner-less [`Lock`], whether anyone does, as CPython decides).
+    fn is_owned(&self) -> bool;
+
+    /// Releases the lock completely and says how to restore it.
+    fn release_save(&self) -> Result<Self::Saved, NotOwned>;
+
+    /// Takes the lock back as `saved` describes, waiting without limit.
+    fn acquire_restore(&self, saved: Self::Saved);
+}
+
+impl CondLock for Lock {
+    type Saved = ();
+
+    fn lock(&self) {
+        self.acquire();
+    }
+
+    fn unlock(&self) -> Result<(), NotOwned> {
+        self.release().map_err(|_| NotOwned)
+    }
+
+    fn is_owned(&self) -> bool {
+        self.is_locked()
+    }
+
+    fn release_save(&self) -> Result<(), NotOwned> {
+        self.release().map_err(|_| NotOwned)
+    }
+
+    fn acquire_restore(&self, (): ()) {
+        self.acquire();
+    }
+}
+
+impl CondLock for RLock {
+    type Saved = RLockState;
+
+    fn lock(&self) {
+        // Overflowing a machine-word recursion count is not a real case.
+        self.acquire().expect("RLock recursion count overflowed");
+    }
+
+    fn unlock(&self) -> Result<(), NotOwned> {
+        self.release()
+    }
+
+    fn is_owned(&self) -> bool {
+        RLock::is_owned(self)
+    }
+
+    fn release_save(&self) -> Result<RLockState, NotOwned> {
+        RLock::release_save(self)
+    }
+
+    fn acquire_restore(&self, saved: RLockState) {
+        RLock::acquire_restore(self, saved);
+    }
+}
+
+impl<L: CondLock + ?Sized> CondLock for Arc<L> {
+    type Saved = L::Saved;
+
+    fn lock(&self) {
+        (**self).lock();
+    }
+
+    fn unlock(&self) -> Result<(), NotOwned> {
+        (**self).unlock()
+    }
+
+    fn is_owned(&self) -> bool {
+        (**self).is_owned()
+    }
+
+    fn release_save(&self) -> Result<L::Saved, NotOwned> {
+        (**self).release_save()
+    }
+
+    fn acquire_restore(&self, saved: L::Saved) {
+        (**self).acquire_restore(saved);
+    }
+}
+
+/// A condition variable bundled with its lock, as Python's
+/// `threading.Condition`: acquire the condition, check the state, `wait`
+/// (which releases the lock while sleeping), `notify` from another thread
+/// that holds the lock.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use tress::Condition;
+///
+/// let cond = Arc::new(Condition::new());
+/// let ready = Arc::new(AtomicBool::new(false));
+/// let (c, r) = (Arc::clone(&cond), Arc::clone(&ready));
+/// let t = std::thread::spawn(move || {
+///     c.acquire();
+///     r.store(true, Ordering::Relaxed);
+///     c.notify_all().unwrap();
+///     c.release().unwrap();
+/// });
+/// cond.acquire();
+/// assert!(cond.wait_for(|| ready.load(Ordering::Relaxed), None).unwrap());
+/// cond.release().unwrap();
+/// t.join().unwrap();
+/// ```
+#[derive(Debug, Default)]
+pub struct Condition<L: CondLock = RLock> {
+    /// The lock that guards the condition's state.
+    lock: L,
+    /// The waiting threads.
+    queue: WaitQueue,
+}
+
+impl Condition<RLock> {
+    /// A condition over a new [`RLock`], Python's default.
+    pub fn new() -> Self {
+        Self::with_lock(RLock::new())
+    }
+}
+
+impl<L: CondLock> Condition<L> {
+    /// A condition over `lock`.
+    pub fn with_lock(lock: L) -> Self {
+        Self {
+            lock,
+            queue: WaitQueue::new(),
+        }
+    }
+
+    /// The underlying lock.
+    pub fn lock(&self) -> &L {
+        &self.lock
+    }
+
+    /// Takes the underlying lock.
+    pub fn acquire(&self) {
+        self.lock.lock();
+    }
+
+    /// Releases the underlying lock.
+    pub fn release(&self) -> Result<(), NotOwned> {
+        self.lock.unlock()
+    }
+
+    /// Releases the lock, waits to be notified, and takes the lock back.
+    /// The caller must hold the lock.
+    pub fn wait(&self) -> Result<bool, NotOwned> {
+        self.wait_until(None)
+    }
+
+    /// As [`wait`](Self::wait), giving up after `timeout`; returns whether it
+    /// was notified.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, NotOwned> {
+        self.wait_until(deadline_after(timeout))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<bool, NotOwned> {
+        self.wait_with(deadline, &mut Uninterruptible)
+            .map_err(|e| match e {
+                WaitError::NotOwned => NotOwned,
+                WaitError::Interrupted(never) => infallible(Err(never)),
+            })
+    }
+
+    /// As [`wait`](Self::wait), until `deadline` (forever if `None`) unless
+    /// `interrupt` abandons the wait. In every case the lock is held again
+    /// when this returns.
+    pub fn wait_with<I: Interrupt + ?Sized>(
+        &self,
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+    ) -> Result<bool, WaitError<I::Error>> {
+        if !self.lock.is_owned() {
+            return Err(WaitError::NotOwned);
+        }
+        let ticket = self.queue.enqueue();
+        let saved = self.lock.release_save().map_err(|_| WaitError::NotOwned)?;
+        let r = ticket.wait_with(deadline, interrupt);
+        self.lock.acquire_restore(saved);
+        r.map_err(WaitError::Interrupted)
+    }
+
+    /// Waits until `predicate` holds, re-checking after each notification,
+    /// for at most `timeout` in all; returns the predicate's last value.
+    pub fn wait_for(
+        &self,
+        mut predicate: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<bool, NotOwned> {
+        let deadline = timeout.and_then(deadline_after);
+        let mut ok = predicate();
+        while !ok {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            self.wait_until(deadline)?;
+            ok = predicate();
+        }
+        Ok(ok)
+    }
+
+    /// Wakes up to `n` waiting threads; returns how many. The caller must
+    /// hold the lock.
+    pub fn notify(&self, n: usize) -> Result<usize, NotOwned> {
+        if !self.lock.is_owned() {
+            return Err(NotOwned);
+        }
+        Ok(self.queue.notify(n))
+    }
+
+    /// Wakes every waiting thread; returns how many. The caller must hold
+    /// the lock.
+    pub fn notify_all(&self) -> Result<usize, NotOwned> {
+        if !self.lock.is_owned() {
+            return Err(NotOwned);
+        }
+        Ok(self.queue.notify_all())
+    }
+}

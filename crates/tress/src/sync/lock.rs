@@ -1,0 +1,281 @@
+//! [`Lock`]: a non-reentrant lock that any thread may release, with timeouts.
+//!
+//! The algorithm is the classic three-state futex mutex (Drepper, "Futexes
+//! Are Tricky", mutex 2), as in Rust's own `std::sync::Mutex` on Linux.
+//!
+//! | state | meaning |
+//! |---|---|
+//! | `UNLOCKED` (0) | free |
+//! | `LOCKED` (1) | held, no thread sleeps on it |
+//! | `CONTENDED` (2) | held, threads may sleep on it: release must wake one |
+//!
+//! Invariant: a thread only sleeps on the word while it reads `CONTENDED`, so
+//! a release that swaps out `LOCKED` knows nobody needs waking.
+//!
+//! Memory ordering: acquiring is an `Acquire` read-modify-write of the word,
+//! releasing a `Release` one, so everything done under the lock happens
+//! before the next holder's critical section.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::NotLocked;
+use crate::interrupt::{Interrupt, Parked, Uninterruptible, deadline_after, infallible, park};
+use crate::sys;
+
+const UNLOCKED: u32 = 0;
+const LOCKED: u32 = 1;
+const CONTENDED: u32 = 2;
+
+/// How many times a contended acquire polls before it sleeps. Short: on a
+/// machine with two cores a spinning waiter often steals the holder's core.
+const SPIN_LIMIT: u32 = 40;
+
+/// A mutual-exclusion lock with no owner: any thread may release it, as with
+/// Python's `threading.Lock`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tress::Lock;
+///
+/// let lock = Lock::new();
+/// lock.acquire();
+/// assert!(lock.is_locked());
+/// assert!(!lock.acquire_timeout(Duration::from_millis(10)));
+/// lock.release().unwrap();
+/// assert!(lock.try_acquire());
+/// ```
+#[derive(Debug, Default)]
+pub struct Lock {
+    /// `UNLOCKED`, `LOCKED` or `CONTENDED` (see the module docs).
+    state: AtomicU32,
+}
+
+impl Lock {
+    /// A new, unlocked lock.
+    #[inline]
+    pub const fn new() -> Self {
+        Self {
+            state: AtomicU32::new(UNLOCKED),
+        }
+    }
+
+    /// Takes the lock if it is free, without waiting.
+    ///
+    /// ```
+    /// let lock = tress::Lock::new();
+    /// assert!(lock.try_acquire());
+    /// assert!(!lock.try_acquire());
+    /// ```
+    #[inline]
+    pub fn try_acquire(&self) -> bool {
+        self.state
+            .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Takes the lock, waiting as long as it takes.
+    ///
+    /// ```
+    /// let lock = tress::Lock::new();
+    /// lock.acquire();
+    /// lock.release().unwrap();
+    /// ```
+    #[inline]
+    pub fn acquire(&self) {
+        if !self.try_acquire() {
+            infallible(self.acquire_slow(None, &mut Uninterruptible));
+        }
+    }
+
+    /// Takes the lock, waiting at most `timeout`; returns whether it got it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let lock = tress::Lock::new();
+    /// assert!(lock.acquire_timeout(Duration::from_millis(1)));
+    /// assert!(!lock.acquire_timeout(Duration::from_millis(1)));
+    /// ```
+    #[inline]
+    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        self.try_acquire()
+            || infallible(self.acquire_slow(deadline_after(timeout), &mut Uninterruptible))
+    }
+
+    /// Takes the lock, waiting until `deadline` at the latest; returns whether
+    /// it got it.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let lock = tress::Lock::new();
+    /// assert!(lock.acquire_deadline(Instant::now() + Duration::from_millis(1)));
+    /// ```
+    #[inline]
+    pub fn acquire_deadline(&self, deadline: Instant) -> bool {
+        self.try_acquire() || infallible(self.acquire_slow(Some(deadline), &mut Uninterruptible))
+    }
+
+    /// Takes the lock, waiting until `deadline` (forever if `None`) unless
+    /// `interrupt` abandons the wait. `Ok(false)` means the deadline passed.
+    /// An abandoned wait leaves the lock as it found it.
+    ///
+    /// ```
+    /// use tress::{Lock, Uninterruptible};
+    /// let lock = Lock::new();
+    /// assert_eq!(lock.acquire_with(None, &mut Uninterruptible), Ok(true));
+    /// ```
+    #[inline]
+    pub fn acquire_with<I: Interrupt + ?Sized>(
+        &self,
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+    ) -> Result<bool, I::Error> {
+        if self.try_acquire() {
+            return Ok(true);
+        }
+        self.acquire_slow(deadline, interrupt)
+    }
+
+    #[cold]
+    fn acquire_slow<I: Interrupt + ?Sized>(
+        &self,
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+    ) -> Result<bool, I::Error> {
+        // Poll briefly while the holder has no sleepers behind it.
+        let mut state = self.state.load(Ordering::Relaxed);
+        for _ in 0..SPIN_LIMIT {
+            if state != LOCKED {
+                break;
+            }
+            std::hint::spin_loop();
+            state = self.state.load(Ordering::Relaxed);
+        }
+        if state == UNLOCKED
+            && self
+                .state
+                .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Ok(true);
+        }
+        loop {
+            // Mark the lock contended; if it was free we now hold it (marked
+            // contended, which costs at most one needless wake later).
+            if self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
+                return Ok(true);
+            }
+            if park(&self.state, CONTENDED, deadline, interrupt)? == Parked::TimedOut {
+                // One last try: the lock may have been released just now.
+                return Ok(self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED);
+            }
+        }
+    }
+
+    /// Releases the lock, from any thread. Releasing a lock that is not held
+    /// is an error and changes nothing.
+    ///
+    /// ```
+    /// let lock = tress::Lock::new();
+    /// assert!(lock.release().is_err());
+    /// lock.acquire();
+    /// assert!(lock.release().is_ok());
+    /// ```
+    #[inline]
+    pub fn release(&self) -> Result<(), NotLocked> {
+        match self
+            .state
+            .compare_exchange(LOCKED, UNLOCKED, Ordering::Release, Ordering::Relaxed)
+        {
+            Ok(_) => Ok(()),
+            Err(UNLOCKED) => Err(NotLocked),
+            Err(_) => {
+                self.release_contended();
+                Ok(())
+            }
+        }
+    }
+
+    #[cold]
+    fn release_contended(&self) {
+        if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
+            sys::wake(&self.state, 1);
+        }
+    }
+
+    /// Whether some thread holds the lock (a snapshot).
+    #[inline]
+    pub fn is_locked(&self) -> bool {
+        self.state.load(Ordering::Relaxed) != UNLOCKED
+    }
+
+    /// Forces the lock back to the unlocked state without waking anyone.
+    ///
+    /// Meant for a child process right after `fork()`, where the thread that
+    /// held the lock does not exist (Python's `_at_fork_reinit`). Calling it
+    /// while other threads use the lock breaks mutual exclusion.
+    pub fn reset_after_fork(&self) {
+        self.state.store(UNLOCKED, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: `Lock` provides mutual exclusion: `try_lock`/`lock` succeed only by
+// moving the word from UNLOCKED to held with Acquire ordering, and `unlock`
+// (called only by the holder, per the trait contract) releases it with
+// Release ordering.
+unsafe impl lock_api::RawMutex for Lock {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: Self = Lock::new();
+    type GuardMarker = lock_api::GuardSend;
+
+    #[inline]
+    fn lock(&self) {
+        self.acquire();
+    }
+
+    #[inline]
+    fn try_lock(&self) -> bool {
+        self.try_acquire()
+    }
+
+    #[inline]
+    unsafe fn unlock(&self) {
+        // The caller holds the lock, so this cannot fail.
+        let _ = self.release();
+    }
+
+    #[inline]
+    fn is_locked(&self) -> bool {
+        Lock::is_locked(self)
+    }
+}
+
+// SAFETY: as for `RawMutex`; the timed forms only add a deadline to the wait.
+unsafe impl lock_api::RawMutexTimed for Lock {
+    type Duration = Duration;
+    type Instant = Instant;
+
+    #[inline]
+    fn try_lock_for(&self, timeout: Duration) -> bool {
+        self.acquire_timeout(timeout)
+    }
+
+    #[inline]
+    fn try_lock_until(&self, deadline: Instant) -> bool {
+        self.acquire_deadline(deadline)
+    }
+}
+
+/// A mutex protecting a value, built on [`Lock`] (timed locking included).
+///
+/// ```
+/// let m = tress::Mutex::new(1);
+/// *m.lock() += 1;
+/// assert_eq!(*m.lock(), 2);
+/// ```
+pub type Mutex<T> = lock_api::Mutex<Lock, T>;
+
+/// The guard of a [`Mutex`].
+pub type MutexGuard<'a, T> = lock_api::MutexGuard<'a, Lock, T>;

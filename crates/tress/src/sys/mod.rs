@@ -1,0 +1,64 @@
+//! Platform waits: one futex-shaped interface over each operating system.
+//!
+//! Every blocking primitive in [`crate::sync`] parks on a 32-bit atomic word
+//! through [`wait`] and is woken through [`wake`]. On Linux that is the
+//! `futex(2)` system call on the word itself, with no global table, so a child
+//! created by `fork()` never inherits a lock that another parent thread held
+//! inside the waiting machinery. Elsewhere `parking_lot_core`'s address-keyed
+//! parking lot provides the same contract.
+//!
+//! The contract of [`wait`]: it returns when the word no longer holds
+//! `expected`, when it was woken (possibly spuriously), when the deadline
+//! passes, or when a signal handler ran in this thread ([`Wake::Interrupted`]).
+//! Callers always re-check their own condition afterwards.
+
+use std::sync::atomic::AtomicU32;
+use std::time::Instant;
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as imp;
+
+#[cfg(not(target_os = "linux"))]
+mod parking;
+#[cfg(not(target_os = "linux"))]
+use parking as imp;
+
+/// Why [`wait`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Woken, or the word had already changed, or a spurious wake-up.
+    Woken,
+    /// The deadline passed.
+    TimedOut,
+    /// A signal handler ran in this thread while it slept (`EINTR`).
+    Interrupted,
+}
+
+/// Sleeps while `word == expected`, until `deadline` (forever if `None`).
+#[inline]
+pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Wake {
+    imp::wait(word, expected, deadline)
+}
+
+/// Wakes at most `n` threads sleeping on `word`.
+#[inline]
+pub(crate) fn wake(word: &AtomicU32, n: u32) {
+    imp::wake(word, n);
+}
+
+/// Wakes every thread sleeping on `word`.
+#[inline]
+pub(crate) fn wake_all(word: &AtomicU32) {
+    imp::wake(word, u32::MAX);
+}
+
+/// A number that identifies the calling thread among the live threads of this
+/// process and is never 0. On POSIX it is `pthread_self()`, which is what
+/// Python's `threading.get_ident()` returns, so owners read the same from
+/// both languages.
+#[inline]
+pub fn current_thread_id() -> usize {
+    imp::current_thread_id()
+}

@@ -1,1 +1,18 @@
-//! placeholder
+//! The extension module `tress._tress`: wiring only. Each Python module of
+//! the package has its file here (`threading.rs`, …); `wait.rs` is how they
+//! block and `errors.rs` how they fail.
+
+use pyo3::prelude::*;
+
+mod errors;
+mod threading;
+mod wait;
+
+/// The native half of the `tress` package.
+#[pymodule(gil_used = false)]
+fn _tress(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    wait::init(m.py())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    threading::register(m)?;
+    Ok(())
+}

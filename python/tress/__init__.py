@@ -1,0 +1,27 @@
+"""tress: Python's concurrency modules rebuilt in Rust.
+
+Drop-in replacements for the standard library's concurrency primitives:
+change one import, keep the API, the exceptions and the edge cases.
+
+    from tress import threading      # instead of: import threading
+
+Modules:
+    tress.threading   Lock, RLock, Condition, Semaphore, BoundedSemaphore,
+                      Event, Barrier (drop-in for ``threading``'s)
+
+Run ``python -m tress bench`` to compare tress with the standard library on
+this machine.
+"""
+
+from tress._tress import __version__
+
+__all__ = ["__version__", "threading"]
+
+
+def __getattr__(name: str):
+    # Submodules load on first use, so ``import tress`` stays cheap.
+    if name == "threading":
+        import importlib
+
+        return importlib.import_module("tress.threading")
+    raise AttributeError(f"module 'tress' has no attribute {name!r}")

@@ -13,7 +13,10 @@ Run ``python -m tress bench`` to compare tress with the standard library on
 this machine.
 """
 
-from tress._tress import __version__
+try:
+    from tress._tress import __version__
+except ImportError:  # source tree without a built extension: bench reports it
+    __version__ = "0.0.0+unbuilt"
 
 __all__ = ["__version__", "threading"]
 

@@ -514,7 +514,7 @@ impl PyCondition {
             CondLock::Foreign(f) => Ok(f.acquire.bind(py).call(args, kwargs)?.unbind()),
             _ => {
                 let get = |i: usize, name: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
-                    if let Some(a) = args.get_item(i).ok() {
+                    if let Ok(a) = args.get_item(i) {
                         return Ok(Some(a));
                     }
                     match kwargs {

@@ -1,0 +1,362 @@
+"""Tests of the ``python -m tress bench`` command line.
+
+Every test runs the command in a child interpreter with a timeout, with the
+shortest settings (``--min-time 0.01 --trials 1``) so each takes a few
+seconds.  No test asserts on speed: only the structure of the output.
+
+Which ``tress`` package the child runs: the repository's ``python/`` tree
+if it imports there (an in-place build, or a pure-Python package), else the
+installed one; if neither imports (``tress/__init__`` needs the extension
+and it is not built), the tests are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCE = REPO / "python"
+FAST = ["--min-time", "0.01", "--trials", "1"]
+RUN_TIMEOUT = 120.0
+
+PRIMITIVE_CASES = {
+    "lock",
+    "rlock",
+    "condition",
+    "semaphore",
+    "bounded-semaphore",
+    "event",
+    "barrier",
+    "condition-pingpong",
+    "event-pingpong",
+    "lock-handoff",
+}
+
+
+def _env(pythonpath: list[str]) -> dict[str, str]:
+    env = dict(os.environ)
+    parts = pythonpath + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if parts:
+        env["PYTHONPATH"] = os.pathsep.join(parts)
+    env["PYTHONFAULTHANDLER"] = "1"
+    return env
+
+
+@functools.cache
+def _child_env() -> tuple[dict[str, str] | None, str]:
+    """An environment in which ``import tress.bench.cli`` works, or why not."""
+    reasons = []
+    for label, pythonpath in (("source tree", [str(SOURCE)]), ("installed", [])):
+        env = _env(pythonpath)
+        probe = subprocess.run(
+            [sys.executable, "-c", "import tress.__main__, tress.bench.cli"],
+            env=env, capture_output=True, text=True, timeout=60, cwd=REPO,
+        )
+        if probe.returncode == 0:
+            return env, label
+        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+        reasons.append(f"{label}: {last}")
+    return None, "; ".join(reasons)
+
+
+def run_tress(*args: str, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """``python -m tress ARGS`` in a child; skip if tress cannot be imported."""
+    env, why = _child_env()
+    if env is None:
+        pytest.skip(f"the tress package is not importable ({why})")
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "tress", *args],
+            env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(
+            f"python -m tress {' '.join(args)} did not finish in {timeout} s\n"
+            f"stdout:\n{exc.stdout}\nstderr:\n{exc.stderr}"
+        )
+
+
+def run_snippet(code: str, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    env, why = _child_env()
+    if env is None:
+        pytest.skip(f"the tress package is not importable ({why})")
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+    )
+
+
+def _has_matplotlib() -> bool:
+    return run_snippet("import matplotlib").returncode == 0
+
+
+# --------------------------------------------------------------------------
+# help and usage
+
+
+def test_top_level_help_lists_bench():
+    proc = run_tress("--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "bench" in proc.stdout
+    assert "COMMAND" in proc.stdout
+
+
+def test_no_command_is_a_usage_error():
+    proc = run_tress()
+    assert proc.returncode == 2
+    assert "COMMAND" in proc.stderr
+
+
+def test_bench_help_lists_options():
+    proc = run_tress("bench", "--help")
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--quick", "--json", "--only", "--plot", "--trials", "--min-time"):
+        assert option in proc.stdout
+
+
+def test_list_names_every_case():
+    proc = run_tress("bench", "--list")
+    assert proc.returncode == 0, proc.stderr
+    for case in PRIMITIVE_CASES:
+        assert f"primitives/{case}:" in proc.stdout
+
+
+def test_unknown_only_name_is_a_clear_error():
+    proc = run_tress("bench", "--only", "no-such-scenario", timeout=60)
+    assert proc.returncode == 2
+    assert "unknown benchmark name" in proc.stderr
+    assert "no-such-scenario" in proc.stderr
+    assert "primitives" in proc.stderr  # lists the known names
+    assert proc.stdout == ""  # nothing was run
+
+
+def test_unknown_case_name_is_a_clear_error():
+    proc = run_tress("bench", "--only", "primitives/no-such-case", timeout=60)
+    assert proc.returncode == 2
+    assert "primitives/no-such-case" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--trials", "0"], "--trials"),
+        (["--min-time", "-1"], "--min-time"),
+        (["--plot", "chart.jpg"], "--plot"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(args, message):
+    proc = run_tress("bench", *args, timeout=60)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
+# --------------------------------------------------------------------------
+# the JSON document
+
+
+@pytest.fixture(scope="module")
+def primitives_json():
+    proc = run_tress("bench", "--quick", "--only", "primitives", "--json", *FAST)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return json.loads(proc.stdout)
+
+
+def test_json_document_structure(primitives_json):
+    doc = primitives_json
+    assert doc["schema"] == "tress-bench/1"
+    assert doc["errors"] == 0
+    assert doc["settings"] == {"min_time": 0.01, "trials": 1, "batches": 4}
+    machine = doc["machine"]
+    assert machine["cpu_count"] >= 1
+    assert machine["python_version"].count(".") == 2
+    assert doc["run"]["quick"] is True
+    assert [s["name"] for s in doc["scenarios"]] == ["primitives"]
+
+    (scenario,) = doc["scenarios"]
+    assert scenario["error"] is None
+    impls = {impl["name"]: impl for impl in scenario["implementations"]}
+    assert impls["stdlib"]["status"] == "ok"
+    assert impls["tress"]["status"] in ("ok", "skipped")
+    if impls["tress"]["status"] == "skipped":
+        assert impls["tress"]["reason"]
+    assert {case["name"] for case in scenario["cases"]} == PRIMITIVE_CASES
+
+
+def test_json_every_case_measured_or_skipped(primitives_json):
+    (scenario,) = primitives_json["scenarios"]
+    for case in scenario["cases"]:
+        name = case["name"]
+        assert case["unit"] in ("ops/s", "round trips/s"), name
+        assert case["description"], name
+        assert case["target"]["ratio"] > 1, name
+
+        stdlib = case["results"]["stdlib"]
+        assert stdlib["status"] == "ok", (name, stdlib)
+        assert stdlib["median"] > 0, name
+        assert len(stdlib["trials"]) == 1 and stdlib["trials"][0] > 0, name
+
+        tress = case["results"]["tress"]
+        if tress["status"] == "ok":
+            assert tress["median"] > 0, name
+            assert all(t > 0 for t in tress["trials"]), name
+            assert case["ratios"]["tress"] == pytest.approx(tress["median"] / stdlib["median"])
+            assert case["target"]["met"] in (True, False), name
+        else:
+            assert tress["status"] == "skipped", (name, tress)
+            assert tress["reason"], name
+            assert case["ratios"]["tress"] is None
+            assert case["target"]["met"] is None
+
+
+def test_json_only_one_case():
+    proc = run_tress("bench", "--only", "primitives/lock-handoff", "--json", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    (scenario,) = json.loads(proc.stdout)["scenarios"]
+    assert [case["name"] for case in scenario["cases"]] == ["lock-handoff"]
+
+
+# --------------------------------------------------------------------------
+# the text table
+
+
+def test_text_table():
+    proc = run_tress(
+        "bench", "--quick", "--only", "primitives/lock", "primitives/event-pingpong", *FAST
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    # header with the machine and the versions
+    assert "CPUs" in out
+    assert "CPython 3." in out or "python:" in out
+    assert "tress:" in out
+    # the table
+    lines = out.splitlines()
+    (header,) = [line for line in lines if line.startswith("scenario ")]
+    for column in ("case", "unit", "stdlib", "tress", "tress/stdlib", "target", "met"):
+        assert column in header.split()
+    rows = [line.split() for line in lines if line.startswith("primitives ")]
+    assert [row[1] for row in rows] == ["lock", "event-pingpong"]
+    assert ">=1.2x" in rows[0] and ">=1.8x" in rows[1]
+    # progress goes to stderr, not into the table
+    assert "primitives/lock:" in proc.stderr
+    # a skipped tress says why
+    if any("skipped" in row for row in rows):
+        assert "skipped:" in out
+
+
+def test_quiet_has_no_progress():
+    proc = run_tress("bench", "--only", "primitives/lock", "-q", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+
+
+# --------------------------------------------------------------------------
+# the chart
+
+
+def test_plot(tmp_path):
+    chart = tmp_path / "ratios.svg"
+    proc = run_tress("bench", "--only", "primitives/lock", "--plot", str(chart), *FAST)
+    assert "primitives" in proc.stdout  # the results are printed either way
+    if _has_matplotlib():
+        assert proc.returncode == 0, proc.stderr
+        assert chart.read_text().lstrip().startswith("<?xml")
+    else:
+        assert proc.returncode == 2
+        assert "matplotlib is not installed" in proc.stderr
+        assert not chart.exists()
+
+
+# --------------------------------------------------------------------------
+# robustness
+
+
+def test_command_line_does_not_import_the_implementations():
+    proc = run_snippet(
+        """
+        import sys
+        import tress
+        before = set(sys.modules)
+        import tress.__main__
+        tress.__main__.build_parser()
+        from tress.bench.registry import load_scenarios
+        assert all(hasattr(s, "cases") for s in load_scenarios())
+        new = sorted(set(sys.modules) - before)
+        bad = [m for m in new if m in ("tress.threading", "tress._tress")]
+        assert not bad, bad
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_failing_implementations_are_reported_not_fatal():
+    """A stuck handoff raises within its timeout; others keep running."""
+    proc = run_snippet(
+        """
+        import json, threading, time, types
+        from tress.bench import threads
+        from tress.bench.measure import Settings, run_scenario
+        from tress.bench.model import Implementation, Scenario
+        from tress.bench.scenarios.primitives import SCENARIO
+
+        threads.HANDOFF_TIMEOUT = 0.2
+
+        class DeafEvent:                      # wait() never sees set()
+            def set(self): pass
+            def clear(self): pass
+            def is_set(self): return False
+            def wait(self, timeout=None):
+                time.sleep(timeout or 0)
+                return False
+
+        class NeverReleasedLock:              # release() does nothing
+            def __init__(self): self._lock = threading.Lock()
+            def acquire(self, blocking=True, timeout=-1):
+                return self._lock.acquire(blocking, timeout)
+            def release(self): pass
+
+        broken = types.SimpleNamespace(__name__="broken", Event=DeafEvent,
+                                       Lock=NeverReleasedLock)
+        def missing():
+            raise ImportError("not installed here")
+
+        scenario = Scenario(
+            "p", "test",
+            (SCENARIO.implementations[0],
+             Implementation("broken", "peer", lambda: broken),
+             Implementation("missing", "peer", missing)),
+            SCENARIO.cases,
+        )
+        started = time.monotonic()
+        result = run_scenario(scenario, Settings(0.01, 1),
+                              ["event", "barrier", "event-pingpong", "lock-handoff"])
+        elapsed = time.monotonic() - started
+        print(json.dumps({"elapsed": elapsed, "threads": threading.active_count(),
+                          "result": result.to_dict()}))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["threads"] == 1  # every partner thread was joined
+    assert out["elapsed"] < 30
+    cases = {case["name"]: case["results"] for case in out["result"]["cases"]}
+    assert cases["event"]["broken"]["status"] == "ok"
+    assert cases["barrier"]["broken"]["status"] == "skipped"
+    assert "has no Barrier" in cases["barrier"]["broken"]["reason"]
+    for name in ("event-pingpong", "lock-handoff"):
+        assert cases[name]["stdlib"]["status"] == "ok"
+        assert cases[name]["broken"]["status"] == "error"
+        assert "HandoffError" in cases[name]["broken"]["reason"]
+    for results in cases.values():
+        assert results["missing"] == {
+            "status": "skipped",
+            "reason": "ImportError: not installed here",
+        }

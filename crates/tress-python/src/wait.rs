@@ -123,6 +123,11 @@ impl tress::Interrupt for Blocking<'_> {
         }
     }
 
+    fn may_spin(&self) -> bool {
+        // Never poll with the GIL held: the holder may need it to release.
+        false
+    }
+
     fn before_sleep(&mut self) {
         // SAFETY: this thread holds the GIL (every binding method runs with
         // it, and `after_sleep` retakes it before control returns); nothing

@@ -38,6 +38,14 @@ pub trait Interrupt {
     /// Called after an early wake-up; an error abandons the wait.
     fn check(&mut self) -> Result<(), Self::Error>;
 
+    /// Whether a contended acquire may poll briefly before sleeping. A caller
+    /// that holds something the lock's holder may need (Python's GIL) says
+    /// no: polling would only delay the holder.
+    #[inline]
+    fn may_spin(&self) -> bool {
+        true
+    }
+
     /// Called right before the thread goes to sleep: the place to let go of
     /// anything other threads may need meanwhile (Python's bindings release
     /// the GIL here, so it is released only when a call really blocks).
@@ -78,6 +86,10 @@ impl<I: Interrupt + ?Sized> Interrupt for &mut I {
 
     fn check(&mut self) -> Result<(), I::Error> {
         (**self).check()
+    }
+
+    fn may_spin(&self) -> bool {
+        (**self).may_spin()
     }
 
     fn before_sleep(&mut self) {

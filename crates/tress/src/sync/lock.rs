@@ -146,7 +146,8 @@ impl Lock {
     ) -> Result<bool, I::Error> {
         // Poll briefly while the holder has no sleepers behind it.
         let mut state = self.state.load(Ordering::Relaxed);
-        for _ in 0..SPIN_LIMIT {
+        let spins = if interrupt.may_spin() { SPIN_LIMIT } else { 0 };
+        for _ in 0..spins {
             if state != LOCKED {
                 break;
             }

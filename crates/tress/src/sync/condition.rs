@@ -21,7 +21,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{NotOwned, WaitError};
@@ -67,6 +67,9 @@ impl Cell {
 pub struct WaitQueue {
     /// The cells of the threads waiting, oldest first.
     waiters: Mutex<VecDeque<Arc<Cell>>>,
+    /// `waiters.len()`, written under `waiters`' lock, read without it so a
+    /// notify with nobody waiting takes no lock at all.
+    len: AtomicUsize,
 }
 
 /// A place in a [`WaitQueue`], taken by [`WaitQueue::enqueue`]. Waiting on it
@@ -92,7 +95,10 @@ impl WaitQueue {
     /// condition, then wait on the ticket.
     pub fn enqueue(&self) -> Ticket<'_> {
         let cell = Arc::new(Cell::default());
-        self.waiters.lock().push_back(Arc::clone(&cell));
+        let mut waiters = self.waiters.lock();
+        waiters.push_back(Arc::clone(&cell));
+        self.len.store(waiters.len(), Ordering::Release);
+        drop(waiters);
         Ticket {
             queue: self,
             cell,
@@ -101,11 +107,30 @@ impl WaitQueue {
     }
 
     /// Wakes up to `n` waiters, oldest first; returns how many it woke.
+    ///
+    /// With nobody waiting this reads one atomic and takes no lock. That is
+    /// exact when the caller holds the lock that guards the condition, as
+    /// it must: a waiter enqueues before it releases that lock.
+    #[inline]
     pub fn notify(&self, n: usize) -> usize {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        self.notify_slow(n)
+    }
+
+    #[cold]
+    fn notify_slow(&self, n: usize) -> usize {
         let mut woken = 0;
         while woken < n {
             // Pop under the queue's lock, wake outside it.
-            let Some(cell) = self.waiters.lock().pop_front() else {
+            let cell = {
+                let mut waiters = self.waiters.lock();
+                let cell = waiters.pop_front();
+                self.len.store(waiters.len(), Ordering::Release);
+                cell
+            };
+            let Some(cell) = cell else {
                 break;
             };
             cell.notify();
@@ -115,8 +140,16 @@ impl WaitQueue {
     }
 
     /// Wakes every waiter; returns how many it woke.
+    #[inline]
     pub fn notify_all(&self) -> usize {
-        let cells = std::mem::take(&mut *self.waiters.lock());
+        if self.len.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        let cells = {
+            let mut waiters = self.waiters.lock();
+            self.len.store(0, Ordering::Release);
+            std::mem::take(&mut *waiters)
+        };
         for cell in &cells {
             cell.notify();
         }
@@ -125,7 +158,7 @@ impl WaitQueue {
 
     /// How many threads wait (a snapshot).
     pub fn len(&self) -> usize {
-        self.waiters.lock().len()
+        self.len.load(Ordering::Acquire)
     }
 
     /// Whether no thread waits (a snapshot).
@@ -142,6 +175,7 @@ impl WaitQueue {
         }
         if let Some(i) = waiters.iter().position(|c| Arc::ptr_eq(c, cell)) {
             waiters.remove(i);
+            self.len.store(waiters.len(), Ordering::Release);
         }
         false
     }

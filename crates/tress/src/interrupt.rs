@@ -131,13 +131,13 @@ pub(crate) fn park<I: Interrupt + ?Sized>(
 ) -> Result<Parked, I::Error> {
     let (until, sliced) = match interrupt.slice() {
         None => (deadline, false),
-        Some(slice) => {
-            let end = Instant::now() + slice;
-            match deadline {
+        Some(slice) => match Instant::now().checked_add(slice) {
+            None => (deadline, false),
+            Some(end) => match deadline {
                 Some(d) if d <= end => (Some(d), false),
                 _ => (Some(end), true),
-            }
-        }
+            },
+        },
     };
     interrupt.before_sleep();
     let wake = sys::wait(word, expected, until);

@@ -257,8 +257,19 @@ impl Barrier {
         if let Some(action) = action {
             s.phase = Phase::Releasing;
             s.releaser = current_thread_id();
-            let r = MutexGuard::unlocked(s, action);
+            let r = MutexGuard::unlocked(s, || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(action))
+            });
             s.releaser = 0;
+            let r = match r {
+                Ok(r) => r,
+                Err(panic) => {
+                    // As CPython's `except: self._break(); raise`.
+                    self.break_locked(s);
+                    s.count -= 1;
+                    std::panic::resume_unwind(panic);
+                }
+            };
             if let Err(e) = r {
                 self.break_locked(s);
                 return Err(BarrierError::Action(e));

@@ -176,8 +176,10 @@ impl WaitQueue {
         if let Some(i) = waiters.iter().position(|c| Arc::ptr_eq(c, cell)) {
             waiters.remove(i);
             self.len.store(waiters.len(), Ordering::Release);
+            return false;
         }
-        false
+        // A notifier popped it and is about to flip it: it counts as notified.
+        true
     }
 }
 
@@ -196,7 +198,7 @@ impl Ticket<'_> {
     /// the wait; `Ok(false)` means the deadline passed unnotified. A ticket
     /// abandoned or timed out leaves the queue, so no notification is wasted
     /// on it; one notified at that very moment reports `Ok(true)` (a
-    /// timeout) or counts as consumed (an interrupt).
+    /// timeout) or hands the notification to the next waiter (an interrupt).
     pub fn wait_with<I: Interrupt + ?Sized>(
         mut self,
         deadline: Option<Instant>,
@@ -220,7 +222,11 @@ impl Ticket<'_> {
                 Ok(Parked::Retry) => {}
                 Ok(Parked::TimedOut) => return Ok(self.queue.withdraw(&self.cell)),
                 Err(e) => {
-                    self.queue.withdraw(&self.cell);
+                    if self.queue.withdraw(&self.cell) {
+                        // Notified as the wait was abandoned: pass the
+                        // notification on rather than lose it.
+                        self.queue.notify(1);
+                    }
                     return Err(e);
                 }
             }

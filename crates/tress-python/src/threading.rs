@@ -7,14 +7,15 @@
 //! with the GIL held inside one native call; blocking goes through
 //! [`Blocking`], which releases the GIL only while the thread sleeps.
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use pyo3::exceptions::{PyDeprecationWarning, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyDict, PyTuple, PyType};
 
 use crate::errors;
-use crate::wait::{Blocking, LockWait, deadline, lock_args, py_timeout};
+use crate::wait::{Arg, Blocking, LockWait, lock_args, wait_deadline};
 
 /// Registers the classes on the extension module.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -26,6 +27,72 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEvent>()?;
     m.add_class::<PyBarrier>()?;
     Ok(())
+}
+
+/// Binds `*args, **kwargs` to the parameter `names`, as Python would.
+fn bind_args<'py, const N: usize>(
+    fname: &str,
+    names: [&str; N],
+    args: &Bound<'py, PyTuple>,
+    kwargs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<[Option<Bound<'py, PyAny>>; N]> {
+    if args.len() > N {
+        return Err(PyTypeError::new_err(format!(
+            "{fname}() takes at most {N} arguments ({} given)",
+            args.len()
+        )));
+    }
+    let mut out: [Option<Bound<'py, PyAny>>; N] = std::array::from_fn(|_| None);
+    for (slot, a) in out.iter_mut().zip(args.iter()) {
+        *slot = Some(a);
+    }
+    if let Some(kwargs) = kwargs {
+        for (k, v) in kwargs.iter() {
+            let key: String = k.extract()?;
+            let Some(i) = names.iter().position(|n| *n == key) else {
+                return Err(PyTypeError::new_err(format!(
+                    "{fname}() got an unexpected keyword argument '{key}'"
+                )));
+            };
+            if out[i].is_some() {
+                return Err(PyTypeError::new_err(format!(
+                    "{fname}() got multiple values for argument '{key}'"
+                )));
+            }
+            out[i] = Some(v);
+        }
+    }
+    Ok(out)
+}
+
+/// The constructor's arguments: strict for the class itself; for a Python
+/// subclass, whose `__init__` may take other arguments, the defaults when
+/// they do not fit (its `__init__` then passes the real ones to ours).
+fn new_args<'py, const N: usize>(
+    cls: &Bound<'py, PyType>,
+    own: &Bound<'py, PyType>,
+    names: [&str; N],
+    args: &Bound<'py, PyTuple>,
+    kwargs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<[Option<Bound<'py, PyAny>>; N]> {
+    let fname = own.qualname()?.to_string();
+    match bind_args(&fname, names, args, kwargs) {
+        Err(_) if !cls.is(own) => Ok(std::array::from_fn(|_| None)),
+        r => r,
+    }
+}
+
+/// A subclass's `__init__` asked for a state other than the one built.
+fn init_mismatch(slf: &Bound<'_, PyAny>) -> PyErr {
+    let name = slf
+        .get_type()
+        .qualname()
+        .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+    PyTypeError::new_err(format!(
+        "{name}: tress builds its primitives when they are created, so \
+         __init__ cannot change the arguments given to the constructor; \
+         pass them to {name}(...) itself"
+    ))
 }
 
 /// `TypeError: cannot pickle 'tress.X' object`, as the stdlib's locks say.
@@ -61,11 +128,8 @@ fn acquire_lock(py: Python<'_>, lock: &tress::Lock, wait: LockWait) -> PyResult<
     match wait {
         LockWait::NoWait => Ok(lock.try_acquire()),
         LockWait::Forever => lock.acquire_with(None, &mut Blocking::interruptible(py)),
-        LockWait::For(seconds) => {
-            if lock.try_acquire() {
-                return Ok(true);
-            }
-            lock.acquire_with(deadline(seconds)?, &mut Blocking::interruptible(py))
+        LockWait::Until(deadline) => {
+            lock.acquire_with(Some(deadline), &mut Blocking::interruptible(py))
         }
     }
 }
@@ -76,12 +140,7 @@ fn acquire_rlock(py: Python<'_>, lock: &tress::RLock, wait: LockWait) -> PyResul
     let until: Option<Instant> = match wait {
         LockWait::NoWait => return lock.try_acquire().map_err(errors::count_overflow),
         LockWait::Forever => None,
-        LockWait::For(seconds) => {
-            if lock.try_acquire().map_err(errors::count_overflow)? {
-                return Ok(true);
-            }
-            deadline(seconds)?
-        }
+        LockWait::Until(deadline) => Some(deadline),
     };
     lock.acquire_with(until, &mut Blocking::interruptible(py))
         .map_err(|e| e.unwrap_or_else(errors::count_overflow))
@@ -106,31 +165,21 @@ impl PyLock {
     }
 
     /// Acquire the lock, blocking or non-blocking, with an optional timeout.
-    #[pyo3(signature = (blocking=None, timeout=None))]
+    #[pyo3(signature = (blocking=Arg::Missing, timeout=Arg::Missing))]
     #[inline]
-    fn acquire(
-        &self,
-        py: Python<'_>,
-        blocking: Option<&Bound<'_, PyAny>>,
-        timeout: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        if blocking.is_none() && timeout.is_none() {
+    fn acquire(&self, py: Python<'_>, blocking: Arg<'_>, timeout: Arg<'_>) -> PyResult<bool> {
+        if blocking.get().is_none() && timeout.get().is_none() {
             if self.inner.try_acquire() {
                 return Ok(true);
             }
             return acquire_lock(py, &self.inner, LockWait::Forever);
         }
-        acquire_lock(py, &self.inner, lock_args(blocking, timeout)?)
+        acquire_lock(py, &self.inner, lock_args(blocking.get(), timeout.get())?)
     }
 
     /// Deprecated alias of `acquire`.
-    #[pyo3(signature = (blocking=None, timeout=None))]
-    fn acquire_lock(
-        &self,
-        py: Python<'_>,
-        blocking: Option<&Bound<'_, PyAny>>,
-        timeout: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
+    #[pyo3(signature = (blocking=Arg::Missing, timeout=Arg::Missing))]
+    fn acquire_lock(&self, py: Python<'_>, blocking: Arg<'_>, timeout: Arg<'_>) -> PyResult<bool> {
         self.acquire(py, blocking, timeout)
     }
 
@@ -206,7 +255,22 @@ pub(crate) struct PyRLock {
 }
 
 fn saved_rlock(state: &Bound<'_, PyAny>) -> PyResult<tress::RLockState> {
-    let (count, owner): (usize, usize) = state.extract()?;
+    let tuple = state.cast::<PyTuple>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "_acquire_restore() argument 1 must be tuple, not {}",
+            state
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string())
+        ))
+    })?;
+    if tuple.len() != 2 {
+        return Err(PyTypeError::new_err(format!(
+            "_acquire_restore() argument 1 must be sequence of length 2, not {}",
+            tuple.len()
+        )));
+    }
+    let (count, owner): (usize, usize) = tuple.extract()?;
     Ok(tress::RLockState { count, owner })
 }
 
@@ -221,18 +285,13 @@ impl PyRLock {
     }
 
     /// Acquire the lock (again, if this thread holds it).
-    #[pyo3(signature = (blocking=None, timeout=None))]
+    #[pyo3(signature = (blocking=Arg::Missing, timeout=Arg::Missing))]
     #[inline]
-    fn acquire(
-        &self,
-        py: Python<'_>,
-        blocking: Option<&Bound<'_, PyAny>>,
-        timeout: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        let wait = if blocking.is_none() && timeout.is_none() {
+    fn acquire(&self, py: Python<'_>, blocking: Arg<'_>, timeout: Arg<'_>) -> PyResult<bool> {
+        let wait = if blocking.get().is_none() && timeout.get().is_none() {
             LockWait::Forever
         } else {
-            lock_args(blocking, timeout)?
+            lock_args(blocking.get(), timeout.get())?
         };
         if let LockWait::Forever = wait
             && self.inner.try_acquire().map_err(errors::count_overflow)?
@@ -335,128 +394,23 @@ enum Saved {
 /// Lock or RLock natively, over any other lock through its methods.
 #[pyclass(name = "Condition", module = "tress", frozen, subclass, weakref)]
 pub(crate) struct PyCondition {
-    /// The lock object, as passed (or the default RLock).
-    lock_obj: Py<PyAny>,
-    /// How to drive it.
-    lock: CondLock,
+    /// The lock; set by `__new__`, or for a Python subclass by `__init__`
+    /// (which may take other arguments than the constructor), or on first
+    /// use.
+    cell: OnceLock<CondState>,
     /// The waiting threads.
     queue: tress::WaitQueue,
 }
 
-fn optional_attr(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Option<Py<PyAny>>> {
-    match obj.getattr(name) {
-        Ok(a) => Ok(Some(a.unbind())),
-        Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(obj.py()) => Ok(None),
-        Err(e) => Err(e),
-    }
+/// A condition's lock.
+struct CondState {
+    /// The lock object, as passed (or the default RLock).
+    lock_obj: Py<PyAny>,
+    /// How to drive it.
+    lock: CondLock,
 }
 
-impl PyCondition {
-    fn is_owned(&self, py: Python<'_>) -> PyResult<bool> {
-        match &self.lock {
-            CondLock::Lock(l) => Ok(l.get().inner.is_locked()),
-            CondLock::RLock(l) => Ok(l.get().inner.is_owned()),
-            CondLock::Foreign(f) => match &f.is_owned {
-                Some(is_owned) => is_owned.bind(py).call0()?.is_truthy(),
-                None => {
-                    // The stdlib's fallback: a lock we can take is not ours.
-                    if f.acquire.bind(py).call1((false,))?.is_truthy()? {
-                        f.release.bind(py).call0()?;
-                        Ok(false)
-                    } else {
-                        Ok(true)
-                    }
-                }
-            },
-        }
-    }
-
-    fn release_save(&self, py: Python<'_>) -> PyResult<Saved> {
-        match &self.lock {
-            CondLock::Lock(l) => {
-                l.get().inner.release().map_err(errors::not_locked)?;
-                Ok(Saved::Lock)
-            }
-            CondLock::RLock(l) => l
-                .get()
-                .inner
-                .release_save()
-                .map(Saved::RLock)
-                .map_err(errors::not_owned),
-            CondLock::Foreign(f) => match &f.release_save {
-                Some(rs) => Ok(Saved::Foreign(rs.bind(py).call0()?.unbind())),
-                None => {
-                    f.release.bind(py).call0()?;
-                    Ok(Saved::Foreign(py.None()))
-                }
-            },
-        }
-    }
-
-    fn acquire_restore(&self, py: Python<'_>, saved: Saved) -> PyResult<()> {
-        match (&self.lock, saved) {
-            (CondLock::Lock(l), _) => l
-                .get()
-                .inner
-                .acquire_with(None, &mut Blocking::uninterruptible(py))
-                .map(drop),
-            (CondLock::RLock(l), Saved::RLock(s)) => l
-                .get()
-                .inner
-                .acquire_restore_with(s, &mut Blocking::uninterruptible(py)),
-            (CondLock::Foreign(f), Saved::Foreign(s)) => {
-                match &f.acquire_restore {
-                    Some(ar) => ar.bind(py).call1((s,))?,
-                    None => f.acquire.bind(py).call0()?,
-                };
-                Ok(())
-            }
-            _ => Err(PyTypeError::new_err("saved state of another lock")),
-        }
-    }
-
-    fn saved_from_py(&self, state: &Bound<'_, PyAny>) -> PyResult<Saved> {
-        Ok(match &self.lock {
-            CondLock::Lock(_) => Saved::Lock,
-            CondLock::RLock(_) => Saved::RLock(saved_rlock(state)?),
-            CondLock::Foreign(_) => Saved::Foreign(state.clone().unbind()),
-        })
-    }
-
-    fn saved_to_py(py: Python<'_>, saved: Saved) -> PyResult<Py<PyAny>> {
-        Ok(match saved {
-            Saved::Lock => py.None(),
-            Saved::RLock(s) => (s.count, s.owner).into_pyobject(py)?.into_any().unbind(),
-            Saved::Foreign(s) => s,
-        })
-    }
-
-    /// The body of `wait`: the caller's timeout already parsed.
-    fn wait_inner(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        if !self.is_owned(py)? {
-            return Err(PyRuntimeError::new_err("cannot wait on un-acquired lock"));
-        }
-        let until = match timeout {
-            None => None,
-            Some(t) => Some(deadline(t)?.unwrap_or_else(far_future)),
-        };
-        let ticket = self.queue.enqueue();
-        let saved = self.release_save(py)?;
-        let woke = ticket.wait_with(until, &mut Blocking::interruptible(py));
-        self.acquire_restore(py, saved)?;
-        woke
-    }
-}
-
-/// A deadline for a timeout too long for `Instant` yet under TIMEOUT_MAX.
-fn far_future() -> Instant {
-    Instant::now() + std::time::Duration::from_secs(u64::from(u32::MAX))
-}
-
-#[pymethods]
-impl PyCondition {
-    #[new]
-    #[pyo3(signature = (lock=None))]
+impl CondState {
     fn new(py: Python<'_>, lock: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let lock_obj = match lock {
             Some(l) if !l.is_none() => l.clone(),
@@ -484,14 +438,172 @@ impl PyCondition {
         Ok(Self {
             lock_obj: lock_obj.unbind(),
             lock,
+        })
+    }
+}
+
+fn optional_attr(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Option<Py<PyAny>>> {
+    match obj.getattr(name) {
+        Ok(a) => Ok(Some(a.unbind())),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(obj.py()) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl PyCondition {
+    /// The lock, made (a new RLock) if no constructor set it.
+    #[inline]
+    fn st(&self, py: Python<'_>) -> &CondState {
+        self.cell
+            .get_or_init(|| CondState::new(py, None).expect("creating a tress RLock cannot fail"))
+    }
+
+    fn is_owned(&self, py: Python<'_>) -> PyResult<bool> {
+        match &self.st(py).lock {
+            CondLock::Lock(l) => Ok(l.get().inner.is_locked()),
+            CondLock::RLock(l) => Ok(l.get().inner.is_owned()),
+            CondLock::Foreign(f) => match &f.is_owned {
+                Some(is_owned) => is_owned.bind(py).call0()?.is_truthy(),
+                None => {
+                    // The stdlib's fallback: a lock we can take is not ours.
+                    if f.acquire.bind(py).call1((false,))?.is_truthy()? {
+                        f.release.bind(py).call0()?;
+                        Ok(false)
+                    } else {
+                        Ok(true)
+                    }
+                }
+            },
+        }
+    }
+
+    fn release_save(&self, py: Python<'_>) -> PyResult<Saved> {
+        match &self.st(py).lock {
+            CondLock::Lock(l) => {
+                l.get().inner.release().map_err(errors::not_locked)?;
+                Ok(Saved::Lock)
+            }
+            CondLock::RLock(l) => l
+                .get()
+                .inner
+                .release_save()
+                .map(Saved::RLock)
+                .map_err(errors::not_owned),
+            CondLock::Foreign(f) => match &f.release_save {
+                Some(rs) => Ok(Saved::Foreign(rs.bind(py).call0()?.unbind())),
+                None => {
+                    f.release.bind(py).call0()?;
+                    Ok(Saved::Foreign(py.None()))
+                }
+            },
+        }
+    }
+
+    fn acquire_restore(&self, py: Python<'_>, saved: Saved) -> PyResult<()> {
+        match (&self.st(py).lock, saved) {
+            (CondLock::Lock(l), _) => l
+                .get()
+                .inner
+                .acquire_with(None, &mut Blocking::uninterruptible(py))
+                .map(drop),
+            (CondLock::RLock(l), Saved::RLock(s)) => l
+                .get()
+                .inner
+                .acquire_restore_with(s, &mut Blocking::uninterruptible(py)),
+            (CondLock::Foreign(f), Saved::Foreign(s)) => {
+                match &f.acquire_restore {
+                    Some(ar) => ar.bind(py).call1((s,))?,
+                    None => f.acquire.bind(py).call0()?,
+                };
+                Ok(())
+            }
+            _ => Err(PyTypeError::new_err("saved state of another lock")),
+        }
+    }
+
+    fn saved_from_py(&self, state: &Bound<'_, PyAny>) -> PyResult<Saved> {
+        Ok(match &self.st(state.py()).lock {
+            CondLock::Lock(_) => Saved::Lock,
+            CondLock::RLock(_) => Saved::RLock(saved_rlock(state)?),
+            CondLock::Foreign(_) => Saved::Foreign(state.clone().unbind()),
+        })
+    }
+
+    fn saved_to_py(py: Python<'_>, saved: Saved) -> PyResult<Py<PyAny>> {
+        Ok(match saved {
+            Saved::Lock => py.None(),
+            Saved::RLock(s) => (s.count, s.owner).into_pyobject(py)?.into_any().unbind(),
+            Saved::Foreign(s) => s,
+        })
+    }
+
+    /// The body of `wait`: the caller's timeout already parsed.
+    fn wait_inner(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        if !self.is_owned(py)? {
+            return Err(PyRuntimeError::new_err("cannot wait on un-acquired lock"));
+        }
+        let until = wait_deadline(timeout)?;
+        self.wait_until(py, until)
+    }
+
+    /// Releases the lock, waits until notified or `until`, retakes the lock.
+    fn wait_until(&self, py: Python<'_>, until: Option<Instant>) -> PyResult<bool> {
+        let ticket = self.queue.enqueue();
+        let saved = self.release_save(py)?;
+        let woke = ticket.wait_with(until, &mut Blocking::interruptible(py));
+        self.acquire_restore(py, saved)?;
+        woke
+    }
+}
+
+#[pymethods]
+impl PyCondition {
+    #[new]
+    #[classmethod]
+    #[pyo3(signature = (*args, **kwargs))]
+    fn new(
+        cls: &Bound<'_, PyType>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let py = cls.py();
+        let own = py.get_type::<Self>();
+        let [lock] = new_args(cls, &own, ["lock"], args, kwargs)?;
+        let cell = OnceLock::new();
+        if cls.is(&own) {
+            let _ = cell.set(CondState::new(py, lock.as_ref())?);
+        }
+        Ok(Self {
+            cell,
             queue: tress::WaitQueue::new(),
         })
+    }
+
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let [lock] = bind_args("Condition", ["lock"], args, kwargs)?;
+        let this = slf.get();
+        if this.cell.get().is_none() {
+            let _ = this.cell.set(CondState::new(py, lock.as_ref())?);
+            return Ok(());
+        }
+        match lock {
+            Some(l) if !l.is_none() && !l.is(this.st(py).lock_obj.bind(py)) => {
+                Err(init_mismatch(slf.as_any()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The underlying lock.
     #[getter]
     fn _lock(&self, py: Python<'_>) -> Py<PyAny> {
-        self.lock_obj.clone_ref(py)
+        self.st(py).lock_obj.clone_ref(py)
     }
 
     /// Acquire the underlying lock (its `acquire` signature).
@@ -503,14 +615,14 @@ impl PyCondition {
         kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
     ) -> PyResult<Py<PyAny>> {
         let native = |wait: LockWait| -> PyResult<Py<PyAny>> {
-            let got = match &self.lock {
+            let got = match &self.st(py).lock {
                 CondLock::Lock(l) => acquire_lock(py, &l.get().inner, wait)?,
                 CondLock::RLock(l) => acquire_rlock(py, &l.get().inner, wait)?,
                 CondLock::Foreign(_) => unreachable!(),
             };
             Ok(got.into_pyobject(py)?.to_owned().into_any().unbind())
         };
-        match &self.lock {
+        match &self.st(py).lock {
             CondLock::Foreign(f) => Ok(f.acquire.bind(py).call(args, kwargs)?.unbind()),
             _ => {
                 let get = |i: usize, name: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
@@ -534,7 +646,7 @@ impl PyCondition {
 
     /// Release the underlying lock.
     fn release(&self, py: Python<'_>) -> PyResult<()> {
-        match &self.lock {
+        match &self.st(py).lock {
             CondLock::Lock(l) => l.get().inner.release().map_err(errors::not_locked),
             CondLock::RLock(l) => l.get().inner.release().map_err(errors::not_owned),
             CondLock::Foreign(f) => f.release.bind(py).call0().map(drop),
@@ -542,7 +654,7 @@ impl PyCondition {
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        match &self.lock {
+        match &self.st(py).lock {
             CondLock::Lock(l) => {
                 let inner = &l.get().inner;
                 let got = inner.try_acquire() || acquire_lock(py, inner, LockWait::Forever)?;
@@ -554,7 +666,12 @@ impl PyCondition {
                     || acquire_rlock(py, inner, LockWait::Forever)?;
                 Ok(got.into_pyobject(py)?.to_owned().into_any().unbind())
             }
-            CondLock::Foreign(_) => Ok(self.lock_obj.bind(py).call_method0("__enter__")?.unbind()),
+            CondLock::Foreign(_) => Ok(self
+                .st(py)
+                .lock_obj
+                .bind(py)
+                .call_method0("__enter__")?
+                .unbind()),
         }
     }
 
@@ -566,8 +683,9 @@ impl PyCondition {
         exc_value: Option<&Bound<'_, PyAny>>,
         traceback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        match &self.lock {
+        match &self.st(py).lock {
             CondLock::Foreign(_) => Ok(self
+                .st(py)
                 .lock_obj
                 .bind(py)
                 .call_method1("__exit__", (exc_type, exc_value, traceback))?
@@ -597,7 +715,6 @@ impl PyCondition {
     /// released meanwhile and held again on return. Returns False on timeout.
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
-        let timeout = py_timeout(timeout)?;
         self.wait_inner(py, timeout)
     }
 
@@ -610,25 +727,32 @@ impl PyCondition {
         predicate: &Bound<'_, PyAny>,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let mut waittime = py_timeout(timeout)?;
-        let mut endtime: Option<Instant> = None;
+        // As threading.Condition.wait_for: the first wait gets the whole
+        // timeout, later ones what is left; a spent timeout ends the loop.
+        let timeout = timeout.filter(|t| !t.is_none());
+        let mut until: Option<Option<Instant>> = None;
         let mut result = predicate.call0()?;
         while !result.is_truthy()? {
-            if let Some(w) = waittime {
-                match endtime {
-                    None => {
-                        endtime = Some(deadline(w)?.unwrap_or_else(far_future));
+            let deadline = match until {
+                Some(d) => {
+                    if d.is_some_and(|d| Instant::now() >= d) {
+                        break;
                     }
-                    Some(end) => {
-                        let left = end.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            break;
-                        }
-                        waittime = Some(left.as_secs_f64());
-                    }
+                    d
                 }
+                None => {
+                    if !self.is_owned(py)? {
+                        return Err(PyRuntimeError::new_err("cannot wait on un-acquired lock"));
+                    }
+                    let d = wait_deadline(timeout)?;
+                    until = Some(d);
+                    d
+                }
+            };
+            if !self.is_owned(py)? {
+                return Err(PyRuntimeError::new_err("cannot wait on un-acquired lock"));
             }
-            self.wait_inner(py, waittime)?;
+            self.wait_until(py, deadline)?;
             result = predicate.call0()?;
         }
         Ok(result.unbind())
@@ -665,7 +789,7 @@ impl PyCondition {
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
             "<Condition({}, {})>",
-            self.lock_obj.bind(py).repr()?,
+            self.st(py).lock_obj.bind(py).repr()?,
             self.queue.len()
         ))
     }
@@ -686,13 +810,47 @@ enum Sem {
 /// A counting semaphore, drop-in for `threading.Semaphore`.
 #[pyclass(name = "Semaphore", module = "tress", frozen, subclass, weakref)]
 pub(crate) struct PySemaphore {
-    inner: Sem,
+    /// The semaphore and the value it was created with; set by `__new__`,
+    /// or for a Python subclass by `__init__` (which may take other
+    /// arguments than the constructor), or on first use.
+    cell: OnceLock<(Sem, usize)>,
+    /// Whether this is a `BoundedSemaphore`.
+    bounded: bool,
+}
+
+fn initial_value(value: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+    match value {
+        None => Ok(1),
+        Some(v) => errors::count_arg(v, "semaphore initial value must be >= 0"),
+    }
 }
 
 impl PySemaphore {
+    fn build(bounded: bool, v: usize) -> (Sem, usize) {
+        let sem = if bounded {
+            Sem::Bounded(tress::BoundedSemaphore::new(v))
+        } else {
+            Sem::Plain(tress::Semaphore::new(v))
+        };
+        (sem, v)
+    }
+
+    fn created(bounded: bool, cls: &Bound<'_, PyType>, own: &Bound<'_, PyType>, v: usize) -> Self {
+        let cell = OnceLock::new();
+        if cls.is(own) {
+            let _ = cell.set(Self::build(bounded, v));
+        }
+        Self { cell, bounded }
+    }
+
+    #[inline]
+    fn sem(&self) -> &Sem {
+        &self.cell.get_or_init(|| Self::build(self.bounded, 1)).0
+    }
+
     #[inline]
     fn try_acquire(&self) -> bool {
-        match &self.inner {
+        match self.sem() {
             Sem::Plain(s) => s.try_acquire(),
             Sem::Bounded(s) => s.try_acquire(),
         }
@@ -700,14 +858,14 @@ impl PySemaphore {
 
     fn acquire_until(&self, py: Python<'_>, until: Option<Instant>) -> PyResult<bool> {
         let mut blocking = Blocking::interruptible(py);
-        match &self.inner {
+        match self.sem() {
             Sem::Plain(s) => s.acquire_with(until, &mut blocking),
             Sem::Bounded(s) => s.acquire_with(until, &mut blocking),
         }
     }
 
     fn value(&self) -> usize {
-        match &self.inner {
+        match self.sem() {
             Sem::Plain(s) => s.value(),
             Sem::Bounded(s) => s.value(),
         }
@@ -717,15 +875,33 @@ impl PySemaphore {
 #[pymethods]
 impl PySemaphore {
     #[new]
-    #[pyo3(signature = (value=None))]
-    fn new(value: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
-        let v = match value {
-            None => 1,
-            Some(v) => errors::count_arg(v, "semaphore initial value must be >= 0")?,
-        };
-        Ok(Self {
-            inner: Sem::Plain(tress::Semaphore::new(v)),
-        })
+    #[classmethod]
+    #[pyo3(signature = (*args, **kwargs))]
+    fn new(
+        cls: &Bound<'_, PyType>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let own = cls.py().get_type::<Self>();
+        let [value] = new_args(cls, &own, ["value"], args, kwargs)?;
+        let v = initial_value(value.as_ref())?;
+        Ok(Self::created(false, cls, &own, v))
+    }
+
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let [value] = bind_args("Semaphore", ["value"], args, kwargs)?;
+        let v = initial_value(value.as_ref())?;
+        let this = slf.get();
+        let (_, initial) = this.cell.get_or_init(|| Self::build(this.bounded, v));
+        if *initial != v {
+            return Err(init_mismatch(slf.as_any()));
+        }
+        Ok(())
     }
 
     /// Take a permit, waiting (up to `timeout` seconds) while there is none.
@@ -741,7 +917,7 @@ impl PySemaphore {
             None => true,
             Some(b) => b.is_truthy()?,
         };
-        let timeout = py_timeout(timeout)?;
+        let timeout = timeout.filter(|t| !t.is_none());
         if !blocking && timeout.is_some() {
             return Err(PyValueError::new_err(
                 "can't specify timeout for non-blocking acquire",
@@ -753,10 +929,7 @@ impl PySemaphore {
         if !blocking {
             return Ok(false);
         }
-        let until = match timeout {
-            None => None,
-            Some(t) => Some(deadline(t)?.unwrap_or_else(far_future)),
-        };
+        let until = wait_deadline(timeout)?;
         self.acquire_until(py, until)
     }
 
@@ -769,14 +942,26 @@ impl PySemaphore {
     }
 
     /// Give back `n` permits, waking up to `n` waiting threads.
-    #[pyo3(signature = (n=1))]
+    #[pyo3(signature = (n=None))]
     #[inline]
-    fn release(&self, n: isize) -> PyResult<()> {
-        if n < 1 {
-            return Err(PyValueError::new_err("n must be one or more"));
-        }
-        let n = n.unsigned_abs();
-        match &self.inner {
+    fn release(&self, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let n = match n {
+            None => 1,
+            Some(n) => match n.extract::<i64>() {
+                Ok(v) if v >= 1 => v.unsigned_abs() as usize,
+                Ok(_) => return Err(PyValueError::new_err("n must be one or more")),
+                Err(e) => {
+                    if n.lt(1)? {
+                        return Err(PyValueError::new_err("n must be one or more"));
+                    }
+                    if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(n.py()) {
+                        return Err(errors::semaphore_overflow(tress::CountOverflow));
+                    }
+                    return Err(e);
+                }
+            },
+        };
+        match self.sem() {
             Sem::Plain(s) => s.release(n).map_err(errors::semaphore_overflow),
             Sem::Bounded(s) => s.release(n).map_err(errors::too_many_releases),
         }
@@ -790,7 +975,7 @@ impl PySemaphore {
         _exc_value: Option<&Bound<'_, PyAny>>,
         _traceback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.release(1)
+        self.release(None)
     }
 
     /// The permits available (read-only; the stdlib's attribute).
@@ -800,7 +985,7 @@ impl PySemaphore {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-        let state = match &slf.get().inner {
+        let state = match slf.get().sem() {
             Sem::Plain(s) => format!("value={}", s.value()),
             Sem::Bounded(s) => format!("value={}/{}", s.value(), s.bound()),
         };
@@ -820,22 +1005,23 @@ pub(crate) struct PyBoundedSemaphore;
 #[pymethods]
 impl PyBoundedSemaphore {
     #[new]
-    #[pyo3(signature = (value=None))]
-    fn new(value: Option<&Bound<'_, PyAny>>) -> PyResult<PyClassInitializer<Self>> {
-        let v = match value {
-            None => 1,
-            Some(v) => errors::count_arg(v, "semaphore initial value must be >= 0")?,
-        };
-        Ok(PyClassInitializer::from(PySemaphore {
-            inner: Sem::Bounded(tress::BoundedSemaphore::new(v)),
-        })
-        .add_subclass(Self))
+    #[classmethod]
+    #[pyo3(signature = (*args, **kwargs))]
+    fn new(
+        cls: &Bound<'_, PyType>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let own = cls.py().get_type::<Self>();
+        let [value] = new_args(cls, &own, ["value"], args, kwargs)?;
+        let v = initial_value(value.as_ref())?;
+        Ok(PyClassInitializer::from(PySemaphore::created(true, cls, &own, v)).add_subclass(Self))
     }
 
     /// The initial value, the most permits there can be.
     #[getter]
     fn _initial_value(slf: &Bound<'_, Self>) -> usize {
-        match &slf.as_super().get().inner {
+        match slf.as_super().get().sem() {
             Sem::Bounded(s) => s.bound(),
             Sem::Plain(s) => s.value(),
         }
@@ -853,10 +1039,26 @@ pub(crate) struct PyEvent {
 #[pymethods]
 impl PyEvent {
     #[new]
-    fn new() -> Self {
-        Self {
+    #[classmethod]
+    #[pyo3(signature = (*args, **kwargs))]
+    fn new(
+        cls: &Bound<'_, PyType>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        new_args(cls, &cls.py().get_type::<Self>(), [], args, kwargs)?;
+        Ok(Self {
             inner: tress::Event::new(),
-        }
+        })
+    }
+
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __init__(
+        &self,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        bind_args("Event", [], args, kwargs).map(drop)
     }
 
     /// Whether the flag is set.
@@ -892,10 +1094,7 @@ impl PyEvent {
         if self.inner.is_set() {
             return Ok(true);
         }
-        let until = match py_timeout(timeout)? {
-            None => None,
-            Some(t) => Some(deadline(t)?.unwrap_or_else(far_future)),
-        };
+        let until = wait_deadline(timeout)?;
         self.inner
             .wait_with(until, &mut Blocking::interruptible(py))
     }
@@ -922,21 +1121,24 @@ impl PyEvent {
 /// A rendezvous of `parties` threads, drop-in for `threading.Barrier`.
 #[pyclass(name = "Barrier", module = "tress", frozen, subclass, weakref)]
 pub(crate) struct PyBarrier {
+    /// Set by `__new__`, or for a Python subclass by `__init__` (which may
+    /// take other arguments than the constructor).
+    cell: OnceLock<BarrierState>,
+}
+
+struct BarrierState {
     inner: tress::Barrier,
     /// Called by the last thread to arrive, before the others are released.
     action: Option<Py<PyAny>>,
-    /// The default timeout of `wait`, in seconds.
-    timeout: Option<f64>,
+    /// The default timeout of `wait`, in seconds (None: no timeout).
+    timeout: Option<Py<PyAny>>,
 }
 
-#[pymethods]
-impl PyBarrier {
-    #[new]
-    #[pyo3(signature = (parties, action=None, timeout=None))]
+impl BarrierState {
     fn new(
         parties: &Bound<'_, PyAny>,
-        action: Option<Py<PyAny>>,
-        timeout: Option<&Bound<'_, PyAny>>,
+        action: Option<Bound<'_, PyAny>>,
+        timeout: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let parties = errors::count_arg(parties, "parties must be >= 1")?;
         if parties == 0 {
@@ -944,9 +1146,73 @@ impl PyBarrier {
         }
         Ok(Self {
             inner: tress::Barrier::new(parties),
-            action,
-            timeout: py_timeout(timeout)?,
+            action: action.filter(|a| !a.is_none()).map(Bound::unbind),
+            timeout: timeout.filter(|t| !t.is_none()).map(Bound::unbind),
         })
+    }
+}
+
+impl PyBarrier {
+    /// The barrier; one that no constructor set up is an error.
+    #[inline]
+    fn st(&self) -> PyResult<&BarrierState> {
+        self.cell
+            .get()
+            .ok_or_else(|| PyTypeError::new_err("Barrier.__init__() was not called with 'parties'"))
+    }
+}
+
+#[pymethods]
+impl PyBarrier {
+    #[new]
+    #[classmethod]
+    #[pyo3(signature = (*args, **kwargs))]
+    fn new(
+        cls: &Bound<'_, PyType>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let own = cls.py().get_type::<Self>();
+        let names = ["parties", "action", "timeout"];
+        let [parties, action, timeout] = new_args(cls, &own, names, args, kwargs)?;
+        let cell = OnceLock::new();
+        match parties {
+            Some(p) if cls.is(&own) => {
+                let _ = cell.set(BarrierState::new(&p, action, timeout)?);
+            }
+            Some(_) => {}
+            None if cls.is(&own) => {
+                return Err(PyTypeError::new_err(
+                    "Barrier() missing 1 required positional argument: 'parties'",
+                ));
+            }
+            None => {}
+        }
+        Ok(Self { cell })
+    }
+
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let names = ["parties", "action", "timeout"];
+        let [parties, action, timeout] = bind_args("Barrier", names, args, kwargs)?;
+        let this = slf.get();
+        let Some(parties) = parties else {
+            return Err(PyTypeError::new_err(
+                "Barrier.__init__() missing 1 required positional argument: 'parties'",
+            ));
+        };
+        match this.cell.get() {
+            None => {
+                let _ = this.cell.set(BarrierState::new(&parties, action, timeout)?);
+                Ok(())
+            }
+            Some(st) if parties.extract::<usize>().ok() == Some(st.inner.parties()) => Ok(()),
+            Some(_) => Err(init_mismatch(slf.as_any())),
+        }
     }
 
     /// Wait for the other parties; returns this thread's index in
@@ -954,56 +1220,56 @@ impl PyBarrier {
     /// barrier is or gets broken.
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
-        let timeout = match py_timeout(timeout)? {
-            None => self.timeout,
-            t => t,
-        };
-        let until = match timeout {
-            None => None,
-            Some(t) => Some(deadline(t)?.unwrap_or_else(far_future)),
-        };
-        let action = self
+        let st = self.st()?;
+        let default = st.timeout.as_ref().map(|t| t.bind(py));
+        let timeout = timeout.filter(|t| !t.is_none()).or(default);
+        let until = wait_deadline(timeout)?;
+        let action = st
             .action
             .as_ref()
             .map(|a| move || a.bind(py).call0().map(drop));
-        self.inner
+        st.inner
             .wait_with_action(until, &mut Blocking::interruptible(py), action)
             .map_err(errors::barrier)
     }
 
     /// Return the barrier to its empty state; waiting threads get
     /// BrokenBarrierError.
-    fn reset(&self, py: Python<'_>) {
+    fn reset(&self, py: Python<'_>) -> PyResult<()> {
+        let inner = &self.st()?.inner;
         // May wait for an action running (with the GIL) in another thread.
-        py.detach(|| self.inner.reset());
+        py.detach(|| inner.reset());
+        Ok(())
     }
 
     /// Break the barrier: waiting and future `wait` calls raise
     /// BrokenBarrierError until `reset`.
-    fn abort(&self, py: Python<'_>) {
-        py.detach(|| self.inner.abort());
+    fn abort(&self, py: Python<'_>) -> PyResult<()> {
+        let inner = &self.st()?.inner;
+        py.detach(|| inner.abort());
+        Ok(())
     }
 
     /// The number of threads needed to trip the barrier.
     #[getter]
-    fn parties(&self) -> usize {
-        self.inner.parties()
+    fn parties(&self) -> PyResult<usize> {
+        Ok(self.st()?.inner.parties())
     }
 
     /// The number of threads waiting now.
     #[getter]
-    fn n_waiting(&self) -> usize {
-        self.inner.n_waiting()
+    fn n_waiting(&self) -> PyResult<usize> {
+        Ok(self.st()?.inner.n_waiting())
     }
 
     /// Whether the barrier is broken.
     #[getter]
-    fn broken(&self) -> bool {
-        self.inner.is_broken()
+    fn broken(&self) -> PyResult<bool> {
+        Ok(self.st()?.inner.is_broken())
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-        let b = &slf.get().inner;
+        let b = &slf.get().st()?.inner;
         if b.is_broken() {
             return state_repr(slf.as_any(), "broken");
         }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyOverflowError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::PyFloat;
 
 /// The thread that runs Python's signal handlers (`threading.main_thread()`),
 /// by [`tress::current_thread_id`]; the forking thread in a child process.
@@ -143,16 +144,50 @@ impl tress::Interrupt for Blocking<'_> {
     }
 }
 
-/// A timeout in seconds as a deadline: `None` for "forever".
-/// Past `threading.TIMEOUT_MAX` is CPython's `OverflowError`.
-pub(crate) fn deadline(seconds: f64) -> PyResult<Option<Instant>> {
-    if seconds > timeout_max() {
+/// `OverflowError` for an integer timeout past a 64-bit count of nanoseconds.
+fn pytime_overflow() -> PyErr {
+    PyOverflowError::new_err("timestamp too large to convert to C _PyTime_t")
+}
+
+/// Seconds to nanoseconds exactly as CPython 3.11 converts a timeout
+/// (`_PyTime_FromSecondsObject` with `_PyTime_ROUND_TIMEOUT`): floats are
+/// rounded away from zero, NaN is a `ValueError`, anything but a float goes
+/// through `__index__`, and out-of-range values are `OverflowError`s.
+fn seconds_to_ns(t: &Bound<'_, PyAny>) -> PyResult<i64> {
+    if let Ok(f) = t.cast::<PyFloat>() {
+        let d = f.value();
+        if d.is_nan() {
+            return Err(PyValueError::new_err("Invalid value NaN (not a number)"));
+        }
+        let x = d * 1e9;
+        let x = if x >= 0.0 { x.ceil() } else { x.floor() };
+        let limit = -(i64::MIN as f64);
+        if !(-limit <= x && x < limit) {
+            return Err(PyOverflowError::new_err(
+                "timestamp out of range for platform time_t",
+            ));
+        }
+        return Ok(x as i64);
+    }
+    let secs = match t.extract::<i64>() {
+        Ok(v) => v,
+        Err(e) if e.is_instance_of::<PyOverflowError>(t.py()) => return Err(pytime_overflow()),
+        Err(e) => return Err(e),
+    };
+    secs.checked_mul(1_000_000_000).ok_or_else(pytime_overflow)
+}
+
+/// A non-negative timeout in nanoseconds as a deadline, after CPython's
+/// `TIMEOUT_MAX` check (`OverflowError: timeout value is too large`).
+fn deadline_ns(ns: i64) -> PyResult<Instant> {
+    let micros = (ns.max(0) as u64).div_ceil(1000);
+    if micros as f64 > timeout_max() * 1e6 {
         return Err(PyOverflowError::new_err("timeout value is too large"));
     }
-    let secs = seconds.max(0.0);
-    Ok(Duration::try_from_secs_f64(secs)
-        .ok()
-        .and_then(tress::deadline_after))
+    let now = Instant::now();
+    Ok(now
+        .checked_add(Duration::from_nanos(ns.max(0) as u64))
+        .unwrap_or_else(|| now + Duration::from_secs(u64::from(u32::MAX))))
 }
 
 /// How `Lock.acquire(blocking, timeout)` should wait.
@@ -162,8 +197,42 @@ pub(crate) enum LockWait {
     NoWait,
     /// `timeout=-1`.
     Forever,
-    /// A timeout in seconds (>= 0).
-    For(f64),
+    /// Until this deadline.
+    Until(Instant),
+}
+
+/// `timeout=-1` in nanoseconds: "no timeout".
+const UNSET_NS: i64 = -1_000_000_000;
+
+/// An optional argument that keeps an explicit `None` (PyO3 maps `None` to
+/// a missing `Option`): `Lock.acquire(timeout=None)` is a `TypeError`.
+#[derive(Default)]
+pub(crate) enum Arg<'py> {
+    /// Not passed.
+    #[default]
+    Missing,
+    /// Passed, whatever it is.
+    Given(Bound<'py, PyAny>),
+}
+
+impl<'py> Arg<'py> {
+    /// The argument, if passed.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&Bound<'py, PyAny>> {
+        match self {
+            Arg::Missing => None,
+            Arg::Given(b) => Some(b),
+        }
+    }
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Arg<'py> {
+    type Error = PyErr;
+
+    #[inline]
+    fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(Arg::Given(obj.to_owned()))
+    }
 }
 
 /// Parses `acquire(blocking=True, timeout=-1)` as `_thread.lock` does.
@@ -176,46 +245,47 @@ pub(crate) fn lock_args(
         None => true,
         Some(b) => b.is_truthy()?,
     };
-    let timeout = match timeout {
-        None => {
-            return Ok(if blocking {
-                LockWait::Forever
-            } else {
-                LockWait::NoWait
-            });
-        }
-        Some(t) => t.extract::<f64>()?,
+    let ns = match timeout {
+        None => UNSET_NS,
+        Some(t) => seconds_to_ns(t)?,
     };
-    if timeout == -1.0 {
-        return Ok(if blocking {
-            LockWait::Forever
-        } else {
-            LockWait::NoWait
-        });
-    }
-    if !blocking {
+    if !blocking && ns != UNSET_NS {
         return Err(PyValueError::new_err(
             "can't specify a timeout for a non-blocking call",
         ));
     }
-    if timeout < 0.0 {
-        return Err(PyValueError::new_err(
-            "timeout value must be a non-negative number",
-        ));
+    if ns < 0 && ns != UNSET_NS {
+        return Err(PyValueError::new_err("timeout value must be positive"));
     }
-    if timeout > timeout_max() {
-        return Err(PyOverflowError::new_err("timeout value is too large"));
+    if !blocking {
+        return Ok(LockWait::NoWait);
     }
-    Ok(LockWait::For(timeout))
+    if ns == UNSET_NS {
+        return Ok(LockWait::Forever);
+    }
+    Ok(LockWait::Until(deadline_ns(ns)?))
 }
 
-/// Parses a Python-level `timeout=None` argument (Condition, Event,
-/// Semaphore, Barrier): `None` waits forever.
-#[inline]
-pub(crate) fn py_timeout(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<f64>> {
-    match timeout {
-        None => Ok(None),
-        Some(t) if t.is_none() => Ok(None),
-        Some(t) => Ok(Some(t.extract::<f64>()?)),
+/// The deadline of a Python-level wait (`Condition.wait`, `Event.wait`,
+/// `Semaphore.acquire`, `Barrier.wait`) given `timeout=None` or seconds:
+/// `None` waits forever, a timeout that is not `> 0` does not wait at all,
+/// as `threading`'s `waiter.acquire(True, timeout)` / `acquire(False)`.
+pub(crate) fn wait_deadline(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Instant>> {
+    let Some(t) = timeout else {
+        return Ok(None);
+    };
+    if t.is_none() {
+        return Ok(None);
     }
+    let positive = if let Ok(f) = t.cast::<PyFloat>() {
+        f.value() > 0.0
+    } else if let Ok(i) = t.extract::<i64>() {
+        i > 0
+    } else {
+        t.gt(0)?
+    };
+    if !positive {
+        return Ok(Some(Instant::now()));
+    }
+    Ok(Some(deadline_ns(seconds_to_ns(t)?)?))
 }

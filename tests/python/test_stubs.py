@@ -16,7 +16,7 @@ IGNORED = {
     "__hash__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__",
     "__str__", "__sizeof__", "__format__", "__dir__", "__class__", "__init_subclass__",
     "__subclasshook__", "__setattr__", "__getattribute__", "__delattr__",
-    "__text_signature__", "__qualname__", "__name__",
+    "__text_signature__", "__qualname__", "__name__", "__annotations__",
 }
 
 

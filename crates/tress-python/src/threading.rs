@@ -153,15 +153,34 @@ fn acquire_rlock(py: Python<'_>, lock: &tress::RLock, wait: LockWait) -> PyResul
 pub(crate) struct PyLock {
     /// The core lock.
     pub(crate) inner: tress::Lock,
+    /// Wakes of condition waiters, deferred to this lock's next release.
+    wakes: tress::WakeList,
+}
+
+impl PyLock {
+    fn create() -> Self {
+        Self {
+            inner: tress::Lock::new(),
+            wakes: tress::WakeList::new(),
+        }
+    }
+
+    /// Releases the lock, then wakes the condition waiters notified while
+    /// it was held (every release goes through here, or through a condition
+    /// wait, which wakes them once it lets go of the GIL).
+    #[inline]
+    fn unlock(&self) -> PyResult<()> {
+        self.inner.release().map_err(errors::not_locked)?;
+        self.wakes.flush();
+        Ok(())
+    }
 }
 
 #[pymethods]
 impl PyLock {
     #[new]
     fn new() -> Self {
-        Self {
-            inner: tress::Lock::new(),
-        }
+        Self::create()
     }
 
     /// Acquire the lock, blocking or non-blocking, with an optional timeout.
@@ -194,7 +213,7 @@ impl PyLock {
     /// Release the lock; any thread may. RuntimeError if it is not locked.
     #[inline]
     fn release(&self) -> PyResult<()> {
-        self.inner.release().map_err(errors::not_locked)
+        self.unlock()
     }
 
     /// Deprecated alias of `release`.
@@ -226,6 +245,7 @@ impl PyLock {
     /// Reset to unlocked in a child after fork (used by `threading`).
     fn _at_fork_reinit(&self) {
         self.inner.reset_after_fork();
+        self.wakes.flush();
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> String {
@@ -252,6 +272,35 @@ impl PyLock {
 pub(crate) struct PyRLock {
     /// The core lock.
     pub(crate) inner: tress::RLock,
+    /// Wakes of condition waiters, deferred to this lock's release.
+    wakes: tress::WakeList,
+}
+
+impl PyRLock {
+    fn create() -> Self {
+        Self {
+            inner: tress::RLock::new(),
+            wakes: tress::WakeList::new(),
+        }
+    }
+
+    /// Releases one level; once the lock is free, wakes the condition
+    /// waiters notified while it was held.
+    #[inline]
+    fn unlock(&self) -> PyResult<()> {
+        self.inner.release().map_err(errors::not_owned)?;
+        if !self.inner.is_owned() {
+            self.wakes.flush();
+        }
+        Ok(())
+    }
+
+    /// Releases every level, then wakes deferred waiters.
+    fn unlock_save(&self) -> PyResult<tress::RLockState> {
+        let saved = self.inner.release_save().map_err(errors::not_owned)?;
+        self.wakes.flush();
+        Ok(saved)
+    }
 }
 
 fn saved_rlock(state: &Bound<'_, PyAny>) -> PyResult<tress::RLockState> {
@@ -279,9 +328,7 @@ impl PyRLock {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyAny>>) -> Self {
-        Self {
-            inner: tress::RLock::new(),
-        }
+        Self::create()
     }
 
     /// Acquire the lock (again, if this thread holds it).
@@ -312,7 +359,7 @@ impl PyRLock {
     /// Release one level. RuntimeError unless the calling thread owns it.
     #[inline]
     fn release(&self) -> PyResult<()> {
-        self.inner.release().map_err(errors::not_owned)
+        self.unlock()
     }
 
     #[pyo3(signature = (_exc_type=None, _exc_value=None, _traceback=None))]
@@ -335,7 +382,7 @@ impl PyRLock {
     }
 
     fn _release_save(&self) -> PyResult<(usize, usize)> {
-        let s = self.inner.release_save().map_err(errors::not_owned)?;
+        let s = self.unlock_save()?;
         Ok((s.count, s.owner))
     }
 
@@ -347,6 +394,7 @@ impl PyRLock {
 
     fn _at_fork_reinit(&self) {
         self.inner.reset_after_fork();
+        self.wakes.flush();
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> String {
@@ -414,13 +462,7 @@ impl CondState {
     fn new(py: Python<'_>, lock: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let lock_obj = match lock {
             Some(l) if !l.is_none() => l.clone(),
-            _ => Bound::new(
-                py,
-                PyRLock {
-                    inner: tress::RLock::new(),
-                },
-            )?
-            .into_any(),
+            _ => Bound::new(py, PyRLock::create())?.into_any(),
         };
         let lock = if let Ok(l) = lock_obj.cast_exact::<PyLock>() {
             CondLock::Lock(l.clone().unbind())
@@ -480,15 +522,10 @@ impl PyCondition {
     fn release_save(&self, py: Python<'_>) -> PyResult<Saved> {
         match &self.st(py).lock {
             CondLock::Lock(l) => {
-                l.get().inner.release().map_err(errors::not_locked)?;
+                l.get().unlock()?;
                 Ok(Saved::Lock)
             }
-            CondLock::RLock(l) => l
-                .get()
-                .inner
-                .release_save()
-                .map(Saved::RLock)
-                .map_err(errors::not_owned),
+            CondLock::RLock(l) => l.get().unlock_save().map(Saved::RLock),
             CondLock::Foreign(f) => match &f.release_save {
                 Some(rs) => Ok(Saved::Foreign(rs.bind(py).call0()?.unbind())),
                 None => {
@@ -549,8 +586,27 @@ impl PyCondition {
     /// Releases the lock, waits until notified or `until`, retakes the lock.
     fn wait_until(&self, py: Python<'_>, until: Option<Instant>) -> PyResult<bool> {
         let ticket = self.queue.enqueue();
-        let saved = self.release_save(py)?;
-        let woke = ticket.wait_with(until, &mut Blocking::interruptible(py));
+        // A native lock is released without waking the waiters this thread
+        // notified: they are woken once it has let go of the GIL as well
+        // (right before it sleeps), so they wake to a free lock and GIL.
+        let (saved, wakes) = match &self.st(py).lock {
+            CondLock::Lock(l) => {
+                let l = l.get();
+                l.inner.release().map_err(errors::not_locked)?;
+                (Saved::Lock, Some(&l.wakes))
+            }
+            CondLock::RLock(l) => {
+                let l = l.get();
+                let s = l.inner.release_save().map_err(errors::not_owned)?;
+                (Saved::RLock(s), Some(&l.wakes))
+            }
+            CondLock::Foreign(_) => (self.release_save(py)?, None),
+        };
+        let woke = ticket.wait_with(until, &mut Blocking::interruptible(py).waking(wakes));
+        if let Some(wakes) = wakes {
+            // In case the wait never slept.
+            wakes.flush();
+        }
         self.acquire_restore(py, saved)?;
         woke
     }
@@ -647,8 +703,8 @@ impl PyCondition {
     /// Release the underlying lock.
     fn release(&self, py: Python<'_>) -> PyResult<()> {
         match &self.st(py).lock {
-            CondLock::Lock(l) => l.get().inner.release().map_err(errors::not_locked),
-            CondLock::RLock(l) => l.get().inner.release().map_err(errors::not_owned),
+            CondLock::Lock(l) => l.get().unlock(),
+            CondLock::RLock(l) => l.get().unlock(),
             CondLock::Foreign(f) => f.release.bind(py).call0().map(drop),
         }
     }
@@ -765,7 +821,24 @@ impl PyCondition {
             return Err(PyRuntimeError::new_err("cannot notify on un-acquired lock"));
         }
         if n > 0 {
-            self.queue.notify(n.unsigned_abs());
+            let n = n.unsigned_abs();
+            // Waiters of a tress lock are woken when it is released, so they
+            // do not wake into the lock (and GIL) this thread still holds.
+            match &self.st(py).lock {
+                CondLock::Lock(l) => {
+                    let l = l.get();
+                    self.queue
+                        .notify_deferred(n, &l.wakes, || l.inner.is_locked());
+                }
+                CondLock::RLock(l) => {
+                    let l = l.get();
+                    self.queue
+                        .notify_deferred(n, &l.wakes, || l.inner.is_locked());
+                }
+                CondLock::Foreign(_) => {
+                    self.queue.notify(n);
+                }
+            }
         }
         Ok(())
     }
@@ -775,7 +848,21 @@ impl PyCondition {
         if !self.is_owned(py)? {
             return Err(PyRuntimeError::new_err("cannot notify on un-acquired lock"));
         }
-        self.queue.notify_all();
+        match &self.st(py).lock {
+            CondLock::Lock(l) => {
+                let l = l.get();
+                self.queue
+                    .notify_all_deferred(&l.wakes, || l.inner.is_locked());
+            }
+            CondLock::RLock(l) => {
+                let l = l.get();
+                self.queue
+                    .notify_all_deferred(&l.wakes, || l.inner.is_locked());
+            }
+            CondLock::Foreign(_) => {
+                self.queue.notify_all();
+            }
+        }
         Ok(())
     }
 

@@ -76,8 +76,11 @@ pub(crate) fn on_main_thread() -> bool {
 }
 
 /// The [`tress::Interrupt`] of a blocking call made with the GIL held.
-pub(crate) struct Blocking<'py> {
+pub(crate) struct Blocking<'py, 'w> {
     py: Python<'py>,
+    /// Condition waiters to wake once this thread has let go of the GIL, so
+    /// they do not wake into a GIL it still holds.
+    wakes: Option<&'w tress::WakeList>,
     /// Set between `before_sleep` and `after_sleep`.
     saved: *mut ffi::PyThreadState,
     /// Whether signals may abandon the wait (main thread, and the caller
@@ -85,13 +88,14 @@ pub(crate) struct Blocking<'py> {
     interruptible: bool,
 }
 
-impl<'py> Blocking<'py> {
+impl<'py, 'w> Blocking<'py, 'w> {
     /// A wait that `KeyboardInterrupt` (or any exception from a signal
     /// handler) abandons when it runs on the main thread.
     #[inline]
     pub(crate) fn interruptible(py: Python<'py>) -> Self {
         Self {
             py,
+            wakes: None,
             saved: std::ptr::null_mut(),
             interruptible: on_main_thread(),
         }
@@ -103,13 +107,22 @@ impl<'py> Blocking<'py> {
     pub(crate) fn uninterruptible(py: Python<'py>) -> Self {
         Self {
             py,
+            wakes: None,
             saved: std::ptr::null_mut(),
             interruptible: false,
         }
     }
+
+    /// Also wake `wakes` as soon as the GIL is let go of (the caller
+    /// flushes them itself if the call never sleeps).
+    #[inline]
+    pub(crate) fn waking(mut self, wakes: Option<&'w tress::WakeList>) -> Self {
+        self.wakes = wakes;
+        self
+    }
 }
 
-impl tress::Interrupt for Blocking<'_> {
+impl tress::Interrupt for Blocking<'_, '_> {
     type Error = PyErr;
 
     fn slice(&self) -> Option<Duration> {
@@ -134,6 +147,9 @@ impl tress::Interrupt for Blocking<'_> {
         // it, and `after_sleep` retakes it before control returns); nothing
         // touches Python objects until `after_sleep`.
         self.saved = unsafe { ffi::PyEval_SaveThread() };
+        if let Some(wakes) = self.wakes {
+            wakes.flush();
+        }
     }
 
     fn after_sleep(&mut self) {

@@ -699,3 +699,55 @@ fn stress_mixed_waits_and_notifies() {
     let (s, r) = (sent.load(Ordering::SeqCst), received.load(Ordering::SeqCst));
     assert!(r <= s, "received {r} > sent {s}");
 }
+
+#[test]
+fn deferred_notifications_wake_on_flush_and_never_before() {
+    let queue = Arc::new(WaitQueue::new());
+    let wakes = Arc::new(tress::WakeList::new());
+    let returned = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let (queue, returned) = (Arc::clone(&queue), Arc::clone(&returned));
+        std::thread::spawn(move || {
+            let ticket = queue.enqueue();
+            tx.send(()).unwrap();
+            let got = ticket.wait_timeout(Duration::from_secs(10));
+            returned.store(true, Ordering::SeqCst);
+            got
+        })
+    };
+    rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // Let the waiter fall asleep on its cell, then notify with the lock "held".
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(queue.notify_deferred(1, &wakes, || true), 1);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        !returned.load(Ordering::SeqCst),
+        "a deferred waiter woke before the flush"
+    );
+    wakes.flush();
+    assert!(
+        waiter.join().unwrap(),
+        "the flushed waiter saw its notification"
+    );
+}
+
+#[test]
+fn deferred_notification_with_the_lock_already_free_wakes_at_once() {
+    let queue = Arc::new(WaitQueue::new());
+    let wakes = tress::WakeList::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let queue = Arc::clone(&queue);
+        std::thread::spawn(move || {
+            let ticket = queue.enqueue();
+            tx.send(()).unwrap();
+            ticket.wait_timeout(Duration::from_secs(10))
+        })
+    };
+    rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    // The lock was released by someone else meanwhile: notify wakes itself.
+    assert_eq!(queue.notify_all_deferred(&wakes, || false), 1);
+    assert!(waiter.join().unwrap());
+}

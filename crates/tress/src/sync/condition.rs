@@ -21,7 +21,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{NotOwned, WaitError};
@@ -41,11 +41,72 @@ struct Cell {
 }
 
 impl Cell {
-    /// Flips the cell to notified and wakes its thread if it sleeps.
-    fn notify(&self) {
-        if self.state.swap(NOTIFIED, Ordering::Release) == SLEEPING {
-            sys::wake(&self.state, 1);
+    /// Flips the cell to notified; returns whether its thread sleeps and so
+    /// needs a wake.
+    fn mark(&self) -> bool {
+        self.state.swap(NOTIFIED, Ordering::Release) == SLEEPING
+    }
+
+    /// Wakes the cell's thread.
+    fn wake(&self) {
+        sys::wake(&self.state, 1);
+    }
+}
+
+/// Wakes that a notification decided on and left for the release of the
+/// lock that guards the condition ("wait morphing" without a requeue).
+///
+/// A thread that notifies while it holds the lock would wake the waiter
+/// straight into that held lock (and, under Python, into the GIL the
+/// notifier holds too), costing a second sleep and wake. With
+/// [`WaitQueue::notify_deferred`] the notified cells are marked at once (a
+/// waiter that wakes early for any reason sees its notification) but woken
+/// only by [`flush`](WakeList::flush), which the owner of the lock calls
+/// right after every release of it.
+///
+/// Memory ordering: the notifier stores `pending` and then reads whether the
+/// lock is held; a releaser frees the lock and then reads `pending`. Both
+/// reads and the `pending` store are `SeqCst`, so when a release races with
+/// a notification one of the two sides flushes (see
+/// [`notify_deferred`](WaitQueue::notify_deferred)).
+#[derive(Debug, Default)]
+pub struct WakeList {
+    /// Whether `cells` may hold cells to wake.
+    pending: AtomicBool,
+    /// The cells to wake.
+    cells: Mutex<Vec<Arc<Cell>>>,
+}
+
+impl WakeList {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Wakes every deferred waiter. Call it right after releasing the lock;
+    /// with nothing deferred it is one atomic read.
+    #[inline]
+    pub fn flush(&self) {
+        if self.pending.load(Ordering::SeqCst) {
+            self.flush_slow();
         }
+    }
+
+    #[cold]
+    fn flush_slow(&self) {
+        let cells = {
+            let mut cells = self.cells.lock();
+            self.pending.store(false, Ordering::SeqCst);
+            std::mem::take(&mut *cells)
+        };
+        for cell in &cells {
+            cell.wake();
+        }
+    }
+
+    fn push(&self, cell: Arc<Cell>) {
+        self.cells.lock().push(cell);
+        self.pending.store(true, Ordering::SeqCst);
     }
 }
 
@@ -121,9 +182,18 @@ impl WaitQueue {
 
     #[cold]
     fn notify_slow(&self, n: usize) -> usize {
-        let mut woken = 0;
-        while woken < n {
-            // Pop under the queue's lock, wake outside it.
+        self.take(n, |cell| {
+            if cell.mark() {
+                cell.wake();
+            }
+        })
+    }
+
+    /// Pops up to `n` cells, oldest first, handing each to `f` outside the
+    /// queue's lock; returns how many.
+    fn take(&self, n: usize, mut f: impl FnMut(Arc<Cell>)) -> usize {
+        let mut taken = 0;
+        while taken < n {
             let cell = {
                 let mut waiters = self.waiters.lock();
                 let cell = waiters.pop_front();
@@ -133,15 +203,65 @@ impl WaitQueue {
             let Some(cell) = cell else {
                 break;
             };
-            cell.notify();
-            woken += 1;
+            f(cell);
+            taken += 1;
         }
-        woken
+        taken
     }
 
     /// Wakes every waiter; returns how many it woke.
     #[inline]
     pub fn notify_all(&self) -> usize {
+        self.notify_deferred_all_with(|cell| {
+            if cell.mark() {
+                cell.wake();
+            }
+        })
+    }
+
+    /// Notifies up to `n` waiters, oldest first, deferring their wake-ups to
+    /// `wakes` (see [`WakeList`]); returns how many. The caller holds the
+    /// condition's lock, whose every release is followed by
+    /// `wakes.flush()`; `lock_held` says whether the lock is still held now,
+    /// after the notification is recorded: if not (another thread released
+    /// an owner-less lock meanwhile) the wakes happen here.
+    pub fn notify_deferred(
+        &self,
+        n: usize,
+        wakes: &WakeList,
+        lock_held: impl FnOnce() -> bool,
+    ) -> usize {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        let count = self.take(n, |cell| {
+            if cell.mark() {
+                wakes.push(cell);
+            }
+        });
+        // Order the `pending` store before reading the lock (see WakeList).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if !lock_held() {
+            wakes.flush();
+        }
+        count
+    }
+
+    /// As [`notify_deferred`](Self::notify_deferred), for every waiter.
+    pub fn notify_all_deferred(&self, wakes: &WakeList, lock_held: impl FnOnce() -> bool) -> usize {
+        let count = self.notify_deferred_all_with(|cell| {
+            if cell.mark() {
+                wakes.push(cell);
+            }
+        });
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if count > 0 && !lock_held() {
+            wakes.flush();
+        }
+        count
+    }
+
+    fn notify_deferred_all_with(&self, mut f: impl FnMut(Arc<Cell>)) -> usize {
         if self.len.load(Ordering::Acquire) == 0 {
             return 0;
         }
@@ -150,10 +270,11 @@ impl WaitQueue {
             self.len.store(0, Ordering::Release);
             std::mem::take(&mut *waiters)
         };
-        for cell in &cells {
-            cell.notify();
+        let count = cells.len();
+        for cell in cells {
+            f(cell);
         }
-        cells.len()
+        count
     }
 
     /// How many threads wait (a snapshot).

@@ -10,7 +10,7 @@ mod rlock;
 mod semaphore;
 
 pub use barrier::{Barrier, BrokenBarrier};
-pub use condition::{CondLock, Condition, Ticket, WaitQueue};
+pub use condition::{CondLock, Condition, Ticket, WaitQueue, WakeList};
 pub use event::Event;
 pub use lock::{Lock, Mutex, MutexGuard};
 pub use rlock::{RLock, RLockState};

@@ -612,6 +612,23 @@ impl PyCondition {
     }
 }
 
+/// How many waiters `notify(n)` wakes: as `threading.Condition`'s loop
+/// `while waiters and n > 0: ...; n -= 1`, for any number `n`.
+fn notify_count(n: &Bound<'_, PyAny>) -> PyResult<usize> {
+    if let Ok(i) = n.extract::<i64>() {
+        return Ok(usize::try_from(i.max(0)).unwrap_or(usize::MAX));
+    }
+    if !n.gt(0)? {
+        return Ok(0);
+    }
+    if let Ok(f) = n.extract::<f64>()
+        && f.is_finite()
+    {
+        return Ok(f.ceil().min(usize::MAX as f64) as usize);
+    }
+    Ok(usize::MAX)
+}
+
 #[pymethods]
 impl PyCondition {
     #[new]
@@ -681,20 +698,8 @@ impl PyCondition {
         match &self.st(py).lock {
             CondLock::Foreign(f) => Ok(f.acquire.bind(py).call(args, kwargs)?.unbind()),
             _ => {
-                let get = |i: usize, name: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
-                    if let Ok(a) = args.get_item(i) {
-                        return Ok(Some(a));
-                    }
-                    match kwargs {
-                        Some(k) => k.get_item(name),
-                        None => Ok(None),
-                    }
-                };
-                if args.len() > 2 {
-                    return Err(PyTypeError::new_err("acquire() takes at most 2 arguments"));
-                }
-                let blocking = get(0, "blocking")?;
-                let timeout = get(1, "timeout")?;
+                let [blocking, timeout] =
+                    bind_args("acquire", ["blocking", "timeout"], args, kwargs)?;
                 native(lock_args(blocking.as_ref(), timeout.as_ref())?)
             }
         }
@@ -815,13 +820,16 @@ impl PyCondition {
     }
 
     /// Wake up at most `n` threads waiting on this condition.
-    #[pyo3(signature = (n=1))]
-    fn notify(&self, py: Python<'_>, n: isize) -> PyResult<()> {
+    #[pyo3(signature = (n=None))]
+    fn notify(&self, py: Python<'_>, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         if !self.is_owned(py)? {
             return Err(PyRuntimeError::new_err("cannot notify on un-acquired lock"));
         }
+        let n = match n {
+            None => 1,
+            Some(n) => notify_count(n)?,
+        };
         if n > 0 {
-            let n = n.unsigned_abs();
             // Waiters of a tress lock are woken when it is released, so they
             // do not wake into the lock (and GIL) this thread still holds.
             match &self.st(py).lock {
@@ -992,15 +1000,16 @@ impl PySemaphore {
     }
 
     /// Take a permit, waiting (up to `timeout` seconds) while there is none.
-    #[pyo3(signature = (blocking=None, timeout=None))]
+    #[pyo3(signature = (blocking=Arg::Missing, timeout=None))]
     #[inline]
     fn acquire(
         &self,
         py: Python<'_>,
-        blocking: Option<&Bound<'_, PyAny>>,
+        blocking: Arg<'_>,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let blocking = match blocking {
+        // `threading.Semaphore` tests `not blocking`: any object, None too.
+        let blocking = match blocking.get() {
             None => true,
             Some(b) => b.is_truthy()?,
         };

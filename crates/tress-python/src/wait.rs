@@ -257,9 +257,10 @@ pub(crate) fn lock_args(
     blocking: Option<&Bound<'_, PyAny>>,
     timeout: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<LockWait> {
+    // `_thread.lock` parses `blocking` as a C int: no floats, no None.
     let blocking = match blocking {
         None => true,
-        Some(b) => b.is_truthy()?,
+        Some(b) => b.extract::<i32>()? != 0,
     };
     let ns = match timeout {
         None => UNSET_NS,

@@ -53,7 +53,8 @@ pub enum BarrierError<I, A = std::convert::Infallible> {
     /// out in some thread, or its action failed.
     Broken,
     /// The [`Interrupt`](crate::Interrupt) abandoned the wait. The barrier
-    /// stays intact and the other threads keep waiting.
+    /// is not broken and this thread no longer counts as arrived (if it
+    /// tripped meanwhile, the others were released without it).
     Interrupted(I),
     /// The action failed in this thread (the last to arrive); the barrier is
     /// now broken.

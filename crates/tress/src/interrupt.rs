@@ -4,8 +4,9 @@
 //! The [`Interrupt`] decides two things: how long the call may sleep in one
 //! piece ([`Interrupt::slice`]), and what happens when it wakes up early
 //! because a signal handler ran or a slice ended ([`Interrupt::check`]): carry
-//! on (`Ok`) or abandon the wait with an error, leaving the primitive exactly
-//! as if the call had never been made.
+//! on (`Ok`) or abandon the wait with an error, leaving the primitive as if
+//! the call had never been made (for a barrier that others may have tripped
+//! meanwhile, see [`Barrier::wait_with_action`](crate::Barrier::wait_with_action)).
 //!
 //! Python's bindings use this to raise `KeyboardInterrupt`: on Linux the
 //! futex wait returns `EINTR` as soon as a signal handler has run in the

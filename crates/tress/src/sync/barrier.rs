@@ -214,7 +214,10 @@ impl Barrier {
     /// this thread; the others get [`BarrierError::Broken`].
     ///
     /// A timeout breaks the barrier (the others get `Broken`); an interrupted
-    /// wait leaves it intact and the other threads waiting.
+    /// wait leaves it unbroken: the thread is no longer counted, so the
+    /// others wait for another arrival — unless the barrier tripped while the
+    /// interrupt was being checked, in which case the others are released
+    /// and only this thread sees the interruption (as in CPython).
     pub fn wait_with_action<I: Interrupt + ?Sized, A>(
         &self,
         deadline: Option<Instant>,

@@ -64,11 +64,14 @@ impl Cell {
 /// only by [`flush`](WakeList::flush), which the owner of the lock calls
 /// right after every release of it.
 ///
-/// Memory ordering: the notifier stores `pending` and then reads whether the
-/// lock is held; a releaser frees the lock and then reads `pending`. Both
-/// reads and the `pending` store are `SeqCst`, so when a release races with
-/// a notification one of the two sides flushes (see
-/// [`notify_deferred`](WaitQueue::notify_deferred)).
+/// Memory ordering: the notifier stores `pending` (`SeqCst`), issues a
+/// `SeqCst` fence and reads whether the lock is held; a releaser frees the
+/// lock with a `SeqCst` read-modify-write ([`Lock::release`] does) and then
+/// reads `pending` (`SeqCst`). So when a release races with a notification,
+/// one of the two sides sees the other and flushes (see
+/// [`notify_deferred`](WaitQueue::notify_deferred)). A lock whose release is
+/// weaker than `SeqCst` must issue a `SeqCst` fence before calling
+/// [`flush`](WakeList::flush).
 #[derive(Debug, Default)]
 pub struct WakeList {
     /// Whether `cells` may hold cells to wake.

@@ -13,8 +13,9 @@
 //! a release that swaps out `LOCKED` knows nobody needs waking.
 //!
 //! Memory ordering: acquiring is an `Acquire` read-modify-write of the word,
-//! releasing a `Release` one, so everything done under the lock happens
-//! before the next holder's critical section.
+//! releasing a `SeqCst` one (at least `Release`, so everything done under the
+//! lock happens before the next holder's critical section; `SeqCst` for
+//! [`WakeList`](crate::WakeList), whose pending flag is read right after).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -186,23 +187,37 @@ impl Lock {
     /// ```
     #[inline]
     pub fn release(&self) -> Result<(), NotLocked> {
+        // SeqCst (free on x86): a condition's `WakeList` reads its pending
+        // flag right after a release and needs this store ordered before it.
         match self
             .state
-            .compare_exchange(LOCKED, UNLOCKED, Ordering::Release, Ordering::Relaxed)
+            .compare_exchange(LOCKED, UNLOCKED, Ordering::SeqCst, Ordering::Relaxed)
         {
             Ok(_) => Ok(()),
             Err(UNLOCKED) => Err(NotLocked),
-            Err(_) => {
-                self.release_contended();
-                Ok(())
-            }
+            Err(_) => self.release_contended(),
         }
     }
 
+    /// Releases a lock that threads may sleep on. A compare-and-swap loop,
+    /// so two threads releasing at once cannot both succeed.
     #[cold]
-    fn release_contended(&self) {
-        if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
-            sys::wake(&self.state, 1);
+    fn release_contended(&self) -> Result<(), NotLocked> {
+        let mut state = CONTENDED;
+        loop {
+            match self
+                .state
+                .compare_exchange(state, UNLOCKED, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if state == CONTENDED {
+                        sys::wake(&self.state, 1);
+                    }
+                    return Ok(());
+                }
+                Err(UNLOCKED) => return Err(NotLocked),
+                Err(now) => state = now,
+            }
         }
     }
 

@@ -159,10 +159,11 @@ impl RLock {
     /// the owning thread may release.
     #[inline]
     pub fn release(&self) -> Result<(), NotOwned> {
-        if self.owner.load(Ordering::Relaxed) != current_thread_id() {
+        let count = self.count.load(Ordering::Relaxed);
+        if count == 0 || self.owner.load(Ordering::Relaxed) != current_thread_id() {
             return Err(NotOwned);
         }
-        let c = self.count.load(Ordering::Relaxed) - 1;
+        let c = count - 1;
         self.count.store(c, Ordering::Relaxed);
         if c == 0 {
             self.owner.store(0, Ordering::Relaxed);
@@ -176,6 +177,7 @@ impl RLock {
     #[inline]
     pub fn is_owned(&self) -> bool {
         self.owner.load(Ordering::Relaxed) == current_thread_id()
+            && self.count.load(Ordering::Relaxed) > 0
     }
 
     /// Whether any thread holds the lock (a snapshot).
@@ -232,6 +234,9 @@ impl RLock {
     }
 
     /// Takes the lock (waiting without limit) and restores a saved state.
+    /// A saved count of 0 leaves the lock held by nobody's count, as
+    /// CPython's `_acquire_restore((0, owner))` does: it can no longer be
+    /// released, only reset.
     pub fn acquire_restore(&self, saved: RLockState) {
         self.lock.acquire();
         self.owner.store(saved.owner, Ordering::Relaxed);

@@ -29,6 +29,16 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
+/// Wakes the sleepers a release or set left pending, with the GIL let go of
+/// for the system call, so a woken thread can take the GIL at once instead of
+/// waking into a GIL this thread still holds.
+#[inline]
+fn wake_detached(py: Python<'_>, pending: Option<tress::PendingWake<'_>>) {
+    if let Some(waiters) = pending {
+        py.detach(|| waiters.wake());
+    }
+}
+
 /// Binds `*args, **kwargs` to the parameter `names`, as Python would.
 fn bind_args<'py, const N: usize>(
     fname: &str,
@@ -169,9 +179,10 @@ impl PyLock {
     /// it was held (every release goes through here, or through a condition
     /// wait, which wakes them once it lets go of the GIL).
     #[inline]
-    fn unlock(&self) -> PyResult<()> {
-        self.inner.release().map_err(errors::not_locked)?;
+    fn unlock(&self, py: Python<'_>) -> PyResult<()> {
+        let pending = self.inner.release_pending().map_err(errors::not_locked)?;
         self.wakes.flush();
+        wake_detached(py, pending);
         Ok(())
     }
 }
@@ -212,24 +223,25 @@ impl PyLock {
 
     /// Release the lock; any thread may. RuntimeError if it is not locked.
     #[inline]
-    fn release(&self) -> PyResult<()> {
-        self.unlock()
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        self.unlock(py)
     }
 
     /// Deprecated alias of `release`.
-    fn release_lock(&self) -> PyResult<()> {
-        self.release()
+    fn release_lock(&self, py: Python<'_>) -> PyResult<()> {
+        self.unlock(py)
     }
 
     #[pyo3(signature = (_exc_type=None, _exc_value=None, _traceback=None))]
     #[inline]
     fn __exit__(
         &self,
+        py: Python<'_>,
         _exc_type: Option<&Bound<'_, PyAny>>,
         _exc_value: Option<&Bound<'_, PyAny>>,
         _traceback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.release()
+        self.unlock(py)
     }
 
     /// Whether the lock is held.
@@ -287,11 +299,12 @@ impl PyRLock {
     /// Releases one level; once the lock is free, wakes the condition
     /// waiters notified while it was held.
     #[inline]
-    fn unlock(&self) -> PyResult<()> {
-        self.inner.release().map_err(errors::not_owned)?;
+    fn unlock(&self, py: Python<'_>) -> PyResult<()> {
+        let pending = self.inner.release_pending().map_err(errors::not_owned)?;
         if !self.inner.is_owned() {
             self.wakes.flush();
         }
+        wake_detached(py, pending);
         Ok(())
     }
 
@@ -358,19 +371,20 @@ impl PyRLock {
 
     /// Release one level. RuntimeError unless the calling thread owns it.
     #[inline]
-    fn release(&self) -> PyResult<()> {
-        self.unlock()
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        self.unlock(py)
     }
 
     #[pyo3(signature = (_exc_type=None, _exc_value=None, _traceback=None))]
     #[inline]
     fn __exit__(
         &self,
+        py: Python<'_>,
         _exc_type: Option<&Bound<'_, PyAny>>,
         _exc_value: Option<&Bound<'_, PyAny>>,
         _traceback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.release()
+        self.unlock(py)
     }
 
     fn _is_owned(&self) -> bool {
@@ -522,7 +536,7 @@ impl PyCondition {
     fn release_save(&self, py: Python<'_>) -> PyResult<Saved> {
         match &self.st(py).lock {
             CondLock::Lock(l) => {
-                l.get().unlock()?;
+                l.get().unlock(py)?;
                 Ok(Saved::Lock)
             }
             CondLock::RLock(l) => l.get().unlock_save().map(Saved::RLock),
@@ -708,8 +722,8 @@ impl PyCondition {
     /// Release the underlying lock.
     fn release(&self, py: Python<'_>) -> PyResult<()> {
         match &self.st(py).lock {
-            CondLock::Lock(l) => l.get().unlock(),
-            CondLock::RLock(l) => l.get().unlock(),
+            CondLock::Lock(l) => l.get().unlock(py),
+            CondLock::RLock(l) => l.get().unlock(py),
             CondLock::Foreign(f) => f.release.bind(py).call0().map(drop),
         }
     }
@@ -1040,7 +1054,7 @@ impl PySemaphore {
     /// Give back `n` permits, waking up to `n` waiting threads.
     #[pyo3(signature = (n=None))]
     #[inline]
-    fn release(&self, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn release(&self, py: Python<'_>, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let n = match n {
             None => 1,
             Some(n) => match n.extract::<i64>() {
@@ -1057,21 +1071,24 @@ impl PySemaphore {
                 }
             },
         };
-        match self.sem() {
-            Sem::Plain(s) => s.release(n).map_err(errors::semaphore_overflow),
-            Sem::Bounded(s) => s.release(n).map_err(errors::too_many_releases),
-        }
+        let pending = match self.sem() {
+            Sem::Plain(s) => s.release_pending(n).map_err(errors::semaphore_overflow)?,
+            Sem::Bounded(s) => s.release_pending(n).map_err(errors::too_many_releases)?,
+        };
+        wake_detached(py, pending);
+        Ok(())
     }
 
     #[pyo3(signature = (_exc_type=None, _exc_value=None, _traceback=None))]
     #[inline]
     fn __exit__(
         &self,
+        py: Python<'_>,
         _exc_type: Option<&Bound<'_, PyAny>>,
         _exc_value: Option<&Bound<'_, PyAny>>,
         _traceback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.release(None)
+        self.release(py, None)
     }
 
     /// The permits available (read-only; the stdlib's attribute).
@@ -1172,8 +1189,8 @@ impl PyEvent {
 
     /// Set the flag and wake every waiting thread.
     #[inline]
-    fn set(&self) {
-        self.inner.set();
+    fn set(&self, py: Python<'_>) {
+        wake_detached(py, self.inner.set_pending());
     }
 
     /// Clear the flag.

@@ -52,6 +52,6 @@ pub use error::{BarrierError, CountOverflow, NotLocked, NotOwned, TooManyRelease
 pub use interrupt::{Interrupt, Uninterruptible, deadline_after};
 pub use sync::{
     Barrier, BoundedSemaphore, BrokenBarrier, CondLock, Condition, Event, Lock, Mutex, MutexGuard,
-    RLock, RLockState, Semaphore, Ticket, WaitQueue, WakeList,
+    PendingWake, RLock, RLockState, Semaphore, Ticket, WaitQueue, WakeList,
 };
 pub use sys::current_thread_id;

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::interrupt::{Interrupt, Parked, Uninterruptible, deadline_after, infallible, park};
-use crate::sys;
+use crate::sync::PendingWake;
 
 const SET: u32 = 1;
 const SLEEPERS: u32 = 2;
@@ -67,10 +67,17 @@ impl Event {
     /// Sets the flag and wakes every waiter.
     #[inline]
     pub fn set(&self) {
+        drop(self.set_pending());
+    }
+
+    /// Sets the flag, leaving the wake-up of the waiters (if any) to the
+    /// returned token (see [`PendingWake`]).
+    #[inline]
+    pub fn set_pending(&self) -> Option<PendingWake<'_>> {
         let mut w = self.word.load(Ordering::Relaxed);
         loop {
             if w & SET != 0 {
-                return;
+                return None;
             }
             let next = (w & !(SET | SLEEPERS)).wrapping_add(GENERATION) | SET;
             match self
@@ -81,9 +88,7 @@ impl Event {
                 Err(now) => w = now,
             }
         }
-        if w & SLEEPERS != 0 {
-            sys::wake_all(&self.word);
-        }
+        (w & SLEEPERS != 0).then(|| PendingWake::new(&self.word, u32::MAX))
     }
 
     /// Clears the flag; waiters from now on wait for the next `set`.

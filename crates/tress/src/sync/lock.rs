@@ -199,6 +199,40 @@ impl Lock {
         }
     }
 
+    /// Releases the lock like [`release`](Self::release), but leaves the
+    /// wake-up of a sleeping waiter (if any) to the caller: call
+    /// [`PendingWake::wake`] when it suits (Python's bindings do it with the
+    /// GIL released, so the woken thread does not wake into a held GIL).
+    /// Dropping the token wakes too, so a waiter is never forgotten.
+    #[inline]
+    pub fn release_pending(&self) -> Result<Option<PendingWake<'_>>, NotLocked> {
+        match self
+            .state
+            .compare_exchange(LOCKED, UNLOCKED, Ordering::SeqCst, Ordering::Relaxed)
+        {
+            Ok(_) => Ok(None),
+            Err(UNLOCKED) => Err(NotLocked),
+            Err(_) => self.release_contended_pending(),
+        }
+    }
+
+    #[cold]
+    fn release_contended_pending(&self) -> Result<Option<PendingWake<'_>>, NotLocked> {
+        let mut state = CONTENDED;
+        loop {
+            match self
+                .state
+                .compare_exchange(state, UNLOCKED, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    return Ok((state == CONTENDED).then(|| PendingWake::new(&self.state, 1)));
+                }
+                Err(UNLOCKED) => return Err(NotLocked),
+                Err(now) => state = now,
+            }
+        }
+    }
+
     /// Releases a lock that threads may sleep on. A compare-and-swap loop,
     /// so two threads releasing at once cannot both succeed.
     #[cold]
@@ -281,6 +315,41 @@ unsafe impl lock_api::RawMutexTimed for Lock {
     #[inline]
     fn try_lock_until(&self, deadline: Instant) -> bool {
         self.acquire_deadline(deadline)
+    }
+}
+
+/// The wake-up owed to threads sleeping on a primitive that was released
+/// (or set) with one of the `*_pending` methods ([`Lock::release_pending`],
+/// [`Event::set_pending`](crate::Event::set_pending),
+/// [`Semaphore::release_pending`](crate::Semaphore::release_pending)).
+/// The state change is already visible; only the system call that wakes the
+/// sleepers is left to the caller, who can make it when it suits (Python's
+/// bindings make it with the GIL released, so the woken thread does not wake
+/// into a GIL its waker still holds). Dropping the token wakes as well, so a
+/// sleeper is never forgotten.
+#[derive(Debug)]
+#[must_use = "sleepers stay asleep until this is woken (dropping it wakes them)"]
+pub struct PendingWake<'a> {
+    /// The word the sleepers wait on.
+    word: &'a AtomicU32,
+    /// How many to wake.
+    count: u32,
+}
+
+impl<'a> PendingWake<'a> {
+    pub(crate) fn new(word: &'a AtomicU32, count: u32) -> Self {
+        Self { word, count }
+    }
+
+    /// Wakes the sleepers now.
+    pub fn wake(self) {
+        // The wake happens in `drop`.
+    }
+}
+
+impl Drop for PendingWake<'_> {
+    fn drop(&mut self) {
+        sys::wake(self.word, self.count);
     }
 }
 

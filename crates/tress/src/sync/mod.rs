@@ -12,6 +12,6 @@ mod semaphore;
 pub use barrier::{Barrier, BrokenBarrier};
 pub use condition::{CondLock, Condition, Ticket, WaitQueue, WakeList};
 pub use event::Event;
-pub use lock::{Lock, Mutex, MutexGuard};
+pub use lock::{Lock, Mutex, MutexGuard, PendingWake};
 pub use rlock::{RLock, RLockState};
 pub use semaphore::{BoundedSemaphore, Semaphore};

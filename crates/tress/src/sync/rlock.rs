@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{CountOverflow, NotOwned};
 use crate::interrupt::{Interrupt, Uninterruptible, deadline_after, infallible};
-use crate::sync::Lock;
+use crate::sync::{Lock, PendingWake};
 use crate::sys::current_thread_id;
 
 /// A lock that the thread holding it may take again; it is free once released
@@ -159,6 +159,13 @@ impl RLock {
     /// the owning thread may release.
     #[inline]
     pub fn release(&self) -> Result<(), NotOwned> {
+        self.release_pending().map(drop)
+    }
+
+    /// As [`release`](Self::release), leaving the wake-up of a waiter (when
+    /// this frees the lock) to the returned token (see [`PendingWake`]).
+    #[inline]
+    pub fn release_pending(&self) -> Result<Option<PendingWake<'_>>, NotOwned> {
         let count = self.count.load(Ordering::Relaxed);
         if count == 0 || self.owner.load(Ordering::Relaxed) != current_thread_id() {
             return Err(NotOwned);
@@ -168,9 +175,9 @@ impl RLock {
         if c == 0 {
             self.owner.store(0, Ordering::Relaxed);
             // We hold the inner lock, so this cannot fail.
-            let _ = self.lock.release();
+            return Ok(self.lock.release_pending().ok().flatten());
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Whether the calling thread holds the lock.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{CountOverflow, TooManyReleases};
 use crate::interrupt::{Interrupt, Parked, Uninterruptible, deadline_after, infallible, park};
-use crate::sys;
+use crate::sync::PendingWake;
 
 /// A counter of permits: `acquire` takes one, waiting while there are none;
 /// `release(n)` gives `n` back and wakes as many waiters.
@@ -140,6 +140,13 @@ impl Semaphore {
     /// if the count would overflow.
     #[inline]
     pub fn release(&self, n: usize) -> Result<(), CountOverflow> {
+        self.release_pending(n).map(drop)
+    }
+
+    /// Adds `n` permits, leaving the wake-up of waiters (if any) to the
+    /// returned token (see [`PendingWake`]).
+    #[inline]
+    pub fn release_pending(&self, n: usize) -> Result<Option<PendingWake<'_>>, CountOverflow> {
         let mut v = self.value.load(Ordering::Relaxed);
         loop {
             let new = v.checked_add(n).ok_or(CountOverflow)?;
@@ -151,21 +158,22 @@ impl Semaphore {
                 Err(now) => v = now,
             }
         }
-        self.wake(n);
-        Ok(())
+        Ok(self.wake(n))
     }
 
     #[inline]
-    fn wake(&self, n: usize) {
+    fn wake(&self, n: usize) -> Option<PendingWake<'_>> {
         if self.sleepers.load(Ordering::SeqCst) > 0 {
-            self.wake_slow(n);
+            Some(self.wake_slow(n))
+        } else {
+            None
         }
     }
 
     #[cold]
-    fn wake_slow(&self, n: usize) {
+    fn wake_slow(&self, n: usize) -> PendingWake<'_> {
         self.epoch.fetch_add(1, Ordering::Release);
-        sys::wake(&self.epoch, u32::try_from(n).unwrap_or(u32::MAX));
+        PendingWake::new(&self.epoch, u32::try_from(n).unwrap_or(u32::MAX))
     }
 }
 
@@ -250,6 +258,13 @@ impl BoundedSemaphore {
     /// fails and changes nothing.
     #[inline]
     pub fn release(&self, n: usize) -> Result<(), TooManyReleases> {
+        self.release_pending(n).map(drop)
+    }
+
+    /// As [`release`](Self::release), leaving the wake-up of waiters (if
+    /// any) to the returned token (see [`PendingWake`]).
+    #[inline]
+    pub fn release_pending(&self, n: usize) -> Result<Option<PendingWake<'_>>, TooManyReleases> {
         let value = &self.sem.value;
         let mut v = value.load(Ordering::Relaxed);
         loop {
@@ -262,7 +277,6 @@ impl BoundedSemaphore {
                 Err(now) => v = now,
             }
         }
-        self.sem.wake(n);
-        Ok(())
+        Ok(self.sem.wake(n))
     }
 }

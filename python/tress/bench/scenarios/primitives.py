@@ -16,7 +16,9 @@ skipped if it cannot be imported).  There are no peers for primitives.
 
 from __future__ import annotations
 
+import collections
 import itertools
+import threading
 from time import perf_counter
 from types import ModuleType
 from typing import Any
@@ -274,6 +276,105 @@ def _lock_handoff(mod: ModuleType) -> Runner:
 
 
 # --------------------------------------------------------------------------
+# many threads: contention and a bounded buffer (no DESIGN.md target)
+
+WORKERS = 4
+"""Threads in the contended cases."""
+
+
+def _run_workers(bodies: list[Any], name: str) -> float:
+    """Start one thread per body, time until all finish; bounded joins."""
+    errors: list[BaseException] = []
+
+    def wrap(body: Any) -> Any:
+        def target() -> None:
+            try:
+                body()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                errors.append(exc)
+
+        return target
+
+    workers = [
+        threading.Thread(target=wrap(b), name=f"{name}-{i}", daemon=True)
+        for i, b in enumerate(bodies)
+    ]
+    start = perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(4 * threads.HANDOFF_TIMEOUT)
+    elapsed = perf_counter() - start
+    if errors:
+        raise errors[0]
+    if any(w.is_alive() for w in workers):
+        raise stuck(name, "workers to finish")
+    return elapsed
+
+
+def _lock_contended(mod: ModuleType) -> Runner:
+    """``WORKERS`` threads each doing ``with lock: count += 1``."""
+    _new(mod, "Lock")
+
+    def run(n: int) -> float:
+        lock = mod.Lock()
+        count = [0]
+        per = max(1, n // WORKERS)
+
+        def body() -> None:
+            for _ in itertools.repeat(None, per):
+                with lock:
+                    count[0] += 1
+
+        elapsed = _run_workers([body] * WORKERS, "bench-lock-contended")
+        if count[0] != per * WORKERS:
+            raise RuntimeError(f"lost increments: {count[0]} != {per * WORKERS}")
+        return elapsed * n / (per * WORKERS)
+
+    return run
+
+
+def _condition_buffer(mod: ModuleType) -> Runner:
+    """Two producers and two consumers through a 16-slot buffer guarded by
+    one Lock with two Conditions (the shape of ``queue.Queue``)."""
+    _new(mod, "Condition")
+
+    def run(n: int) -> float:
+        timeout = threads.HANDOFF_TIMEOUT
+        lock = mod.Lock()
+        not_empty, not_full = mod.Condition(lock), mod.Condition(lock)
+        buf: collections.deque[int] = collections.deque()
+        got: list[int] = []
+        per = max(1, n // 2)
+
+        def producer(base: int) -> None:
+            for i in range(per):
+                with not_full:
+                    while len(buf) >= 16:
+                        if not not_full.wait(timeout):
+                            raise stuck("producer", "room in the buffer")
+                    buf.append(base + i)
+                    not_empty.notify()
+
+        def consumer() -> None:
+            for _ in range(per):
+                with not_empty:
+                    while not buf:
+                        if not not_empty.wait(timeout):
+                            raise stuck("consumer", "an item")
+                    got.append(buf.popleft())
+                    not_full.notify()
+
+        bodies = [lambda: producer(0), lambda: producer(per), consumer, consumer]
+        elapsed = _run_workers(bodies, "bench-condition-buffer")
+        if sorted(got) != list(range(2 * per)):
+            raise RuntimeError("items lost or duplicated")
+        return elapsed * n / (2 * per)
+
+    return run
+
+
+# --------------------------------------------------------------------------
 # the scenario
 
 _LOCKS = Target(1.2)
@@ -317,5 +418,10 @@ SCENARIO = Scenario(
         Case("lock-handoff", "two threads passing control with two Locks "
              "(release one, acquire the other)", _ROUND_TRIPS,
              _lock_handoff, 1, _HANDOFF),
+        Case("lock-contended", f"{WORKERS} threads each doing `with lock: "
+             "count += 1` (no target)", _OPS, _lock_contended),
+        Case("condition-buffer", "2 producers and 2 consumers through a "
+             "16-slot buffer with two Conditions over one Lock (no target)",
+             "items/s", _condition_buffer),
     ),
 )

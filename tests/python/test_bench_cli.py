@@ -38,7 +38,12 @@ PRIMITIVE_CASES = {
     "condition-pingpong",
     "event-pingpong",
     "lock-handoff",
+    "lock-contended",
+    "condition-buffer",
 }
+
+#: cases measured without a DESIGN.md target
+UNTARGETED = {"lock-contended", "condition-buffer"}
 
 
 def _env(pythonpath: list[str]) -> dict[str, str]:
@@ -194,9 +199,12 @@ def test_json_every_case_measured_or_skipped(primitives_json):
     (scenario,) = primitives_json["scenarios"]
     for case in scenario["cases"]:
         name = case["name"]
-        assert case["unit"] in ("ops/s", "round trips/s"), name
+        assert case["unit"] in ("ops/s", "round trips/s", "items/s"), name
         assert case["description"], name
-        assert case["target"]["ratio"] > 1, name
+        if name in UNTARGETED:
+            assert case["target"] is None, name
+        else:
+            assert case["target"]["ratio"] > 1, name
 
         stdlib = case["results"]["stdlib"]
         assert stdlib["status"] == "ok", (name, stdlib)
@@ -208,12 +216,14 @@ def test_json_every_case_measured_or_skipped(primitives_json):
             assert tress["median"] > 0, name
             assert all(t > 0 for t in tress["trials"]), name
             assert case["ratios"]["tress"] == pytest.approx(tress["median"] / stdlib["median"])
-            assert case["target"]["met"] in (True, False), name
+            if case["target"] is not None:
+                assert case["target"]["met"] in (True, False), name
         else:
             assert tress["status"] == "skipped", (name, tress)
             assert tress["reason"], name
             assert case["ratios"]["tress"] is None
-            assert case["target"]["met"] is None
+            if case["target"] is not None:
+                assert case["target"]["met"] is None
 
 
 def test_json_only_one_case():

@@ -187,16 +187,8 @@ impl Lock {
     /// ```
     #[inline]
     pub fn release(&self) -> Result<(), NotLocked> {
-        // SeqCst (free on x86): a condition's `WakeList` reads its pending
-        // flag right after a release and needs this store ordered before it.
-        match self
-            .state
-            .compare_exchange(LOCKED, UNLOCKED, Ordering::SeqCst, Ordering::Relaxed)
-        {
-            Ok(_) => Ok(()),
-            Err(UNLOCKED) => Err(NotLocked),
-            Err(_) => self.release_contended(),
-        }
+        // Dropping the token (if any) wakes a sleeper.
+        self.release_pending().map(drop)
     }
 
     /// Releases the lock like [`release`](Self::release), but leaves the
@@ -206,6 +198,8 @@ impl Lock {
     /// Dropping the token wakes too, so a waiter is never forgotten.
     #[inline]
     pub fn release_pending(&self) -> Result<Option<PendingWake<'_>>, NotLocked> {
+        // SeqCst (free on x86): a condition's `WakeList` reads its pending
+        // flag right after a release and needs this store ordered before it.
         match self
             .state
             .compare_exchange(LOCKED, UNLOCKED, Ordering::SeqCst, Ordering::Relaxed)
@@ -216,6 +210,8 @@ impl Lock {
         }
     }
 
+    /// Releases a lock that threads may sleep on. A compare-and-swap loop,
+    /// so two threads releasing at once cannot both succeed.
     #[cold]
     fn release_contended_pending(&self) -> Result<Option<PendingWake<'_>>, NotLocked> {
         let mut state = CONTENDED;
@@ -226,28 +222,6 @@ impl Lock {
             {
                 Ok(_) => {
                     return Ok((state == CONTENDED).then(|| PendingWake::new(&self.state, 1)));
-                }
-                Err(UNLOCKED) => return Err(NotLocked),
-                Err(now) => state = now,
-            }
-        }
-    }
-
-    /// Releases a lock that threads may sleep on. A compare-and-swap loop,
-    /// so two threads releasing at once cannot both succeed.
-    #[cold]
-    fn release_contended(&self) -> Result<(), NotLocked> {
-        let mut state = CONTENDED;
-        loop {
-            match self
-                .state
-                .compare_exchange(state, UNLOCKED, Ordering::SeqCst, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    if state == CONTENDED {
-                        sys::wake(&self.state, 1);
-                    }
-                    return Ok(());
                 }
                 Err(UNLOCKED) => return Err(NotLocked),
                 Err(now) => state = now,

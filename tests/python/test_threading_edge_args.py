@@ -99,3 +99,12 @@ def test_condition_notify_float_counts_like_the_stdlib_loop(mod):
         t.join(10)
         assert not t.is_alive()
     assert len(woke) == 3
+
+
+def test_barrier_timeout_is_only_looked_at_by_a_waiting_thread(mod):
+    # The last thread to arrive never waits, so its timeout is not examined.
+    assert mod.Barrier(1).wait(timeout="x") == 0
+    barrier = mod.Barrier(2)
+    with pytest.raises(TypeError):
+        barrier.wait(timeout="x")  # has to wait: the timeout is examined
+    assert not barrier.broken and barrier.n_waiting == 0

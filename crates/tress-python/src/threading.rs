@@ -1336,13 +1336,14 @@ impl PyBarrier {
         let st = self.st()?;
         let default = st.timeout.as_ref().map(|t| t.bind(py));
         let timeout = timeout.filter(|t| !t.is_none()).or(default);
-        let until = wait_deadline(timeout)?;
+        // As CPython, the timeout is looked at only by a thread that waits.
+        let until = || wait_deadline(timeout);
         let action = st
             .action
             .as_ref()
             .map(|a| move || a.bind(py).call0().map(drop));
         st.inner
-            .wait_with_action(until, &mut Blocking::interruptible(py), action)
+            .wait_with_action_lazy(until, &mut Blocking::interruptible(py), action)
             .map_err(errors::barrier)
     }
 

@@ -224,6 +224,20 @@ impl Barrier {
         interrupt: &mut I,
         action: Option<impl FnOnce() -> Result<(), A>>,
     ) -> Result<usize, BarrierError<I::Error, A>> {
+        self.wait_with_action_lazy(|| Ok(deadline), interrupt, action)
+    }
+
+    /// As [`wait_with_action`](Self::wait_with_action), with the deadline
+    /// worked out by `deadline` only if this thread has to wait for others,
+    /// once the previous cycle has drained (as CPython's `Barrier.wait` looks
+    /// at its timeout), called with the barrier's internal lock released. An
+    /// error from it leaves the barrier as an interrupt does.
+    pub fn wait_with_action_lazy<I: Interrupt + ?Sized, A>(
+        &self,
+        deadline: impl FnOnce() -> Result<Option<Instant>, I::Error>,
+        interrupt: &mut I,
+        action: Option<impl FnOnce() -> Result<(), A>>,
+    ) -> Result<usize, BarrierError<I::Error, A>> {
         let mut s = self.state.lock();
         // Wait while the previous cycle drains or resets.
         while matches!(
@@ -291,9 +305,11 @@ impl Barrier {
     fn await_release<I: Interrupt + ?Sized, A>(
         &self,
         s: &mut MutexGuard<'_, State>,
-        mut deadline: Option<Instant>,
+        deadline: impl FnOnce() -> Result<Option<Instant>, I::Error>,
         interrupt: &mut I,
     ) -> Result<(), BarrierError<I::Error, A>> {
+        // Never run the caller's code under the internal lock.
+        let mut deadline = MutexGuard::unlocked(s, deadline).map_err(BarrierError::Interrupted)?;
         loop {
             match s.phase {
                 Phase::Draining => return Ok(()),

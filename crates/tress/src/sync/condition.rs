@@ -95,6 +95,11 @@ impl WakeList {
         }
     }
 
+    /// Whether some wake-ups wait for a [`flush`](Self::flush) (a snapshot).
+    pub fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::SeqCst)
+    }
+
     #[cold]
     fn flush_slow(&self) {
         let cells = {

@@ -96,3 +96,79 @@ impl<I: fmt::Display> fmt::Display for WaitError<I> {
 }
 
 impl<I: fmt::Debug + fmt::Display> std::error::Error for WaitError<I> {}
+
+/// Why a [`Queue`](crate::Queue) put did not happen; the item comes back.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PutError<T, E = std::convert::Infallible> {
+    /// The queue stayed full: a non-blocking put, or the deadline passed.
+    Full(T),
+    /// The queue was shut down.
+    ShutDown(T),
+    /// The order's comparison failed, or the [`Interrupt`](crate::Interrupt)
+    /// abandoned the wait; the queue is unchanged.
+    Failed(T, E),
+}
+
+impl<T, E> PutError<T, E> {
+    /// The item that was not put.
+    pub fn into_inner(self) -> T {
+        match self {
+            PutError::Full(t) | PutError::ShutDown(t) | PutError::Failed(t, _) => t,
+        }
+    }
+}
+
+impl<T, E: fmt::Debug> fmt::Debug for PutError<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Full(_) => f.write_str("Full(..)"),
+            PutError::ShutDown(_) => f.write_str("ShutDown(..)"),
+            PutError::Failed(_, e) => f.debug_tuple("Failed").field(&"..").field(e).finish(),
+        }
+    }
+}
+
+impl<T, E: fmt::Display> fmt::Display for PutError<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Full(_) => f.write_str("the queue is full"),
+            PutError::ShutDown(_) => f.write_str("the queue is shut down"),
+            PutError::Failed(_, e) => write!(f, "put failed: {e}"),
+        }
+    }
+}
+
+impl<T, E: fmt::Debug + fmt::Display> std::error::Error for PutError<T, E> {}
+
+/// Why a [`Queue`](crate::Queue) or [`SimpleQueue`](crate::SimpleQueue) get
+/// returned no item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetError<E = std::convert::Infallible> {
+    /// The queue stayed empty: a non-blocking get, or the deadline passed.
+    Empty,
+    /// The queue is shut down and has no items left (or was shut down
+    /// immediately).
+    ShutDown,
+    /// The order's comparison failed, or the [`Interrupt`](crate::Interrupt)
+    /// abandoned the wait; the queue is unchanged.
+    Failed(E),
+}
+
+impl<E: fmt::Display> fmt::Display for GetError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetError::Empty => f.write_str("the queue is empty"),
+            GetError::ShutDown => f.write_str("the queue is shut down"),
+            GetError::Failed(e) => write!(f, "get failed: {e}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for GetError<E> {}
+
+simple_error!(
+    /// [`Queue::task_done`](crate::Queue::task_done) was called more times
+    /// than items were put.
+    TooManyTaskDone,
+    "task_done() called too many times"
+);

@@ -4,7 +4,8 @@
 //! Python's standard library and none of its interpreter: locks that any
 //! thread may release, reentrant locks that know their owner, condition
 //! variables that wake exactly `n` waiters, counting and bounded semaphores,
-//! events, and barriers that can be aborted and reset.
+//! events, barriers that can be aborted and reset, and blocking queues
+//! (FIFO, LIFO, priority) with `task_done`/`join` and shutdown.
 //!
 //! Every blocking call comes in four forms: `acquire()` (wait as long as it
 //! takes), `acquire_timeout(Duration)`, `acquire_deadline(Instant)`, and
@@ -45,13 +46,18 @@
 
 pub mod error;
 mod interrupt;
+pub mod queue;
 pub mod sync;
 mod sys;
 
-pub use error::{BarrierError, CountOverflow, NotLocked, NotOwned, TooManyReleases, WaitError};
+pub use error::{
+    BarrierError, CountOverflow, GetError, NotLocked, NotOwned, PutError, TooManyReleases,
+    TooManyTaskDone, WaitError,
+};
 pub use interrupt::{Interrupt, Uninterruptible, deadline_after};
+pub use queue::{LifoQueue, PriorityQueue, Queue, SimpleQueue};
 pub use sync::{
     Barrier, BoundedSemaphore, BrokenBarrier, CondLock, Condition, Event, Lock, Mutex, MutexGuard,
-    PendingWake, RLock, RLockState, Semaphore, Ticket, WaitQueue, WakeList,
+    PendingWake, RLock, RLockState, Semaphore, Ticket, WaitQueue, WakeList, Wakeups,
 };
 pub use sys::current_thread_id;

@@ -118,6 +118,56 @@ impl WakeList {
     }
 }
 
+/// Wake-ups decided while a lock was held, made once it is released, so a
+/// woken thread does not wake straight into that lock. Dropping it wakes
+/// every thread it holds; with nothing in it that is free.
+///
+/// ```
+/// use tress::{WaitQueue, Wakeups};
+///
+/// let q = WaitQueue::new();
+/// let ticket = q.enqueue();
+/// let mut wakes = Wakeups::new();
+/// assert_eq!(q.notify_into(1, &mut wakes), 1);
+/// drop(wakes); // the wake happens here
+/// assert!(ticket.wait());
+/// ```
+#[derive(Debug, Default)]
+#[must_use = "dropping the wake-ups wakes at once"]
+pub struct Wakeups {
+    /// Cells flipped to notified whose threads sleep and need a wake.
+    cells: Vec<Arc<Cell>>,
+}
+
+impl Wakeups {
+    /// Nothing to wake (no allocation).
+    #[inline]
+    pub const fn new() -> Self {
+        Self { cells: Vec::new() }
+    }
+
+    /// Whether there is nothing to wake.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// Wakes them now (the same as dropping).
+    #[inline]
+    pub fn wake(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Wakeups {
+    #[inline]
+    fn drop(&mut self) {
+        for cell in self.cells.drain(..) {
+            cell.wake();
+        }
+    }
+}
+
 /// A FIFO queue of waiting threads: the waiting half of a condition variable.
 ///
 /// # Examples
@@ -215,6 +265,53 @@ impl WaitQueue {
             taken += 1;
         }
         taken
+    }
+
+    /// Notifies up to `n` waiters, oldest first, leaving the wake-up of
+    /// those that sleep to `wakes` (made when it is dropped, after the
+    /// caller released its lock); returns how many it notified. With nobody
+    /// waiting this reads one atomic.
+    #[inline]
+    pub fn notify_into(&self, n: usize, wakes: &mut Wakeups) -> usize {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        self.take(n, |cell| {
+            if cell.mark() {
+                wakes.cells.push(cell);
+            }
+        })
+    }
+
+    /// As [`notify_into`](Self::notify_into), for every waiter.
+    #[inline]
+    pub fn notify_all_into(&self, wakes: &mut Wakeups) -> usize {
+        self.notify_deferred_all_with(|cell| {
+            if cell.mark() {
+                wakes.cells.push(cell);
+            }
+        })
+    }
+
+    /// Forgets every waiter without waking it, and frees the queue's
+    /// internal lock if it was held.
+    ///
+    /// Meant for a child process right after `fork()`: the waiting threads
+    /// (and a thread that may have held the internal lock) exist only in
+    /// the parent. Calling it while other threads use the queue loses their
+    /// notifications.
+    pub fn reset_after_fork(&self) {
+        if self.waiters.is_locked() {
+            // SAFETY: per this method's contract no thread of this process
+            // uses the queue; the holder was a parent thread that does not
+            // exist in the child, so nobody else will unlock it.
+            unsafe { self.waiters.force_unlock() };
+        }
+        let mut waiters = self.waiters.lock();
+        // The cells are shared only with parent threads that do not exist
+        // here: dropping them wakes nobody.
+        waiters.clear();
+        self.len.store(0, Ordering::Release);
     }
 
     /// Wakes every waiter; returns how many it woke.

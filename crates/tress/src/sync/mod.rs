@@ -10,7 +10,7 @@ mod rlock;
 mod semaphore;
 
 pub use barrier::{Barrier, BrokenBarrier};
-pub use condition::{CondLock, Condition, Ticket, WaitQueue, WakeList};
+pub use condition::{CondLock, Condition, Ticket, WaitQueue, WakeList, Wakeups};
 pub use event::Event;
 pub use lock::{Lock, Mutex, MutexGuard, PendingWake};
 pub use rlock::{RLock, RLockState};

@@ -12,7 +12,7 @@
 //! passes, or when a signal handler ran in this thread ([`Wake::Interrupted`]).
 //! Callers always re-check their own condition afterwards.
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 #[cfg(target_os = "linux")]
@@ -61,4 +61,38 @@ pub(crate) fn wake_all(word: &AtomicU32) {
 #[inline]
 pub fn current_thread_id() -> usize {
     imp::current_thread_id()
+}
+
+/// How many times this process's ancestry forked since tress first watched
+/// (see [`watch_forks`]); never `u32::MAX`, which callers may use as a
+/// marker.
+static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
+
+/// Starts counting forks: from now on every child process created by
+/// `fork()` sees [`fork_generation`] one higher than its parent did. Cheap
+/// after the first call.
+pub(crate) fn watch_forks() {
+    #[cfg(unix)]
+    {
+        extern "C" fn child() {
+            let next = FORK_GENERATION.load(Ordering::Relaxed).wrapping_add(1);
+            let next = if next == u32::MAX { 0 } else { next };
+            FORK_GENERATION.store(next, Ordering::Relaxed);
+        }
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: `child` is async-signal-safe (two atomic operations on
+            // a static) and, being part of this library, lives as long as
+            // the process.
+            unsafe {
+                libc::pthread_atfork(None, None, Some(child));
+            }
+        });
+    }
+}
+
+/// The fork generation of this process (see [`watch_forks`]).
+#[inline]
+pub(crate) fn fork_generation() -> u32 {
+    FORK_GENERATION.load(Ordering::Relaxed)
 }

@@ -5,6 +5,7 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod queue;
 mod threading;
 mod wait;
 
@@ -14,5 +15,6 @@ fn _tress(m: &Bound<'_, PyModule>) -> PyResult<()> {
     wait::init(m.py())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     threading::register(m)?;
+    queue::register(m)?;
     Ok(())
 }

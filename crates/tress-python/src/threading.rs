@@ -106,7 +106,7 @@ fn init_mismatch(slf: &Bound<'_, PyAny>) -> PyErr {
 }
 
 /// `TypeError: cannot pickle 'tress.X' object`, as the stdlib's locks say.
-fn no_pickle(slf: &Bound<'_, PyAny>) -> PyErr {
+pub(crate) fn no_pickle(slf: &Bound<'_, PyAny>) -> PyErr {
     let name = slf
         .get_type()
         .qualname()

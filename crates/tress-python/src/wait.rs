@@ -165,18 +165,31 @@ fn pytime_overflow() -> PyErr {
     PyOverflowError::new_err("timestamp too large to convert to C _PyTime_t")
 }
 
+/// How a float timeout is rounded to nanoseconds (CPython's `_PyTime_round_t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Round {
+    /// `_PyTime_ROUND_TIMEOUT`: away from zero (the locks).
+    Timeout,
+    /// `_PyTime_ROUND_CEILING`: towards +infinity (`SimpleQueue.get`).
+    Ceiling,
+}
+
 /// Seconds to nanoseconds exactly as CPython 3.11 converts a timeout
-/// (`_PyTime_FromSecondsObject` with `_PyTime_ROUND_TIMEOUT`): floats are
-/// rounded away from zero, NaN is a `ValueError`, anything but a float goes
-/// through `__index__`, and out-of-range values are `OverflowError`s.
-fn seconds_to_ns(t: &Bound<'_, PyAny>) -> PyResult<i64> {
+/// (`_PyTime_FromSecondsObject` with the given rounding): NaN is a
+/// `ValueError`, anything but a float goes through `__index__`, and
+/// out-of-range values are `OverflowError`s.
+pub(crate) fn seconds_to_ns(t: &Bound<'_, PyAny>, round: Round) -> PyResult<i64> {
     if let Ok(f) = t.cast::<PyFloat>() {
         let d = f.value();
         if d.is_nan() {
             return Err(PyValueError::new_err("Invalid value NaN (not a number)"));
         }
         let x = d * 1e9;
-        let x = if x >= 0.0 { x.ceil() } else { x.floor() };
+        let x = if x >= 0.0 || round == Round::Ceiling {
+            x.ceil()
+        } else {
+            x.floor()
+        };
         let limit = -(i64::MIN as f64);
         if !(-limit <= x && x < limit) {
             return Err(PyOverflowError::new_err(
@@ -195,7 +208,7 @@ fn seconds_to_ns(t: &Bound<'_, PyAny>) -> PyResult<i64> {
 
 /// A non-negative timeout in nanoseconds as a deadline, after CPython's
 /// `TIMEOUT_MAX` check (`OverflowError: timeout value is too large`).
-fn deadline_ns(ns: i64) -> PyResult<Instant> {
+pub(crate) fn deadline_ns(ns: i64) -> PyResult<Instant> {
     let micros = (ns.max(0) as u64).div_ceil(1000);
     if micros as f64 > timeout_max() * 1e6 {
         return Err(PyOverflowError::new_err("timeout value is too large"));
@@ -264,7 +277,7 @@ pub(crate) fn lock_args(
     };
     let ns = match timeout {
         None => UNSET_NS,
-        Some(t) => seconds_to_ns(t)?,
+        Some(t) => seconds_to_ns(t, Round::Timeout)?,
     };
     if !blocking && ns != UNSET_NS {
         return Err(PyValueError::new_err(
@@ -304,5 +317,5 @@ pub(crate) fn wait_deadline(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Opti
     if !positive {
         return Ok(Some(Instant::now()));
     }
-    Ok(Some(deadline_ns(seconds_to_ns(t)?)?))
+    Ok(Some(deadline_ns(seconds_to_ns(t, Round::Timeout)?)?))
 }

@@ -8,6 +8,8 @@ change one import, keep the API, the exceptions and the edge cases.
 Modules:
     tress.threading   Lock, RLock, Condition, Semaphore, BoundedSemaphore,
                       Event, Barrier (drop-in for ``threading``'s)
+    tress.queue       Queue, LifoQueue, PriorityQueue, SimpleQueue, Empty,
+                      Full, ShutDown (drop-in for ``queue``)
 
 Run ``python -m tress bench`` to compare tress with the standard library on
 this machine.
@@ -18,13 +20,13 @@ try:
 except ImportError:  # source tree without a built extension: bench reports it
     __version__ = "0.0.0+unbuilt"
 
-__all__ = ["__version__", "threading"]
+__all__ = ["__version__", "queue", "threading"]
 
 
 def __getattr__(name: str):
     # Submodules load on first use, so ``import tress`` stays cheap.
-    if name == "threading":
+    if name in ("queue", "threading"):
         import importlib
 
-        return importlib.import_module("tress.threading")
+        return importlib.import_module(f"tress.{name}")
     raise AttributeError(f"module 'tress' has no attribute {name!r}")

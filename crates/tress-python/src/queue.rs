@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use pyo3::exceptions::{PyAttributeError, PyIndexError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pyclass::{PyTraverseError, PyVisit};
 use pyo3::sync::PyOnceLock;
@@ -81,9 +82,15 @@ type PyPriority = Priority<Item, PyLess>;
 fn py_priority(comparing: Arc<AtomicUsize>) -> PyPriority {
     Priority::by(Box::new(move |a: &Item, b: &Item| {
         comparing.store(tress::current_thread_id(), Ordering::Relaxed);
-        let r = Python::attach(|py| a.bind(py).lt(b.bind(py)));
+        // SAFETY: the GIL is held (see above); both pointers are live
+        // objects owned by the queue. This is what `heapq` calls.
+        let r = unsafe { ffi::PyObject_RichCompareBool(a.as_ptr(), b.as_ptr(), ffi::Py_LT) };
         comparing.store(0, Ordering::Relaxed);
-        r
+        match r {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(Python::attach(PyErr::fetch)),
+        }
     }))
 }
 
@@ -153,6 +160,7 @@ fn negative_timeout() -> PyErr {
 }
 
 /// The core's result of a put, as Python sees it.
+#[inline]
 fn put_result(py: Python<'_>, r: Result<(), PutError<Item, PyErr>>) -> PyResult<()> {
     match r {
         Ok(()) => Ok(()),
@@ -163,6 +171,7 @@ fn put_result(py: Python<'_>, r: Result<(), PutError<Item, PyErr>>) -> PyResult<
 }
 
 /// The core's result of a get, as Python sees it.
+#[inline]
 fn get_result(py: Python<'_>, r: Result<Item, GetError<PyErr>>) -> PyResult<Item> {
     match r {
         Ok(item) => Ok(item),

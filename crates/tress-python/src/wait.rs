@@ -83,8 +83,8 @@ pub(crate) struct Blocking<'py, 'w> {
     wakes: Option<&'w tress::WakeList>,
     /// Set between `before_sleep` and `after_sleep`.
     saved: *mut ffi::PyThreadState,
-    /// Whether signals may abandon the wait (main thread, and the caller
-    /// allows it).
+    /// Whether signals may abandon the wait when it runs on the main
+    /// thread (which is looked up only once the call really waits).
     interruptible: bool,
 }
 
@@ -97,7 +97,7 @@ impl<'py, 'w> Blocking<'py, 'w> {
             py,
             wakes: None,
             saved: std::ptr::null_mut(),
-            interruptible: on_main_thread(),
+            interruptible: true,
         }
     }
 
@@ -126,11 +126,11 @@ impl tress::Interrupt for Blocking<'_, '_> {
     type Error = PyErr;
 
     fn slice(&self) -> Option<Duration> {
-        self.interruptible.then_some(SIGNAL_SLICE)
+        (self.interruptible && on_main_thread()).then_some(SIGNAL_SLICE)
     }
 
     fn check(&mut self) -> PyResult<()> {
-        if self.interruptible {
+        if self.interruptible && on_main_thread() {
             self.py.check_signals()
         } else {
             Ok(())

@@ -296,7 +296,9 @@ impl<T, O: Order<T>> Queue<T, O> {
                 return match items.push(item) {
                     Ok(()) => {
                         self.len.store(items.len(), Ordering::Relaxed);
-                        self.unfinished.fetch_add(1, Ordering::Relaxed);
+                        // Written only under the lock: no read-modify-write needed.
+                        let unfinished = self.unfinished.load(Ordering::Relaxed);
+                        self.unfinished.store(unfinished + 1, Ordering::Relaxed);
                         self.not_empty.notify_into(1, &mut wakes);
                         Ok(())
                     }

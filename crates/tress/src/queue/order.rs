@@ -66,13 +66,13 @@ impl<T> Order<T> for Fifo<T> {
         self.0.len()
     }
 
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, item: T) -> Result<(), (T, Infallible)> {
         self.0.push_back(item);
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn pop(&mut self) -> Result<Option<T>, Infallible> {
         let item = self.0.pop_front();
         shrink_after_burst!(self.0);
@@ -106,13 +106,13 @@ impl<T> Order<T> for Lifo<T> {
         self.0.len()
     }
 
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, item: T) -> Result<(), (T, Infallible)> {
         self.0.push(item);
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn pop(&mut self) -> Result<Option<T>, Infallible> {
         let item = self.0.pop();
         shrink_after_burst!(self.0);

@@ -162,6 +162,15 @@ impl Wakeups {
 impl Drop for Wakeups {
     #[inline]
     fn drop(&mut self) {
+        if !self.cells.is_empty() {
+            self.wake_all();
+        }
+    }
+}
+
+impl Wakeups {
+    #[cold]
+    fn wake_all(&mut self) {
         for cell in self.cells.drain(..) {
             cell.wake();
         }

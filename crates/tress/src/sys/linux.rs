@@ -61,17 +61,9 @@ pub(super) fn wake(word: &AtomicU32, n: u32) {
 
 #[inline]
 pub(super) fn current_thread_id() -> usize {
-    // Cached per thread: a thread-local read instead of a libc call. The
-    // value survives fork() with the thread that forked, as pthread_self().
-    thread_local!(static ID: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
-    ID.with(|id| {
-        let v = id.get();
-        if v != 0 {
-            return v;
-        }
-        // SAFETY: pthread_self has no preconditions and cannot fail.
-        let v = unsafe { libc::pthread_self() as usize };
-        id.set(v);
-        v
-    })
+    // pthread_self() reads the thread pointer: cheaper than a thread-local
+    // cache, whose lookup goes through `__tls_get_addr` in a shared library
+    // (Python's extension module).
+    // SAFETY: pthread_self has no preconditions and cannot fail.
+    unsafe { libc::pthread_self() as usize }
 }

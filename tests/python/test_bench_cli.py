@@ -45,6 +45,19 @@ PRIMITIVE_CASES = {
 #: cases measured without a DESIGN.md target
 UNTARGETED = {"lock-contended", "condition-buffer"}
 
+QUEUE_CASES = {
+    f"{prefix}-{kind}"
+    for prefix in ("queue", "lifo", "priority")
+    for kind in ("putget", "1p1c", "4p4c", "bounded", "join")
+} | {"queue-vs-simple", "simple-putget", "simple-1p1c", "simple-4p4c"}
+
+#: queue cases without a target: SimpleQueue versus the stdlib's C one
+QUEUE_UNTARGETED = {"simple-putget", "simple-1p1c", "simple-4p4c"}
+
+#: the reference implementation of the queues scenario, and its one case
+QUEUE_REFERENCE = "SimpleQueue"
+QUEUE_REFERENCE_CASE = "queue-vs-simple"
+
 
 def _env(pythonpath: list[str]) -> dict[str, str]:
     env = dict(os.environ)
@@ -132,6 +145,9 @@ def test_list_names_every_case():
     assert proc.returncode == 0, proc.stderr
     for case in PRIMITIVE_CASES:
         assert f"primitives/{case}:" in proc.stdout
+    for case in QUEUE_CASES:
+        assert f"queues/{case}:" in proc.stdout
+    assert "SimpleQueue=queue.SimpleQueue" in proc.stdout
 
 
 def test_unknown_only_name_is_a_clear_error():
@@ -226,6 +242,71 @@ def test_json_every_case_measured_or_skipped(primitives_json):
                 assert case["target"]["met"] is None
 
 
+@pytest.fixture(scope="module")
+def queues_json():
+    proc = run_tress("bench", "--quick", "--only", "queues", "--json", *FAST)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return json.loads(proc.stdout)
+
+
+def test_queues_json_structure(queues_json):
+    doc = queues_json
+    assert doc["errors"] == 0
+    (scenario,) = doc["scenarios"]
+    assert scenario["name"] == "queues"
+    assert scenario["error"] is None
+    impls = {impl["name"]: impl for impl in scenario["implementations"]}
+    assert set(impls) == {"stdlib", "tress", QUEUE_REFERENCE}
+    assert impls["stdlib"]["status"] == "ok"
+    assert impls[QUEUE_REFERENCE]["status"] == "ok"
+    assert impls[QUEUE_REFERENCE]["source"] == "queue.SimpleQueue"
+    assert impls["tress"]["status"] in ("ok", "skipped")
+    if impls["tress"]["status"] == "skipped":
+        assert impls["tress"]["reason"]
+    assert {case["name"] for case in scenario["cases"]} == QUEUE_CASES
+
+
+def test_queues_json_every_case_measured_or_skipped(queues_json):
+    (scenario,) = queues_json["scenarios"]
+    for case in scenario["cases"]:
+        name = case["name"]
+        assert case["unit"] in ("put+get/s", "items/s"), name
+        assert case["description"], name
+        target = case["target"]
+        if name in QUEUE_UNTARGETED:
+            assert target is None, name
+        elif name == QUEUE_REFERENCE_CASE:
+            assert target["versus"] == QUEUE_REFERENCE
+            assert target["ratio"] == pytest.approx(1 / 1.3)
+            assert target["text"] == f">=1/1.3x {QUEUE_REFERENCE}"
+        else:
+            assert target["versus"] == "stdlib", name
+            assert target["ratio"] >= 10, name
+
+        results = case["results"]
+        # the reference is measured in its one case only
+        expected = {"stdlib", "tress"} | (
+            {QUEUE_REFERENCE} if name == QUEUE_REFERENCE_CASE else set()
+        )
+        assert set(results) == expected, name
+        for impl in expected - {"tress"}:
+            assert results[impl]["status"] == "ok", (name, impl, results[impl])
+            assert results[impl]["median"] > 0, (name, impl)
+
+        tress = results["tress"]
+        if tress["status"] == "ok":
+            assert tress["median"] > 0, name
+            if target is not None:
+                versus = results[target["versus"]]["median"]
+                assert target["achieved"] == pytest.approx(tress["median"] / versus)
+                assert target["met"] in (True, False), name
+        else:
+            assert tress["status"] == "skipped", (name, tress)
+            assert tress["reason"], name
+            if target is not None:
+                assert target["met"] is None
+
+
 def test_json_only_one_case():
     proc = run_tress("bench", "--only", "primitives/lock-handoff", "--json", *FAST)
     assert proc.returncode == 0, proc.stderr
@@ -260,6 +341,26 @@ def test_text_table():
     # a skipped tress says why
     if any("skipped" in row for row in rows):
         assert "skipped:" in out
+
+
+def test_text_table_reference_column():
+    """The reference gets a column only when its case is run."""
+    proc = run_tress(
+        "bench", "--only", "queues/queue-putget", f"queues/{QUEUE_REFERENCE_CASE}", *FAST
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    (header,) = [line for line in lines if line.startswith("scenario ")]
+    assert header.split()[-2:] == [QUEUE_REFERENCE, f"{QUEUE_REFERENCE}/stdlib"]
+    rows = {line.split()[1]: line for line in lines if line.startswith("queues ")}
+    assert set(rows) == {"queue-putget", QUEUE_REFERENCE_CASE}
+    assert ">=20x" in rows["queue-putget"].split()
+    assert f">=1/1.3x {QUEUE_REFERENCE}" in rows[QUEUE_REFERENCE_CASE]
+
+    proc = run_tress("bench", "--only", "queues/queue-putget", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    (header,) = [line for line in proc.stdout.splitlines() if line.startswith("scenario ")]
+    assert QUEUE_REFERENCE not in header
 
 
 def test_quiet_has_no_progress():
@@ -300,7 +401,7 @@ def test_command_line_does_not_import_the_implementations():
         from tress.bench.registry import load_scenarios
         assert all(hasattr(s, "cases") for s in load_scenarios())
         new = sorted(set(sys.modules) - before)
-        bad = [m for m in new if m in ("tress.threading", "tress._tress")]
+        bad = [m for m in new if m in ("tress.threading", "tress.queue", "tress._tress")]
         assert not bad, bad
         """
     )
@@ -370,3 +471,77 @@ def test_failing_implementations_are_reported_not_fatal():
             "status": "skipped",
             "reason": "ImportError: not installed here",
         }
+
+
+def test_failing_queues_are_reported_not_fatal():
+    """A lost item, a bounded put that never finds room and a join() that
+    never returns each fail their case within the timeouts."""
+    proc = run_snippet(
+        """
+        import json, queue, threading, time, types
+        from tress.bench import threads
+        from tress.bench.measure import Settings, run_scenario
+        from tress.bench.model import Implementation, Scenario
+        from tress.bench.scenarios.queues import SCENARIO
+
+        threads.HANDOFF_TIMEOUT = 0.2
+
+        class Lossy(queue.Queue):             # drops every 50th item
+            puts = 0
+            def put(self, item, block=True, timeout=None):
+                self.puts += 1
+                if self.puts % 50:
+                    super().put(item, block, timeout)
+
+        class NeverFull(queue.Queue):         # a bounded put never finds room
+            def put(self, item, block=True, timeout=None):
+                if self.maxsize and self.qsize() >= 10:
+                    time.sleep(timeout or 0)
+                    raise queue.Full
+                super().put(item, block, timeout)
+
+        class NeverJoins(queue.Queue):        # task_done() does nothing
+            def task_done(self):
+                pass
+
+        def broken(cls):
+            return lambda: types.SimpleNamespace(
+                __name__="broken", Queue=cls, Empty=queue.Empty, Full=queue.Full)
+
+        scenario = Scenario(
+            "q", "test",
+            (SCENARIO.implementations[0],
+             Implementation("lossy", "peer", broken(Lossy)),
+             Implementation("neverfull", "peer", broken(NeverFull)),
+             Implementation("neverjoins", "peer", broken(NeverJoins))),
+            SCENARIO.cases,
+        )
+        started = time.monotonic()
+        result = run_scenario(scenario, Settings(0.01, 1), [
+            "queue-putget", "queue-1p1c", "queue-4p4c", "queue-bounded",
+            "queue-join", "lifo-putget"])
+        elapsed = time.monotonic() - started
+        print(json.dumps({"elapsed": elapsed, "threads": threading.active_count(),
+                          "result": result.to_dict()}))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    # the main thread, and the one stuck in NeverJoins' join() (a daemon)
+    assert out["threads"] == 2
+    assert out["elapsed"] < 30
+    cases = {case["name"]: case["results"] for case in out["result"]["cases"]}
+    for results in cases.values():
+        assert results["stdlib"]["status"] == "ok"
+    assert "raised Empty" in cases["queue-putget"]["lossy"]["reason"]
+    for name in ("queue-1p1c", "queue-4p4c", "queue-bounded", "queue-join"):
+        assert cases[name]["lossy"]["status"] == "error", name
+        assert "HandoffError" in cases[name]["lossy"]["reason"], name
+    assert cases["queue-1p1c"]["neverfull"]["status"] == "ok"
+    assert cases["queue-bounded"]["neverfull"]["status"] == "error"
+    assert "no room in the queue" in cases["queue-bounded"]["neverfull"]["reason"]
+    assert cases["queue-putget"]["neverjoins"]["status"] == "ok"
+    assert cases["queue-join"]["neverjoins"]["status"] == "error"
+    assert "join-producer" in cases["queue-join"]["neverjoins"]["reason"]
+    assert cases["lifo-putget"]["lossy"]["status"] == "skipped"
+    assert "has no LifoQueue" in cases["lifo-putget"]["lossy"]["reason"]

@@ -291,10 +291,14 @@ def run_scenario(
         if wanted is not None and case.name not in wanted:
             continue
         case_started = time.perf_counter()
+        impls = scenario.implementations_for(case)
+        names = {impl.name for impl in impls}
         with watchdog(case_timeout):
-            measured = measure_case(case, loaded, settings)
+            measured = measure_case(
+                case, {n: obj for n, obj in loaded.items() if n in names}, settings
+            )
         case_result = CaseResult(case=case, baseline=scenario.baseline)
-        for impl in scenario.implementations:
+        for impl in impls:
             if impl.name in measured:
                 case_result.results[impl.name] = measured[impl.name]
             else:

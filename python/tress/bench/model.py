@@ -58,6 +58,10 @@ class Implementation:
     load: Callable[[], Any]
     #: what is loaded, for humans (e.g. the module name)
     source: str = ""
+    #: a yardstick rather than a contender: measured only in the cases whose
+    #: target names it (``Target.versus``), e.g. the stdlib's C
+    #: ``queue.SimpleQueue`` as the floor for tress's ``Queue``
+    reference: bool = False
 
 
 def module_implementation(name: str, kind: str, module: str) -> Implementation:
@@ -82,8 +86,12 @@ class Target:
     versus: str = STDLIB
 
     def describe(self) -> str:
-        """Short text such as ``>=10x`` or ``>=1x best``."""
-        text = f">={self.ratio:g}x"
+        """Short text such as ``>=10x``, ``>=1x best`` or ``>=1/1.3x X``.
+
+        A ratio below 1 ("within 1.3x of X") is written as its inverse.
+        """
+        ratio = f"{self.ratio:g}" if self.ratio >= 1 else f"1/{1 / self.ratio:.3g}"
+        text = f">={ratio}x"
         return text if self.versus == STDLIB else f"{text} {self.versus}"
 
 
@@ -117,6 +125,15 @@ class Scenario:
     baseline: str = STDLIB
     #: free-form notes shown with the results (e.g. how a case is built)
     notes: tuple[str, ...] = field(default=())
+
+    def implementations_for(self, case: Case) -> tuple[Implementation, ...]:
+        """The implementations ``case`` is measured on: every one except the
+        references (:attr:`Implementation.reference`) its target does not name."""
+        versus = case.target.versus if case.target is not None else None
+        return tuple(
+            impl for impl in self.implementations
+            if not impl.reference or impl.name == versus
+        )
 
     def case(self, name: str) -> Case:
         """The case called ``name`` (``KeyError`` if there is none)."""

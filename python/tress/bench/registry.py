@@ -15,7 +15,8 @@ from tress.bench.model import Scenario
 
 SCENARIO_MODULES: tuple[str, ...] = (
     "tress.bench.scenarios.primitives",
-    # next: queue, pool, process queue, event loop (one module each)
+    "tress.bench.scenarios.queues",
+    # next: pool, process queue, event loop (one module each)
 )
 
 

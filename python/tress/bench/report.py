@@ -91,11 +91,17 @@ def _table(rows: list[list[str]], right: set[int]) -> list[str]:
 
 
 def _peers(scenarios: list[ScenarioResult]) -> list[str]:
-    """Names of the implementations other than stdlib and tress, in order."""
+    """Names of the implementations other than stdlib and tress, in order.
+
+    An implementation none of the run's cases has a result for (a reference
+    whose case was not selected) gets no column.
+    """
     names: list[str] = []
     for scenario in scenarios:
         for impl in scenario.implementations:
-            if impl.name not in (STDLIB, TRESS) and impl.name not in names:
+            if impl.name in (STDLIB, TRESS) or impl.name in names:
+                continue
+            if any(impl.name in case.results for case in scenario.cases):
                 names.append(impl.name)
     return names
 

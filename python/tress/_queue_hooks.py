@@ -6,16 +6,43 @@ these functions instead of the native fast path: they implement the
 stdlib's documented semantics (CPython 3.11, plus 3.13's ``shutdown``)
 around the subclass's hooks, guarded by a ``tress.threading.Lock`` and
 three ``Condition``s stored on the instance as ``mutex``, ``not_empty``,
-``not_full`` and ``all_tasks_done``, as the stdlib does. The native
-``_put``/``_get``/``_qsize`` still reach the native storage, so a hook may
-call ``Queue._put(self, item)``.
+``not_full`` and ``all_tasks_done``, as the stdlib does. On this path the
+items live where the hooks put them: the inherited ``_init``/``_put``/
+``_get``/``_qsize`` (``base_*`` below) keep them in ``self.queue`` (a
+``deque``, a list, a heap), exactly as the stdlib's, so a hook may call
+``Queue._put(self, item)`` or rely on the inherited ``_qsize``.
 """
 
+from collections import deque
+from heapq import heappop, heappush
 from queue import Empty, Full
 from time import monotonic as _time
 
 from tress._tress import Condition as _Condition
 from tress._tress import Lock as _Lock
+
+
+def base_init(q, kind):
+    q.queue = deque() if kind == "fifo" else []
+
+
+def base_qsize(q):
+    return len(q.queue)
+
+
+def base_put(q, kind, item):
+    if kind == "priority":
+        heappush(q.queue, item)
+    else:
+        q.queue.append(item)
+
+
+def base_get(q, kind):
+    if kind == "fifo":
+        return q.queue.popleft()
+    if kind == "lifo":
+        return q.queue.pop()
+    return heappop(q.queue)
 
 
 def _shut_down():

@@ -20,8 +20,9 @@
 //!
 //! A Python subclass that overrides `_init`, `_qsize`, `_put` or `_get` gets
 //! the stdlib's algorithm, run by `tress._queue_hooks` with a tress `Lock`
-//! and `Condition`s, calling its hooks; the native `_put`/`_get`/`_qsize`
-//! reach the native storage, so `Queue._put(self, item)` works in a hook.
+//! and `Condition`s, calling its hooks; its inherited `_init`/`_put`/`_get`/
+//! `_qsize` then keep the items in `self.queue` as the stdlib's do, so a
+//! hook may call `Queue._put(self, item)` or rely on the inherited `_qsize`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,9 +82,13 @@ type PyPriority = Priority<Item, PyLess>;
 /// the GIL whenever it holds the core's lock.
 fn py_priority(comparing: Arc<AtomicUsize>) -> PyPriority {
     Priority::by(Box::new(move |a: &Item, b: &Item| {
-        comparing.store(tress::current_thread_id(), Ordering::Relaxed);
         // SAFETY: the GIL is held (see above); both pointers are live
-        // objects owned by the queue. This is what `heapq` calls.
+        // objects owned by the queue.
+        if let Some(less) = unsafe { native_less(a.as_ptr(), b.as_ptr()) } {
+            return Ok(less);
+        }
+        comparing.store(tress::current_thread_id(), Ordering::Relaxed);
+        // SAFETY: as above. This is what `heapq` calls.
         let r = unsafe { ffi::PyObject_RichCompareBool(a.as_ptr(), b.as_ptr(), ffi::Py_LT) };
         comparing.store(0, Ordering::Relaxed);
         match r {
@@ -92,6 +97,62 @@ fn py_priority(comparing: Arc<AtomicUsize>) -> PyPriority {
             _ => Err(Python::attach(PyErr::fetch)),
         }
     }))
+}
+
+/// `a < b` computed without running any Python code, when that cannot be
+/// told apart from Python's `<`: both exact `int`s within 64 bits, both
+/// exact `float`s (not NaN), or exact tuples whose first elements are such
+/// and differ (a tuple compares its first unequal elements; the common
+/// `(priority, item)` entry). `None`: ask Python.
+///
+/// # Safety
+/// The GIL is held and both pointers are live objects.
+unsafe fn native_less(a: *mut ffi::PyObject, b: *mut ffi::PyObject) -> Option<bool> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if let Some(ord) = scalar_order(a, b) {
+            return Some(ord.is_lt());
+        }
+        if ffi::PyTuple_CheckExact(a) != 0
+            && ffi::PyTuple_CheckExact(b) != 0
+            && ffi::PyTuple_GET_SIZE(a) > 0
+            && ffi::PyTuple_GET_SIZE(b) > 0
+        {
+            let (x, y) = (ffi::PyTuple_GET_ITEM(a, 0), ffi::PyTuple_GET_ITEM(b, 0));
+            if let Some(ord) = scalar_order(x, y) {
+                if ord.is_ne() {
+                    return Some(ord.is_lt());
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The order of two exact 64-bit `int`s or two exact non-NaN `float`s.
+///
+/// # Safety
+/// As [`native_less`].
+unsafe fn scalar_order(a: *mut ffi::PyObject, b: *mut ffi::PyObject) -> Option<std::cmp::Ordering> {
+    // SAFETY: the caller's contract; the type checks come first.
+    unsafe {
+        if ffi::PyLong_CheckExact(a) != 0 && ffi::PyLong_CheckExact(b) != 0 {
+            let mut overflow = 0;
+            let x = ffi::PyLong_AsLongLongAndOverflow(a, &mut overflow);
+            if overflow != 0 {
+                return None;
+            }
+            let y = ffi::PyLong_AsLongLongAndOverflow(b, &mut overflow);
+            if overflow != 0 {
+                return None;
+            }
+            return Some(x.cmp(&y));
+        }
+        if ffi::PyFloat_CheckExact(a) != 0 && ffi::PyFloat_CheckExact(b) != 0 {
+            return ffi::PyFloat_AS_DOUBLE(a).partial_cmp(&ffi::PyFloat_AS_DOUBLE(b));
+        }
+        None
+    }
 }
 
 /// The core queue, in the order of the Python class instantiated.
@@ -240,6 +301,10 @@ impl PyQueue {
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let mut intr = self.blocking(py)?;
+        if with_core!(&self.core, q => q.is_shutdown()) {
+            // Before the timeout is looked at, as in Python 3.13.
+            return Err(shut_down(py));
+        }
         if !block {
             let r = with_core!(&self.core, q => q.try_put_with(item, &mut intr));
             return put_result(py, r);
@@ -268,6 +333,10 @@ impl PyQueue {
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Item> {
         let mut intr = self.blocking(py)?;
+        if with_core!(&self.core, q => q.is_shutdown() && q.is_empty()) {
+            // Before the timeout is looked at, as in Python 3.13.
+            return Err(shut_down(py));
+        }
         if !block {
             let r = with_core!(&self.core, q => q.try_get_with(&mut intr));
             return get_result(py, r);
@@ -286,6 +355,15 @@ impl PyQueue {
         let deadline = wait_deadline(Some(timeout))?;
         let r = with_core!(&self.core, q => q.get_with(deadline, &mut intr));
         get_result(py, r)
+    }
+
+    /// The order's name for the hook path's storage.
+    fn kind(&self) -> &'static str {
+        match self.core {
+            Core::Fifo(_) => "fifo",
+            Core::Lifo(_) => "lifo",
+            Core::Priority(..) => "priority",
+        }
     }
 
     /// Whether `block` asks to block (Python truthiness; absent is true).
@@ -311,11 +389,11 @@ impl PyQueue {
         Self::build(cls, Core::Fifo(tress::Queue::new()))
     }
 
-    #[pyo3(signature = (maxsize=None))]
-    fn __init__(slf: &Bound<'_, Self>, maxsize: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+    #[pyo3(signature = (maxsize=Arg::Missing))]
+    fn __init__(slf: &Bound<'_, Self>, maxsize: Arg<'_>) -> PyResult<()> {
         let py = slf.py();
-        let maxsize = match maxsize {
-            Some(m) => m,
+        let maxsize = match maxsize.get() {
+            Some(m) => m.clone(),
             None => 0i32.into_pyobject(py)?.into_any(),
         };
         Self::set_maxsize(slf, &maxsize)?;
@@ -516,28 +594,53 @@ impl PyQueue {
 
     /// Initialise the storage (a hook for subclasses; the native storage
     /// needs nothing).
-    fn _init(&self, _maxsize: &Bound<'_, PyAny>) {}
+    /// Initialise the storage (a hook for subclasses). The plain classes'
+    /// native storage needs nothing; on the hook path (see the module docs)
+    /// this makes `self.queue` as the stdlib does.
+    fn _init(slf: &Bound<'_, Self>, _maxsize: &Bound<'_, PyAny>) -> PyResult<()> {
+        let this = slf.get();
+        if this.hooked {
+            hook(slf.py(), "base_init")?.call1((slf, this.kind()))?;
+        }
+        Ok(())
+    }
 
     /// The number of stored items (a hook for subclasses).
-    fn _qsize(&self) -> usize {
-        with_core!(&self.core, q => q.len())
+    fn _qsize(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let this = slf.get();
+        if this.hooked {
+            return Ok(hook(slf.py(), "base_qsize")?.call1((slf,))?.unbind());
+        }
+        let n = with_core!(&this.core, q => q.len());
+        Ok(n.into_pyobject(slf.py())?.into_any().unbind())
     }
 
     /// Store an item, with no locking, counting or waking (a hook for
     /// subclasses).
-    fn _put(&self, py: Python<'_>, item: Bound<'_, PyAny>) -> PyResult<()> {
-        let mut intr = self.blocking(py)?;
+    fn _put(slf: &Bound<'_, Self>, item: Bound<'_, PyAny>) -> PyResult<()> {
+        let this = slf.get();
+        if this.hooked {
+            hook(slf.py(), "base_put")?.call1((slf, this.kind(), item))?;
+            return Ok(());
+        }
+        let mut intr = this.blocking(slf.py())?;
         let item = item.unbind();
-        with_core!(&self.core, q => q.store_with(item, &mut intr)).map_err(|(_, e)| e)
+        with_core!(&this.core, q => q.store_with(item, &mut intr)).map_err(|(_, e)| e)
     }
 
     /// Take the next stored item, with no locking or waking (a hook for
     /// subclasses); `IndexError` when there is none, like the stdlib's.
-    fn _get(&self, py: Python<'_>) -> PyResult<Item> {
-        let mut intr = self.blocking(py)?;
-        match with_core!(&self.core, q => q.take_with(&mut intr))? {
+    fn _get(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let this = slf.get();
+        if this.hooked {
+            return Ok(hook(slf.py(), "base_get")?
+                .call1((slf, this.kind()))?
+                .unbind());
+        }
+        let mut intr = this.blocking(slf.py())?;
+        match with_core!(&this.core, q => q.take_with(&mut intr))? {
             Some(item) => Ok(item),
-            None => Err(PyIndexError::new_err(match self.core {
+            None => Err(PyIndexError::new_err(match this.core {
                 Core::Fifo(_) => "pop from an empty deque",
                 Core::Lifo(_) => "pop from empty list",
                 Core::Priority(..) => "index out of range",
@@ -645,15 +748,6 @@ pub(crate) struct PySimpleQueue {
     inner: tress::SimpleQueue<Item>,
 }
 
-/// `block` as `_queue.SimpleQueue` parses it: a C int (no `None`).
-#[inline]
-fn c_int_flag(block: &Arg<'_>) -> PyResult<bool> {
-    match block.get() {
-        None => Ok(true),
-        Some(b) => Ok(b.extract::<i32>()? != 0),
-    }
-}
-
 #[pymethods]
 impl PySimpleQueue {
     #[new]
@@ -684,7 +778,7 @@ impl PySimpleQueue {
         block: Arg<'_>,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let _ = (c_int_flag(&block)?, timeout);
+        let _ = (block, timeout);
         self.inner.put(item.unbind());
         Ok(())
     }
@@ -705,7 +799,7 @@ impl PySimpleQueue {
         block: Arg<'_>,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Item> {
-        let block = c_int_flag(&block)?;
+        let block = PyQueue::truthy(&block)?;
         let deadline = match timeout {
             Some(t) if block => {
                 let ns = seconds_to_ns(t, Round::Ceiling)?;

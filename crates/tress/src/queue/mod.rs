@@ -282,11 +282,18 @@ impl<T, O: Order<T>> Queue<T, O> {
     ) -> Result<(), PutError<T, E>> {
         self.enter();
         let mut last_try = false;
+        let mut notified = false;
         loop {
             let mut wakes = Wakeups::new();
             let mut items = match self.lock(interrupt) {
                 Ok(items) => items,
-                Err(e) => return Err(PutError::Failed(item, wait_error(e))),
+                Err(e) => {
+                    if notified {
+                        // Woken for room this call will not use: pass it on.
+                        self.not_full.notify(1);
+                    }
+                    return Err(PutError::Failed(item, wait_error(e)));
+                }
             };
             if self.shut.load(Ordering::Relaxed) {
                 return Err(PutError::ShutDown(item));
@@ -319,7 +326,7 @@ impl<T, O: Order<T>> Queue<T, O> {
             let ticket = self.not_full.enqueue();
             drop(items);
             match ticket.wait_with(deadline, interrupt) {
-                Ok(true) => {}
+                Ok(true) => notified = true,
                 // One more look, as Python's loop takes: room may have
                 // appeared as the deadline passed.
                 Ok(false) => last_try = true,
@@ -397,11 +404,19 @@ impl<T, O: Order<T>> Queue<T, O> {
     ) -> Result<T, GetError<E>> {
         self.enter();
         let mut last_try = false;
+        let mut notified = false;
         loop {
             let mut wakes = Wakeups::new();
             let mut items = match self.lock(interrupt) {
                 Ok(items) => items,
-                Err(e) => return Err(GetError::Failed(wait_error(e))),
+                Err(e) => {
+                    if notified {
+                        // Woken for an item this call will not take: pass
+                        // it on.
+                        self.not_empty.notify(1);
+                    }
+                    return Err(GetError::Failed(wait_error(e)));
+                }
             };
             match items.pop() {
                 Ok(Some(item)) => {
@@ -431,7 +446,7 @@ impl<T, O: Order<T>> Queue<T, O> {
             let ticket = self.not_empty.enqueue();
             drop(items);
             match ticket.wait_with(deadline, interrupt) {
-                Ok(true) => {}
+                Ok(true) => notified = true,
                 Ok(false) => last_try = true,
                 Err(e) => return Err(GetError::Failed(wait_error(e))),
             }

@@ -138,8 +138,8 @@ pub type OrdLess<T> = fn(&T, &T) -> Result<bool, Infallible>;
 /// `heappop`'s sift to a leaf and back up), so items that compare equal
 /// come out in the same order as from `queue.PriorityQueue`, and the same
 /// comparisons are made. Every step is a swap recorded on an undo list: a
-/// comparison that fails midway is rolled back, so the heap is left as it
-/// was, with no item lost or duplicated.
+/// comparison that fails midway (or panics) is rolled back, so the heap is
+/// left as it was, with no item lost or duplicated.
 pub struct Priority<T, F = OrdLess<T>> {
     heap: Vec<T>,
     less: F,
@@ -182,13 +182,6 @@ impl<T, E, F: FnMut(&T, &T) -> Result<bool, E>> Priority<T, F> {
         }
     }
 
-    /// Rolls back the swaps of a failed sift.
-    fn roll_back(&mut self) {
-        while let Some((a, b)) = self.undo.pop() {
-            self.heap.swap(a, b);
-        }
-    }
-
     /// `heapq._siftdown`: moves the item at `pos` up towards `start` while
     /// it is less than its parent.
     fn sift_towards_root(&mut self, start: usize, mut pos: usize) -> Result<(), E> {
@@ -223,6 +216,44 @@ impl<T, E, F: FnMut(&T, &T) -> Result<bool, E>> Priority<T, F> {
     }
 }
 
+/// Rolls a sift back when dropped armed: on a failed comparison, or while
+/// unwinding from a panicking one, the heap is left as it was before the
+/// call.
+struct Rollback<'a, T, F> {
+    p: &'a mut Priority<T, F>,
+    /// For a pop: the item taken from the root, put back on rollback. For a
+    /// push: `None`, and the pushed item (last after the undo) is dropped.
+    taken: Option<T>,
+    armed: bool,
+}
+
+impl<T, F> Rollback<'_, T, F> {
+    /// Undoes the swaps; then a push removes its item (returned), a pop
+    /// puts the taken item back at the root.
+    fn undo(&mut self) -> Option<T> {
+        self.armed = false;
+        while let Some((a, b)) = self.p.undo.pop() {
+            self.p.heap.swap(a, b);
+        }
+        match self.taken.take() {
+            Some(first) => {
+                let last = std::mem::replace(&mut self.p.heap[0], first);
+                self.p.heap.push(last);
+                None
+            }
+            None => self.p.heap.pop(),
+        }
+    }
+}
+
+impl<T, F> Drop for Rollback<'_, T, F> {
+    fn drop(&mut self) {
+        if self.armed {
+            drop(self.undo());
+        }
+    }
+}
+
 impl<T, E, F: FnMut(&T, &T) -> Result<bool, E>> Order<T> for Priority<T, F> {
     type Error = E;
 
@@ -235,11 +266,18 @@ impl<T, E, F: FnMut(&T, &T) -> Result<bool, E>> Order<T> for Priority<T, F> {
         self.heap.push(item);
         self.undo.clear();
         let last = self.heap.len() - 1;
-        match self.sift_towards_root(0, last) {
-            Ok(()) => Ok(()),
+        let mut guard = Rollback {
+            p: self,
+            taken: None,
+            armed: true,
+        };
+        match guard.p.sift_towards_root(0, last) {
+            Ok(()) => {
+                guard.armed = false;
+                Ok(())
+            }
             Err(e) => {
-                self.roll_back();
-                let item = self.heap.pop().expect("the item just pushed");
+                let item = guard.undo().expect("the item just pushed");
                 Err((item, e))
             }
         }
@@ -255,15 +293,21 @@ impl<T, E, F: FnMut(&T, &T) -> Result<bool, E>> Order<T> for Priority<T, F> {
         }
         let first = std::mem::replace(&mut self.heap[0], last);
         self.undo.clear();
-        match self.sift_to_leaf(0) {
+        let mut guard = Rollback {
+            p: self,
+            taken: Some(first),
+            armed: true,
+        };
+        match guard.p.sift_to_leaf(0) {
             Ok(()) => {
+                guard.armed = false;
+                let first = guard.taken.take().expect("the root taken above");
+                drop(guard);
                 shrink_after_burst!(self.heap);
                 Ok(Some(first))
             }
             Err(e) => {
-                self.roll_back();
-                let last = std::mem::replace(&mut self.heap[0], first);
-                self.heap.push(last);
+                guard.undo();
                 Err(e)
             }
         }

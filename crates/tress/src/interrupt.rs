@@ -157,6 +157,31 @@ pub(crate) fn park<I: Interrupt + ?Sized>(
     }
 }
 
+/// How many rounds of [`backoff`] a waiter whose interrupt allows it
+/// ([`Interrupt::may_spin`]) makes before it sleeps.
+pub(crate) const BACKOFF_STEPS: u32 = 10;
+
+/// One round of waiting before sleeping: `2^step` spins (stopping early
+/// once `ready`) for the first rounds, then a `yield_now`, which gives the
+/// core away when another thread needs it. A handoff between threads on
+/// two free cores then costs no sleep and no wake-up system call, and a
+/// busy machine loses at most a few yields per wait (crossbeam's
+/// `Backoff::snooze` schedule).
+#[cold]
+pub(crate) fn backoff(step: u32, ready: impl Fn() -> bool) {
+    const SPIN_STEPS: u32 = 6;
+    if step <= SPIN_STEPS {
+        for _ in 0..1u32 << step {
+            if ready() {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+    } else {
+        std::thread::yield_now();
+    }
+}
+
 /// `now + timeout`, or `None` (wait forever) when that is past what an
 /// [`Instant`] can hold.
 #[inline]

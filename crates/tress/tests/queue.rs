@@ -1538,6 +1538,11 @@ impl Interrupt for Flaky {
     fn slice(&self) -> Option<Duration> {
         Some(Duration::from_micros(50))
     }
+    /// Waits sleep at once (no spinning first), so they are interrupted
+    /// often; the spinning paths are stressed by the uninterruptible runs.
+    fn may_spin(&self) -> bool {
+        false
+    }
     fn check(&mut self) -> Result<(), Stop> {
         if self.0.below(4) == 0 {
             Err(Stop(0))

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use super::RESETTING;
 use crate::error::GetError;
-use crate::interrupt::{Interrupt, Uninterruptible, deadline_after, infallible};
+use crate::interrupt::{
+    BACKOFF_STEPS, Interrupt, Uninterruptible, backoff, deadline_after, infallible,
+};
 use crate::sync::{Mutex, WaitQueue, Wakeups};
 use crate::sys;
 
@@ -119,6 +121,7 @@ impl<T> SimpleQueue<T> {
     ) -> Result<Result<T, GetError>, I::Error> {
         self.enter();
         let mut last_try = false;
+        let mut spins = 0;
         loop {
             let mut items = self.items.lock();
             if let Some(item) = items.pop_front() {
@@ -127,6 +130,12 @@ impl<T> SimpleQueue<T> {
             }
             if last_try || deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(Err(GetError::Empty));
+            }
+            if spins < BACKOFF_STEPS && interrupt.may_spin() {
+                drop(items);
+                backoff(spins, || !self.is_empty());
+                spins += 1;
+                continue;
             }
             let ticket = self.getters.enqueue();
             drop(items);

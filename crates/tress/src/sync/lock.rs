@@ -21,16 +21,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::NotLocked;
-use crate::interrupt::{Interrupt, Parked, Uninterruptible, deadline_after, infallible, park};
+use crate::interrupt::{
+    BACKOFF_STEPS, Interrupt, Parked, Uninterruptible, backoff, deadline_after, infallible, park,
+};
 use crate::sys;
 
 const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
 const CONTENDED: u32 = 2;
-
-/// How many times a contended acquire polls before it sleeps. Short: on a
-/// machine with two cores a spinning waiter often steals the holder's core.
-const SPIN_LIMIT: u32 = 40;
 
 /// A mutual-exclusion lock with no owner: any thread may release it, as with
 /// Python's `threading.Lock`.
@@ -145,15 +143,17 @@ impl Lock {
         deadline: Option<Instant>,
         interrupt: &mut I,
     ) -> Result<bool, I::Error> {
-        // Poll briefly while the holder has no sleepers behind it.
+        // Poll briefly (spinning, then yielding the core) while the holder
+        // has no sleepers behind it.
         let mut state = self.state.load(Ordering::Relaxed);
-        let spins = if interrupt.may_spin() { SPIN_LIMIT } else { 0 };
-        for _ in 0..spins {
-            if state != LOCKED {
-                break;
+        if interrupt.may_spin() {
+            for step in 0..BACKOFF_STEPS {
+                if state != LOCKED {
+                    break;
+                }
+                backoff(step, || self.state.load(Ordering::Relaxed) != LOCKED);
+                state = self.state.load(Ordering::Relaxed);
             }
-            std::hint::spin_loop();
-            state = self.state.load(Ordering::Relaxed);
         }
         if state == UNLOCKED
             && self

@@ -144,24 +144,27 @@ impl Lock {
         interrupt: &mut I,
     ) -> Result<bool, I::Error> {
         // Poll briefly (spinning, then yielding the core) while the holder
-        // has no sleepers behind it.
+        // has no sleepers behind it, retrying whenever the lock looks free.
         let mut state = self.state.load(Ordering::Relaxed);
-        if interrupt.may_spin() {
-            for step in 0..BACKOFF_STEPS {
-                if state != LOCKED {
-                    break;
+        let mut step = 0;
+        loop {
+            if state == UNLOCKED {
+                match self.state.compare_exchange(
+                    UNLOCKED,
+                    LOCKED,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Ok(true),
+                    Err(now) => state = now,
                 }
-                backoff(step, || self.state.load(Ordering::Relaxed) != LOCKED);
-                state = self.state.load(Ordering::Relaxed);
             }
-        }
-        if state == UNLOCKED
-            && self
-                .state
-                .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        {
-            return Ok(true);
+            if state == CONTENDED || step >= BACKOFF_STEPS || !interrupt.may_spin() {
+                break;
+            }
+            backoff(step, || self.state.load(Ordering::Relaxed) == UNLOCKED);
+            step += 1;
+            state = self.state.load(Ordering::Relaxed);
         }
         loop {
             // Mark the lock contended; if it was free we now hold it (marked

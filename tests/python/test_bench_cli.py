@@ -486,17 +486,18 @@ def test_failing_queues_are_reported_not_fatal():
 
         threads.HANDOFF_TIMEOUT = 0.2
 
-        class Lossy(queue.Queue):             # drops every 50th item
+        class Lossy(queue.Queue):             # drops the 1st, 51st, ... item
             puts = 0
             def put(self, item, block=True, timeout=None):
                 self.puts += 1
-                if self.puts % 50:
+                if self.puts % 50 != 1:
                     super().put(item, block, timeout)
 
         class NeverFull(queue.Queue):         # a bounded put never finds room
             def put(self, item, block=True, timeout=None):
                 if self.maxsize and self.qsize() >= 10:
-                    time.sleep(timeout or 0)
+                    # at once: a sleep of `timeout` would race the
+                    # consumer's equal timeout for the first error reported
                     raise queue.Full
                 super().put(item, block, timeout)
 

@@ -499,8 +499,15 @@ impl PyQueue {
             return Ok(());
         }
         let mut intr = this.blocking(slf.py())?;
-        match with_core!(&this.core, q => q.task_done_with(&mut intr))? {
-            Ok(()) => Ok(()),
+        match with_core!(&this.core, q => q.task_done_pending(&mut intr))? {
+            Ok(wakes) => {
+                // A joiner woken with the GIL let go of can run at once;
+                // this thread is typically about to wait for the next item.
+                if !wakes.is_empty() {
+                    slf.py().detach(|| wakes.wake());
+                }
+                Ok(())
+            }
             Err(tress::TooManyTaskDone) => {
                 Err(PyValueError::new_err("task_done() called too many times"))
             }

@@ -489,9 +489,21 @@ impl<T, O: Order<T>> Queue<T, O> {
         &self,
         interrupt: &mut I,
     ) -> Result<Result<(), TooManyTaskDone>, I::Error> {
+        Ok(self.task_done_pending(interrupt)?.map(Wakeups::wake))
+    }
+
+    /// [`task_done_with`](Self::task_done_with), leaving the wake-up of the
+    /// threads in [`join`](Self::join) (if this finished the last task) to
+    /// the caller: they are woken when the returned [`Wakeups`] is dropped
+    /// or [woken](Wakeups::wake). Python's bindings wake them with the GIL
+    /// released, so the joiner can run at once.
+    pub fn task_done_pending<I: Interrupt + ?Sized>(
+        &self,
+        interrupt: &mut I,
+    ) -> Result<Result<Wakeups, TooManyTaskDone>, I::Error> {
         self.enter();
         let mut wakes = Wakeups::new();
-        let _items = self.lock(interrupt)?;
+        let items = self.lock(interrupt)?;
         let unfinished = self.unfinished.load(Ordering::Relaxed);
         if unfinished == 0 {
             return Ok(Err(TooManyTaskDone));
@@ -500,7 +512,8 @@ impl<T, O: Order<T>> Queue<T, O> {
         if unfinished == 1 {
             self.all_done.notify_all_into(&mut wakes);
         }
-        Ok(Ok(()))
+        drop(items);
+        Ok(Ok(wakes))
     }
 
     /// Waits until every item put has been marked done.

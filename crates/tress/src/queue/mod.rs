@@ -31,7 +31,7 @@ mod order;
 mod simple;
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{GetError, PutError, TooManyTaskDone};
@@ -39,7 +39,7 @@ use crate::interrupt::{
     BACKOFF_STEPS, Interrupt, Uninterruptible, backoff, deadline_after, infallible,
 };
 use crate::sync::{Mutex, MutexGuard, WaitQueue, Wakeups};
-use crate::sys;
+use crate::sys::ForkEpoch;
 
 pub use order::{Fifo, Lifo, OrdLess, Order, Priority};
 pub use simple::SimpleQueue;
@@ -50,9 +50,6 @@ pub type LifoQueue<T> = Queue<T, Lifo<T>>;
 /// A [`Queue`] that hands out the smallest item first (by `Ord`, or by the
 /// comparison given to [`Priority::by`]).
 pub type PriorityQueue<T, F = OrdLess<T>> = Queue<T, Priority<T, F>>;
-
-/// `generation` while a thread resets the queue after a fork.
-const RESETTING: u32 = u32::MAX;
 
 /// How long a call may wait.
 #[derive(Debug, Clone, Copy)]
@@ -127,7 +124,7 @@ pub struct Queue<T, O: Order<T> = Fifo<T>> {
     /// Threads waiting in `join`.
     all_done: WaitQueue,
     /// The fork generation the waiter queues belong to.
-    generation: AtomicU32,
+    epoch: ForkEpoch,
     _item: PhantomData<fn(T) -> T>,
 }
 
@@ -185,7 +182,6 @@ impl<T, O: Order<T>> Queue<T, O> {
     /// assert_eq!(q.try_get().unwrap(), "abc");
     /// ```
     pub fn with_order(order: O, maxsize: usize) -> Self {
-        sys::watch_forks();
         Self {
             len: AtomicUsize::new(order.len()),
             items: Mutex::new(order),
@@ -195,7 +191,7 @@ impl<T, O: Order<T>> Queue<T, O> {
             not_empty: WaitQueue::new(),
             not_full: WaitQueue::new(),
             all_done: WaitQueue::new(),
-            generation: AtomicU32::new(sys::fork_generation()),
+            epoch: ForkEpoch::new(),
             _item: PhantomData,
         }
     }
@@ -746,42 +742,17 @@ impl<T, O: Order<T>> Queue<T, O> {
     /// Resets the waiting machinery on first use in a forked child.
     #[inline]
     fn enter(&self) {
-        if self.generation.load(Ordering::Relaxed) != sys::fork_generation() {
-            self.after_fork();
-        }
-    }
-
-    #[cold]
-    fn after_fork(&self) {
-        let now = sys::fork_generation();
-        loop {
-            let seen = self.generation.load(Ordering::Acquire);
-            if seen == now {
-                return;
+        self.epoch.enter(|| {
+            if self.items.is_locked() {
+                // SAFETY: the queue was last used before a fork, so no
+                // thread of this process can hold the lock (one that got
+                // past `enter` would have seen the new generation): its
+                // holder was a parent thread that does not exist here.
+                unsafe { self.items.force_unlock() };
             }
-            if seen == RESETTING {
-                std::thread::yield_now();
-                continue;
-            }
-            if self
-                .generation
-                .compare_exchange(seen, RESETTING, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                if self.items.is_locked() {
-                    // SAFETY: the queue was last used before a fork, so no
-                    // thread of this process can hold the lock (one that
-                    // got past `enter` would have seen the new generation):
-                    // its holder was a parent thread that does not exist
-                    // here.
-                    unsafe { self.items.force_unlock() };
-                }
-                self.not_empty.reset_after_fork();
-                self.not_full.reset_after_fork();
-                self.all_done.reset_after_fork();
-                self.generation.store(now, Ordering::Release);
-                return;
-            }
-        }
+            self.not_empty.reset_after_fork();
+            self.not_full.reset_after_fork();
+            self.all_done.reset_after_fork();
+        });
     }
 }

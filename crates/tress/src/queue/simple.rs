@@ -1,16 +1,15 @@
 //! [`SimpleQueue`]: an unbounded FIFO with nothing but put and get.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::RESETTING;
 use crate::error::GetError;
 use crate::interrupt::{
     BACKOFF_STEPS, Interrupt, Uninterruptible, backoff, deadline_after, infallible,
 };
 use crate::sync::{Mutex, WaitQueue, Wakeups};
-use crate::sys;
+use crate::sys::ForkEpoch;
 
 /// An unbounded FIFO queue with no task tracking and no shutdown: Python's
 /// `queue.SimpleQueue`.
@@ -42,7 +41,7 @@ pub struct SimpleQueue<T> {
     /// Threads waiting for an item.
     getters: WaitQueue,
     /// The fork generation the waiter queue belongs to.
-    generation: AtomicU32,
+    epoch: ForkEpoch,
 }
 
 impl<T> std::fmt::Debug for SimpleQueue<T> {
@@ -62,12 +61,11 @@ impl<T> Default for SimpleQueue<T> {
 impl<T> SimpleQueue<T> {
     /// An empty queue.
     pub fn new() -> Self {
-        sys::watch_forks();
         Self {
             items: Mutex::new(VecDeque::new()),
             len: AtomicUsize::new(0),
             getters: WaitQueue::new(),
-            generation: AtomicU32::new(sys::fork_generation()),
+            epoch: ForkEpoch::new(),
         }
     }
 
@@ -167,37 +165,13 @@ impl<T> SimpleQueue<T> {
     /// [`Queue`](super::Queue)).
     #[inline]
     fn enter(&self) {
-        if self.generation.load(Ordering::Relaxed) != sys::fork_generation() {
-            self.after_fork();
-        }
-    }
-
-    #[cold]
-    fn after_fork(&self) {
-        let now = sys::fork_generation();
-        loop {
-            let seen = self.generation.load(Ordering::Acquire);
-            if seen == now {
-                return;
+        self.epoch.enter(|| {
+            if self.items.is_locked() {
+                // SAFETY: as in `Queue::enter`: the holder was a parent
+                // thread that does not exist in this process.
+                unsafe { self.items.force_unlock() };
             }
-            if seen == RESETTING {
-                std::thread::yield_now();
-                continue;
-            }
-            if self
-                .generation
-                .compare_exchange(seen, RESETTING, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                if self.items.is_locked() {
-                    // SAFETY: as in `Queue::after_fork`: the holder was a
-                    // parent thread that does not exist in this process.
-                    unsafe { self.items.force_unlock() };
-                }
-                self.getters.reset_after_fork();
-                self.generation.store(now, Ordering::Release);
-                return;
-            }
-        }
+            self.getters.reset_after_fork();
+        });
     }
 }

@@ -96,3 +96,53 @@ pub(crate) fn watch_forks() {
 pub(crate) fn fork_generation() -> u32 {
     FORK_GENERATION.load(Ordering::Relaxed)
 }
+
+/// The fork generation a structure's waiting machinery belongs to: the
+/// first use in a forked child runs the structure's reset (forgetting the
+/// parent's waiting threads) exactly once, while other threads of the child
+/// that arrive meanwhile wait for it to finish.
+#[derive(Debug)]
+pub(crate) struct ForkEpoch(AtomicU32);
+
+/// `ForkEpoch` while a thread runs the reset.
+const RESETTING: u32 = u32::MAX;
+
+impl ForkEpoch {
+    /// The current generation (and fork counting started).
+    pub(crate) fn new() -> Self {
+        watch_forks();
+        Self(AtomicU32::new(fork_generation()))
+    }
+
+    /// Runs `reset` if this is the first use since a fork.
+    #[inline]
+    pub(crate) fn enter(&self, reset: impl FnOnce()) {
+        if self.0.load(Ordering::Relaxed) != fork_generation() {
+            self.after_fork(reset);
+        }
+    }
+
+    #[cold]
+    fn after_fork(&self, reset: impl FnOnce()) {
+        let now = fork_generation();
+        loop {
+            let seen = self.0.load(Ordering::Acquire);
+            if seen == now {
+                return;
+            }
+            if seen == RESETTING {
+                std::thread::yield_now();
+                continue;
+            }
+            if self
+                .0
+                .compare_exchange(seen, RESETTING, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                reset();
+                self.0.store(now, Ordering::Release);
+                return;
+            }
+        }
+    }
+}

@@ -3,7 +3,8 @@
 * ``mod``: parametrized over the stdlib ``threading`` module and
   ``tress.threading`` -- a test written once runs on both; the tress param
   is skipped (with the import error as the reason) until the extension
-  module imports.
+  module imports.  ``qmod`` / ``tq`` / ``qmodname``: the same for ``queue``
+  and ``tress.queue``.
 * ``stdlib`` / ``tress_threading``: the two modules by name.
 * ``check_error``: assert that a call raises exactly what CPython raises
   (type and message), checked against the stdlib in the same test.
@@ -30,6 +31,7 @@ import _thread
 import faulthandler
 import importlib
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -72,19 +74,26 @@ def pytest_unconfigure(config):
 # the module under test
 
 
-def _import_tress_threading():
+def _import_tress(name):
+    """``(module, None)``, or ``(None, reason)`` if the build is missing or broken."""
     try:
-        return importlib.import_module("tress.threading"), None
+        return importlib.import_module(name), None
     except Exception as exc:  # ImportError, or a broken build
         return None, f"{type(exc).__name__}: {exc}"
 
 
-TRESS_THREADING, TRESS_IMPORT_ERROR = _import_tress_threading()
-TRESS_SKIP_REASON = (
-    "tress.threading is not importable "
-    f"({TRESS_IMPORT_ERROR}); build and install it with "
-    "`pip install --no-build-isolation --force-reinstall --no-deps .`"
-)
+def _skip_reason(name, error):
+    return (
+        f"{name} is not importable ({error}); build and install it with "
+        "`pip install --no-build-isolation --force-reinstall --no-deps .`"
+    )
+
+
+TRESS_THREADING, TRESS_IMPORT_ERROR = _import_tress("tress.threading")
+TRESS_SKIP_REASON = _skip_reason("tress.threading", TRESS_IMPORT_ERROR)
+# Imported here, before the test modules: they find it in sys.modules.
+TRESS_QUEUE, TRESS_QUEUE_IMPORT_ERROR = _import_tress("tress.queue")
+TRESS_QUEUE_SKIP_REASON = _skip_reason("tress.queue", TRESS_QUEUE_IMPORT_ERROR)
 
 
 @pytest.fixture(params=["threading", "tress"])
@@ -113,6 +122,30 @@ def tress_threading():
 def modname(mod):
     """Importable name of the module under test (for child interpreters)."""
     return "threading" if mod is threading else "tress.threading"
+
+
+@pytest.fixture(params=["queue", "tress"])
+def qmod(request):
+    """The queue module under test: stdlib ``queue`` or ``tress.queue``."""
+    if request.param == "queue":
+        return queue
+    if TRESS_QUEUE is None:
+        pytest.skip(TRESS_QUEUE_SKIP_REASON)
+    return TRESS_QUEUE
+
+
+@pytest.fixture
+def tq():
+    """``tress.queue`` only (behaviour where tress is stricter than the stdlib)."""
+    if TRESS_QUEUE is None:
+        pytest.skip(TRESS_QUEUE_SKIP_REASON)
+    return TRESS_QUEUE
+
+
+@pytest.fixture
+def qmodname(qmod):
+    """Importable name of the queue module under test (for child interpreters)."""
+    return "queue" if qmod is queue else "tress.queue"
 
 
 # --------------------------------------------------------------------------

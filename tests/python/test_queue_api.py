@@ -19,11 +19,11 @@ correct implementation never ends early.
 
 import copy
 import gc
-import importlib
 import json
 import pickle
 import queue
 import re
+import sys
 import threading
 import types
 import weakref
@@ -34,18 +34,9 @@ import pytest
 # the module under test
 
 
-def _import_tress_queue():
-    try:
-        return importlib.import_module("tress.queue"), None
-    except Exception as exc:  # noqa: BLE001 - ImportError, or a broken build
-        return None, f"{type(exc).__name__}: {exc}"
-
-
-TRESS_QUEUE, TRESS_QUEUE_IMPORT_ERROR = _import_tress_queue()
-TRESS_SKIP_REASON = (
-    f"tress.queue is not importable ({TRESS_QUEUE_IMPORT_ERROR}); build and install it "
-    "with `pip install --no-build-isolation --force-reinstall --no-deps .`"
-)
+# tests/conftest.py imports it (or records why it cannot) before this module.
+TRESS_QUEUE = sys.modules.get("tress.queue")
+TRESS_SKIP_REASON = "tress.queue is not importable (see tests/conftest.py)"
 STDLIB_HAS_SHUTDOWN = hasattr(queue, "ShutDown")  # CPython >= 3.13
 
 QUEUE_KINDS = ["Queue", "LifoQueue", "PriorityQueue"]
@@ -53,24 +44,6 @@ ALL_KINDS = QUEUE_KINDS + ["SimpleQueue"]
 TIMEOUT_MSG = "'timeout' must be a non-negative number"
 JOIN = 10.0  # seconds: bound on every thread join in this file
 NOT_YET = 0.05  # seconds: bounded check that a wait has NOT returned
-
-
-@pytest.fixture(params=["queue", "tress"])
-def qmod(request):
-    """The module under test: stdlib ``queue`` or ``tress.queue``."""
-    if request.param == "queue":
-        return queue
-    if TRESS_QUEUE is None:
-        pytest.skip(TRESS_SKIP_REASON)
-    return TRESS_QUEUE
-
-
-@pytest.fixture
-def tq():
-    """tress.queue only (behaviour where tress is stricter than the stdlib)."""
-    if TRESS_QUEUE is None:
-        pytest.skip(TRESS_SKIP_REASON)
-    return TRESS_QUEUE
 
 
 @pytest.fixture(params=["queue", "tress"])

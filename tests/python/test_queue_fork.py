@@ -16,10 +16,8 @@ deadline and kills it on overrun.  Afterwards the parent's own queues still
 work: its blocked threads are served and finish.
 """
 
-import importlib
 import json
 import os
-import queue
 import signal
 import threading
 import time
@@ -27,33 +25,6 @@ import time
 import pytest
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() required")
-
-
-def _import_tress_queue():
-    try:
-        return importlib.import_module("tress.queue"), None
-    except Exception as exc:  # noqa: BLE001 - ImportError, or a broken build
-        return None, f"{type(exc).__name__}: {exc}"
-
-
-TRESS_QUEUE, TRESS_QUEUE_IMPORT_ERROR = _import_tress_queue()
-
-
-@pytest.fixture(params=["queue", "tress"])
-def qmod(request):
-    if request.param == "queue":
-        return queue
-    if TRESS_QUEUE is None:
-        pytest.skip(
-            f"tress.queue is not importable ({TRESS_QUEUE_IMPORT_ERROR}); build and install "
-            "it with `pip install --no-build-isolation --force-reinstall --no-deps .`"
-        )
-    return TRESS_QUEUE
-
-
-@pytest.fixture
-def qmodname(qmod):
-    return "queue" if qmod is queue else "tress.queue"
 
 
 CHILD = r"""

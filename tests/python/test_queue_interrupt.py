@@ -19,7 +19,6 @@ loose band (``TRESS_INTERRUPT_BAND``, default 0.5 s; the target is 0.1 s)
 and printed, so ``pytest -s`` shows the numbers.
 """
 
-import importlib
 import json
 import os
 import signal
@@ -31,12 +30,6 @@ pytestmark = pytest.mark.skipif(
     sys.platform == "win32" or not hasattr(signal, "pthread_kill"),
     reason="POSIX signals (SIGINT from os.kill, pthread_kill) required",
 )
-
-try:
-    importlib.import_module("tress.queue")
-    TRESS_QUEUE_IMPORT_ERROR = None
-except Exception as exc:  # noqa: BLE001 - ImportError, or a broken build
-    TRESS_QUEUE_IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
 
 BAND = float(os.environ.get("TRESS_INTERRUPT_BAND", "0.5"))
 TARGET = 0.1
@@ -52,16 +45,6 @@ CASES = [
 ]
 TIMED_CASES = ["get:Queue", "get:SimpleQueue", "put:PriorityQueue"]
 HANDLER_CASES = ["get:Queue", "get:SimpleQueue", "put:LifoQueue", "join:Queue"]
-
-
-@pytest.fixture(params=["queue", "tress.queue"])
-def qmodname(request):
-    if request.param == "tress.queue" and TRESS_QUEUE_IMPORT_ERROR is not None:
-        pytest.skip(
-            f"tress.queue is not importable ({TRESS_QUEUE_IMPORT_ERROR}); build and install "
-            "it with `pip install --no-build-isolation --force-reinstall --no-deps .`"
-        )
-    return request.param
 
 
 CHILD = r"""

@@ -11,7 +11,6 @@ timeout, every join a deadline: a lost item fails the test, it does not hang
 it.
 """
 
-import importlib
 import os
 import queue
 import threading
@@ -20,15 +19,6 @@ import time
 import pytest
 
 
-def _import_tress_queue():
-    try:
-        return importlib.import_module("tress.queue"), None
-    except Exception as exc:  # noqa: BLE001 - ImportError, or a broken build
-        return None, f"{type(exc).__name__}: {exc}"
-
-
-TRESS_QUEUE, TRESS_QUEUE_IMPORT_ERROR = _import_tress_queue()
-
 PRODUCERS = 8
 CONSUMERS = 8
 N_TRESS = int(os.environ.get("TRESS_QUEUE_STRESS_N", "100000"))
@@ -36,18 +26,6 @@ N_STDLIB = int(os.environ.get("TRESS_QUEUE_STRESS_N_STDLIB", "4000"))
 OP_TIMEOUT = 30.0  # every put/get; far above any legitimate wait
 DEADLINE = 60.0  # for all threads of a case together
 SENTINEL_PRIORITY = float("inf")
-
-
-@pytest.fixture(params=["queue", "tress"])
-def qmod(request):
-    if request.param == "queue":
-        return queue
-    if TRESS_QUEUE is None:
-        pytest.skip(
-            f"tress.queue is not importable ({TRESS_QUEUE_IMPORT_ERROR}); build and install "
-            "it with `pip install --no-build-isolation --force-reinstall --no-deps .`"
-        )
-    return TRESS_QUEUE
 
 
 # (kind, maxsize, share of N): maxsize None is SimpleQueue

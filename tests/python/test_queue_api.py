@@ -1582,3 +1582,21 @@ def test_shutdown_consumers_drain_everything(sdmod, kind, join_all):
     join_all(cons, 30)
     assert sorted(x for g in got for x in g) == list(range(n_items))
     q.join()
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_cycle_through_a_queued_item_is_collected(qmod, kind):
+    """An item that refers back to its queue: the garbage collector sees
+    the queue's items (tp_traverse) and frees the cycle."""
+
+    class Item:
+        pass
+
+    q = getattr(qmod, kind)()
+    item = Item()
+    item.q = q
+    q.put((1, item) if kind == "PriorityQueue" else item)
+    ref = weakref.ref(q)
+    del q, item
+    gc.collect()
+    assert ref() is None, "the queue and its item leaked"

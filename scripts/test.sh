@@ -17,6 +17,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test (crates/tress)"
 cargo test -p tress --locked
 
+echo "== cargo doc (crates/tress: every public item documented, links resolve)"
+RUSTDOCFLAGS="-D warnings" cargo doc -p tress --no-deps --locked
+
 echo "== building and installing the tress package"
 python3 -m pip install -q --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps .
 

@@ -161,24 +161,35 @@ pub(crate) fn park<I: Interrupt + ?Sized>(
 /// ([`Interrupt::may_spin`]) makes before it sleeps.
 pub(crate) const BACKOFF_STEPS: u32 = 10;
 
-/// One round of waiting before sleeping: `2^step` spins (stopping early
-/// once `ready`) for the first rounds, then a `yield_now`, which gives the
-/// core away when another thread needs it. A handoff between threads on
-/// two free cores then costs no sleep and no wake-up system call, and a
-/// busy machine loses at most a few yields per wait (crossbeam's
-/// `Backoff::snooze` schedule).
+/// One round of waiting before sleeping: `2^step` spins for the first
+/// rounds, then a `yield_now`, which gives the core away when another
+/// thread needs it (crossbeam's `Backoff::snooze` schedule). The caller
+/// looks at its condition between rounds, not during them: reading a word
+/// that another core keeps writing would slow that core down. A handoff
+/// between threads on two free cores then costs no sleep and no wake-up
+/// system call, and a busy machine loses at most a few yields per wait.
 #[cold]
-pub(crate) fn backoff(step: u32, ready: impl Fn() -> bool) {
+pub(crate) fn backoff(step: u32) {
     const SPIN_STEPS: u32 = 6;
     if step <= SPIN_STEPS {
         for _ in 0..1u32 << step {
-            if ready() {
-                return;
-            }
             std::hint::spin_loop();
         }
     } else {
         std::thread::yield_now();
+    }
+}
+
+/// Backs off round after round (from `*step` on, counting in `*step`)
+/// until `ready` holds or the rounds run out.
+#[cold]
+pub(crate) fn back_off_until(step: &mut u32, ready: impl Fn() -> bool) {
+    while *step < BACKOFF_STEPS {
+        backoff(*step);
+        *step += 1;
+        if ready() {
+            return;
+        }
     }
 }
 

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{GetError, PutError, TooManyTaskDone};
 use crate::interrupt::{
-    BACKOFF_STEPS, Interrupt, Uninterruptible, backoff, deadline_after, infallible,
+    BACKOFF_STEPS, Interrupt, Uninterruptible, back_off_until, deadline_after, infallible,
 };
 use crate::sync::{Mutex, MutexGuard, WaitQueue, Wakeups};
 use crate::sys::ForkEpoch;
@@ -327,11 +327,10 @@ impl<T, O: Order<T>> Queue<T, O> {
             }
             if spins < BACKOFF_STEPS && interrupt.may_spin() {
                 drop(items);
-                backoff(spins, || {
+                back_off_until(&mut spins, || {
                     let maxsize = self.maxsize.load(Ordering::Relaxed);
                     maxsize == 0 || self.len() < maxsize || self.is_shutdown()
                 });
-                spins += 1;
                 continue;
             }
             let ticket = self.not_full.enqueue();
@@ -457,8 +456,7 @@ impl<T, O: Order<T>> Queue<T, O> {
             }
             if spins < BACKOFF_STEPS && interrupt.may_spin() {
                 drop(items);
-                backoff(spins, || !self.is_empty() || self.is_shutdown());
-                spins += 1;
+                back_off_until(&mut spins, || !self.is_empty() || self.is_shutdown());
                 continue;
             }
             let ticket = self.not_empty.enqueue();

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::GetError;
 use crate::interrupt::{
-    BACKOFF_STEPS, Interrupt, Uninterruptible, backoff, deadline_after, infallible,
+    BACKOFF_STEPS, Interrupt, Uninterruptible, back_off_until, deadline_after, infallible,
 };
 use crate::sync::{Mutex, WaitQueue, Wakeups};
 use crate::sys::ForkEpoch;
@@ -131,8 +131,7 @@ impl<T> SimpleQueue<T> {
             }
             if spins < BACKOFF_STEPS && interrupt.may_spin() {
                 drop(items);
-                backoff(spins, || !self.is_empty());
-                spins += 1;
+                back_off_until(&mut spins, || !self.is_empty());
                 continue;
             }
             let ticket = self.getters.enqueue();

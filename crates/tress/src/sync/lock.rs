@@ -162,7 +162,7 @@ impl Lock {
             if state == CONTENDED || step >= BACKOFF_STEPS || !interrupt.may_spin() {
                 break;
             }
-            backoff(step, || self.state.load(Ordering::Relaxed) == UNLOCKED);
+            backoff(step);
             step += 1;
             state = self.state.load(Ordering::Relaxed);
         }

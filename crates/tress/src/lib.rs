@@ -5,7 +5,9 @@
 //! thread may release, reentrant locks that know their owner, condition
 //! variables that wake exactly `n` waiters, counting and bounded semaphores,
 //! events, barriers that can be aborted and reset, and blocking queues
-//! (FIFO, LIFO, priority) with `task_done`/`join` and shutdown.
+//! (FIFO, LIFO, priority) with `task_done`/`join` and shutdown, and a
+//! thread-pool [`Executor`] whose [`Future`]s wait, cancel and call back
+//! like Python's `concurrent.futures`.
 //!
 //! Every blocking call comes in four forms: `acquire()` (wait as long as it
 //! takes), `acquire_timeout(Duration)`, `acquire_deadline(Instant)`, and
@@ -45,6 +47,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod executor;
 mod interrupt;
 pub mod queue;
 pub mod sync;
@@ -54,6 +57,7 @@ pub use error::{
     BarrierError, CountOverflow, GetError, NotLocked, NotOwned, PutError, TooManyReleases,
     TooManyTaskDone, WaitError,
 };
+pub use executor::{Executor, Future, FutureError, FutureState};
 pub use interrupt::{Interrupt, Uninterruptible, deadline_after};
 pub use queue::{LifoQueue, PriorityQueue, Queue, SimpleQueue};
 pub use sync::{

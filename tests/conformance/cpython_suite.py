@@ -1,0 +1,499 @@
+"""Fetch CPython 3.11's ``test_concurrent_futures.py`` at test time.
+
+The interpreter on the project's machines ships ``test.lock_tests``,
+``test.test_queue`` and ``test.test_asyncio`` but not
+``test.test_concurrent_futures``.  Debian's ``libpython3.11-testsuite``
+package carries CPython 3.11's file (``usr/lib/python3.11/test/
+test_concurrent_futures.py``, the single-file layout of 3.11.0-3.11.5; CPython
+split it into a package in 3.11.6).  This module obtains it without ever
+putting it in the repository:
+
+1. **Cache.**  The extracted file lives in ``$TRESS_CPYTHON_TESTS_CACHE``, else
+   ``$XDG_CACHE_HOME/tress/cpython-tests``, else ``~/.cache/tress/cpython-
+   tests`` (a per-user temp directory if none of these is writable), next to
+   a ``.source.json`` recording the package, its version and the file's
+   SHA-256.  A cached copy whose hash matches is reused: no apt, no network.
+   A directory inside the repository is refused.
+2. **Download** (only on a cache miss): ``apt-get download
+   libpython3.11-testsuite`` in a scratch directory under the cache.  apt
+   checks the file against the signed index of the machine's apt sources.
+   When that fails (no package lists, as in images that delete
+   ``/var/lib/apt/lists``; a stale list whose version the mirror dropped),
+   the helper runs ``apt-get update`` once into a *private* state directory
+   under the cache (``-o Dir::State::Lists=... -o Dir::Cache=...``: the
+   machine's own apt sources and keys, no root needed, the system's apt
+   state untouched) and downloads with it; the private lists (~26 MB) are
+   deleted afterwards.  Every subprocess has a timeout.  No network besides
+   the apt repositories.
+3. **Extract** in pure Python: the ``.deb`` is an ``ar`` archive; its
+   ``control.tar.*`` and ``data.tar.*`` are read with :mod:`tarfile`, which
+   handles xz (what Debian uses for this package), gzip, bzip2 and plain tar.
+   A ``.zst`` member (Ubuntu's choice since 21.10) needs a tool:
+   ``dpkg-deb --fsys-tarfile`` / ``--ctrl-tarfile``, else ``zstd -dc``.
+4. **Verify**: the control file names ``libpython3.11-testsuite`` at a
+   released 3.11 version (``3.11.N-...``, no ``~rc``/``~b``), the archive has
+   the single-file layout, and the file defines what the binding uses
+   (``ThreadPoolMixin``, ``create_executor_tests``, ``FutureTests``).
+   :func:`load_test_concurrent_futures` then imports it against this
+   interpreter's ``test.support`` (3.11 only).
+
+Any failure raises :class:`SuiteUnavailable` with a precise reason, which the
+conformance module turns into a module-level skip.
+
+``python tests/conformance/cpython_suite.py`` fetches (or finds) the file and
+prints its path and provenance: a CI job can warm the cache with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+PACKAGE = "libpython3.11-testsuite"
+MEMBER = "usr/lib/python3.11/test/test_concurrent_futures.py"
+SPLIT_MEMBER = "usr/lib/python3.11/test/test_concurrent_futures/__init__.py"
+FILENAME = "test_concurrent_futures.py"
+# The name the loaded file gets in sys.modules.  Not `test.test_concurrent_
+# futures`: that could be a different version shipped by another interpreter.
+MODULE_NAME = "cpython311_test_concurrent_futures"
+# What the binding needs from the file (CPython 3.11's single-file layout).
+REQUIRED_MARKERS = (
+    "class ThreadPoolMixin(ExecutorMixin):",
+    "def create_executor_tests(",
+    "class FutureTests(BaseTestCase):",
+)
+VERSION_RE = re.compile(r"^(?:\d+:)?3\.11\.\d+-[0-9A-Za-z.+]+$")  # Debian's: 3.11.2-6+deb12u7
+
+APT_DOWNLOAD_TIMEOUT = 90.0
+APT_UPDATE_TIMEOUT = 150.0
+TOOL_TIMEOUT = 60.0
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class SuiteUnavailable(Exception):
+    """CPython's test file cannot be had here; ``str(exc)`` says why."""
+
+
+# --------------------------------------------------------------------------
+# cache location
+
+
+def cache_dir() -> Path:
+    """The directory holding the extracted file (created on demand)."""
+    explicit = os.environ.get("TRESS_CPYTHON_TESTS_CACHE")
+    if explicit:
+        candidates = [Path(explicit)]
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = Path(xdg) if xdg else Path.home() / ".cache"
+        candidates = [
+            base / "tress" / "cpython-tests",
+            Path(tempfile.gettempdir()) / f"tress-cpython-tests-{os.getuid()}",
+        ]
+    errors = []
+    for path in candidates:
+        path = path.expanduser().resolve()
+        if path == REPO_ROOT or REPO_ROOT in path.parents:
+            errors.append(
+                f"{path} is inside the repository ({REPO_ROOT}); CPython's file must not land there"
+            )
+            continue
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path):
+                pass
+        except OSError as exc:
+            errors.append(f"{path}: {exc}")
+            continue
+        return path
+    raise SuiteUnavailable(
+        "no usable cache directory for CPython's test file: " + "; ".join(errors)
+    )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _cached(directory: Path):
+    path = directory / FILENAME
+    meta_path = directory / (FILENAME + ".source.json")
+    try:
+        meta = json.loads(meta_path.read_text())
+        data = path.read_bytes()
+    except (OSError, ValueError):
+        return None
+    if meta.get("sha256") != _sha256(data):
+        return None
+    return path, meta
+
+
+# --------------------------------------------------------------------------
+# .deb handling (pure Python, tools only for zstd)
+
+
+def ar_members(data: bytes) -> dict[str, bytes]:
+    """The members of a (System V / GNU) ``ar`` archive, as a .deb is."""
+    if not data.startswith(b"!<arch>\n"):
+        raise SuiteUnavailable("not a .deb: missing the ar magic '!<arch>'")
+    members = {}
+    pos = 8
+    while pos + 60 <= len(data):
+        header = data[pos : pos + 60]
+        if header[58:60] != b"`\n":
+            raise SuiteUnavailable(f"corrupt .deb: bad ar header at offset {pos}")
+        name = header[0:16].decode("ascii", "replace").rstrip(" ").rstrip("/")
+        size = int(header[48:58].decode("ascii").strip())
+        start = pos + 60
+        if start + size > len(data):
+            raise SuiteUnavailable(f"corrupt .deb: ar member {name!r} is truncated")
+        members[name] = data[start : start + size]
+        pos = start + size + (size & 1)  # members are 2-byte aligned
+    return members
+
+
+def _run_tool(cmd, stdin_bytes=None, timeout=TOOL_TIMEOUT) -> bytes:
+    try:
+        proc = subprocess.run(
+            cmd, input=stdin_bytes, capture_output=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise SuiteUnavailable(
+            f"`{' '.join(map(str, cmd))}` did not finish in {timeout:.0f} s"
+        ) from None
+    except OSError as exc:
+        raise SuiteUnavailable(f"`{cmd[0]}` cannot run: {exc}") from None
+    if proc.returncode != 0:
+        raise SuiteUnavailable(
+            f"`{' '.join(map(str, cmd))}` failed (exit {proc.returncode}): "
+            f"{proc.stderr.decode(errors='replace').strip()[-500:]}"
+        )
+    return proc.stdout
+
+
+def _tar_bytes(members: dict[str, bytes], prefix: str, deb_path: Path | None) -> tuple[bytes, str]:
+    """The (possibly compressed) tarball ``prefix.tar*`` and how to open it.
+
+    Returns ``(data, mode)`` for :func:`tarfile.open`; a zstd member is
+    decompressed with ``dpkg-deb`` or ``zstd`` first.
+    """
+    names = [n for n in members if n == f"{prefix}.tar" or n.startswith(f"{prefix}.tar.")]
+    if len(names) != 1:
+        raise SuiteUnavailable(
+            f"corrupt .deb: expected one {prefix}.tar* member, found {sorted(members)}"
+        )
+    name = names[0]
+    data = members[name]
+    suffix = name[len(prefix) + len(".tar") :]
+    if suffix in ("", ".gz", ".bz2", ".xz"):
+        return data, "r:*"
+    if suffix == ".zst":
+        reasons = []
+        dpkg_deb = shutil.which("dpkg-deb")
+        if dpkg_deb and deb_path is not None:
+            option = "--fsys-tarfile" if prefix == "data" else "--ctrl-tarfile"
+            try:
+                return _run_tool([dpkg_deb, option, str(deb_path)]), "r:"
+            except SuiteUnavailable as exc:
+                reasons.append(str(exc))
+        else:
+            reasons.append("dpkg-deb is not installed")
+        zstd = shutil.which("zstd")
+        if zstd:
+            try:
+                return _run_tool([zstd, "-dc", "-q"], stdin_bytes=data), "r:"
+            except SuiteUnavailable as exc:
+                reasons.append(str(exc))
+        else:
+            reasons.append("zstd is not installed")
+        raise SuiteUnavailable(
+            f"{name} is zstd-compressed, which Python 3.11's tarfile cannot read, and no "
+            f"tool could decompress it ({'; '.join(reasons)}); install dpkg or zstd"
+        )
+    raise SuiteUnavailable(f"{name}: unsupported compression {suffix!r}")
+
+
+def _open_tar(members, prefix, deb_path):
+    data, mode = _tar_bytes(members, prefix, deb_path)
+    try:
+        return tarfile.open(fileobj=io.BytesIO(data), mode=mode)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise SuiteUnavailable(f"corrupt .deb: cannot read {prefix}.tar: {exc}") from None
+
+
+def _normalize(name: str) -> str:
+    return name[2:] if name.startswith("./") else name.lstrip("/")
+
+
+def read_control(members, deb_path=None) -> dict[str, str]:
+    with _open_tar(members, "control", deb_path) as tar:
+        for info in tar:
+            if _normalize(info.name) == "control" and info.isfile():
+                text = tar.extractfile(info).read().decode("utf-8", "replace")
+                break
+        else:
+            raise SuiteUnavailable("corrupt .deb: control.tar has no control file")
+    fields = {}
+    for line in text.splitlines():
+        m = re.match(r"^([A-Za-z0-9-]+):\s*(.*)$", line)
+        if m:
+            fields[m.group(1)] = m.group(2).strip()
+    return fields
+
+
+def extract_from_deb(deb_path: Path) -> tuple[bytes, dict[str, str]]:
+    """``(file bytes, control fields)`` of CPython's test file in the .deb."""
+    try:
+        data = deb_path.read_bytes()
+    except OSError as exc:
+        raise SuiteUnavailable(f"cannot read {deb_path}: {exc}") from None
+    members = ar_members(data)
+    control = read_control(members, deb_path)
+    package, version = control.get("Package"), control.get("Version", "")
+    if package != PACKAGE:
+        raise SuiteUnavailable(f"{deb_path.name} is package {package!r}, not {PACKAGE}")
+    if not VERSION_RE.match(version):
+        raise SuiteUnavailable(
+            f"{PACKAGE} {version} is not a released CPython 3.11 "
+            "(expected 3.11.N-<debian revision>)"
+        )
+    found = None
+    split = False
+    with _open_tar(members, "data", deb_path) as tar:
+        for info in tar:
+            name = _normalize(info.name)
+            if name == MEMBER and info.isfile():
+                found = tar.extractfile(info).read()
+            elif name == SPLIT_MEMBER:
+                split = True
+    if found is None:
+        if split:
+            raise SuiteUnavailable(
+                f"{PACKAGE} {version} carries test_concurrent_futures as a package (the layout "
+                "of CPython >= 3.11.6), not the single file this harness binds"
+            )
+        raise SuiteUnavailable(f"{PACKAGE} {version} has no {MEMBER}")
+    return found, control
+
+
+def verify_source(data: bytes, origin: str) -> None:
+    text = data.decode("utf-8", "replace")
+    missing = [m for m in REQUIRED_MARKERS if m not in text]
+    if missing:
+        raise SuiteUnavailable(
+            f"{origin} is not CPython 3.11's single-file test_concurrent_futures.py: "
+            f"it lacks {missing}"
+        )
+
+
+# --------------------------------------------------------------------------
+# apt
+
+
+def _apt_env():
+    env = dict(os.environ)
+    env["LC_ALL"] = "C"
+    env["DEBIAN_FRONTEND"] = "noninteractive"
+    return env
+
+
+def _apt(cmd, cwd, timeout):
+    """Run an apt command; ``(ok, output tail)``."""
+    try:
+        proc = subprocess.run(
+            cmd,
+            cwd=cwd,
+            env=_apt_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"`{' '.join(cmd)}` did not finish in {timeout:.0f} s"
+    except OSError as exc:
+        return False, f"`{cmd[0]}` cannot run: {exc}"
+    output = (proc.stdout + proc.stderr).strip()
+    # Keep errors, drop the progress lines and the harmless sandbox warning.
+    errors = [
+        line
+        for line in output.splitlines()
+        if line.startswith(("E:", "W:", "Err:")) and "unsandboxed" not in line
+    ]
+    tail = "; ".join(errors[-4:]) or output[-400:]
+    if proc.returncode != 0:
+        return False, f"`{' '.join(cmd)}` failed (exit {proc.returncode}): {tail}"
+    return True, tail
+
+
+def _downloaded_deb(directory: Path):
+    debs = sorted(directory.glob(f"{PACKAGE}_*.deb"))
+    return debs[-1] if debs else None
+
+
+def download_deb(scratch: Path) -> tuple[Path, list[str]]:
+    """Download the package into ``scratch``; ``(path, log of what was tried)``."""
+    apt_get = shutil.which("apt-get")
+    if apt_get is None:
+        raise SuiteUnavailable(
+            f"apt-get is not installed: {PACKAGE} (Debian's copy of CPython 3.11's test suite) "
+            "can only be fetched from the machine's apt repositories"
+        )
+    log = []
+    t0 = time.monotonic()
+    ok, out = _apt([apt_get, "download", PACKAGE], scratch, APT_DOWNLOAD_TIMEOUT)
+    deb = _downloaded_deb(scratch)
+    if ok and deb is not None:
+        log.append(
+            f"apt-get download with the system's package lists: {time.monotonic() - t0:.1f} s"
+        )
+        return deb, log
+    log.append(f"apt-get download with the system's package lists failed: {out}")
+
+    # A private apt state: the machine's sources and keys, our own lists.
+    state = scratch / "apt-state"
+    lists = state / "lists"
+    cache = state / "cache"
+    for d in (lists / "partial", cache / "archives" / "partial"):
+        d.mkdir(parents=True, exist_ok=True)
+    options = ["-o", f"Dir::State::Lists={lists}", "-o", f"Dir::Cache={cache}"]
+    t0 = time.monotonic()
+    ok, out = _apt([apt_get, "-q", *options, "update"], scratch, APT_UPDATE_TIMEOUT)
+    if not ok:
+        log.append(f"apt-get update into a private state directory failed: {out}")
+        raise SuiteUnavailable(f"cannot download {PACKAGE}: " + " | ".join(log))
+    log.append(f"apt-get update into a private state directory: {time.monotonic() - t0:.1f} s")
+    t0 = time.monotonic()
+    ok, out = _apt([apt_get, *options, "download", PACKAGE], scratch, APT_DOWNLOAD_TIMEOUT)
+    deb = _downloaded_deb(scratch)
+    if not ok or deb is None:
+        log.append(
+            f"apt-get download with the private package lists failed: {out or 'no .deb written'}"
+        )
+        raise SuiteUnavailable(
+            f"cannot download {PACKAGE} (do the machine's apt sources include Debian bookworm "
+            "or another release that carries it?): " + " | ".join(log)
+        )
+    log.append(f"apt-get download with the private package lists: {time.monotonic() - t0:.1f} s")
+    return deb, log
+
+
+# --------------------------------------------------------------------------
+# entry points
+
+
+def fetch() -> tuple[Path, dict]:
+    """Path of CPython 3.11's ``test_concurrent_futures.py`` and its provenance.
+
+    Raises :class:`SuiteUnavailable` with the reason when it cannot be had.
+    """
+    directory = cache_dir()
+    hit = _cached(directory)
+    if hit is not None:
+        return hit
+    scratch = Path(tempfile.mkdtemp(prefix="fetch-", dir=directory))
+    try:
+        t0 = time.monotonic()
+        deb, log = download_deb(scratch)
+        t1 = time.monotonic()
+        data, control = extract_from_deb(deb)
+        verify_source(data, f"{deb.name}:{MEMBER}")
+        meta = {
+            "package": control["Package"],
+            "version": control["Version"],
+            "deb": deb.name,
+            "deb_sha256": _sha256(deb.read_bytes()),
+            "member": MEMBER,
+            "sha256": _sha256(data),
+            "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "log": log + [f"extraction (pure-Python ar + tarfile): {time.monotonic() - t1:.2f} s"],
+            "seconds": round(time.monotonic() - t0, 2),
+        }
+        # Atomic: a concurrent fetch or an interrupted one leaves no half file.
+        tmp_file = scratch / FILENAME
+        tmp_file.write_bytes(data)
+        tmp_meta = scratch / "meta.json"
+        tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp_file, directory / FILENAME)
+        os.replace(tmp_meta, directory / (FILENAME + ".source.json"))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    hit = _cached(directory)
+    if hit is None:
+        raise SuiteUnavailable(
+            f"the file written to {directory} did not read back (a concurrent fetch?)"
+        )
+    return hit
+
+
+def load_test_concurrent_futures():
+    """Fetch, verify and import the file as :data:`MODULE_NAME`.
+
+    Returns ``(module, path, provenance)``.
+    """
+    if sys.version_info[:2] != (3, 11):
+        raise SuiteUnavailable(
+            f"the harness binds CPython 3.11's test_concurrent_futures.py, which needs 3.11's "
+            f"test.support; this interpreter is {sys.version.split()[0]}"
+        )
+    try:
+        import test.support  # noqa: F401
+    except ImportError as exc:
+        raise SuiteUnavailable(
+            f"this interpreter does not ship its `test` package ({exc}), which CPython's "
+            "test_concurrent_futures.py imports (test.support)"
+        ) from None
+    path, meta = fetch()
+    verify_source(path.read_bytes(), str(path))
+    if MODULE_NAME in sys.modules:
+        return sys.modules[MODULE_NAME], path, meta
+    spec = importlib.util.spec_from_file_location(MODULE_NAME, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[MODULE_NAME] = module
+    try:
+        spec.loader.exec_module(module)
+    except unittest.SkipTest as exc:  # e.g. no _multiprocessing, an ASAN build
+        del sys.modules[MODULE_NAME]
+        raise SuiteUnavailable(
+            f"CPython's test_concurrent_futures skips itself here: {exc}"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - reported as the skip reason
+        del sys.modules[MODULE_NAME]
+        raise SuiteUnavailable(
+            f"{path} ({meta.get('package')} {meta.get('version')}) does not import against this "
+            f"interpreter's test.support ({sys.version.split()[0]}): {type(exc).__name__}: {exc}"
+        ) from None
+    return module, path, meta
+
+
+def main() -> int:
+    t0 = time.monotonic()
+    try:
+        path, meta = fetch()
+    except SuiteUnavailable as exc:
+        print(f"unavailable: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    print(f"  {meta['package']} {meta['version']} ({meta['deb']}), sha256 {meta['sha256']}")
+    for line in meta.get("log", []):
+        print(f"  {line}")
+    print(f"  this call: {time.monotonic() - t0:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

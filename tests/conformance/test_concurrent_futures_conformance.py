@@ -1,0 +1,379 @@
+"""CPython's ``test.test_concurrent_futures`` bound to tress.futures.
+
+The test file is CPython 3.11's ``Lib/test/test_concurrent_futures.py`` as
+Debian's ``libpython3.11-testsuite`` carries it (this interpreter does not
+ship it).  ``cpython_suite.py`` fetches it at test time with ``apt-get
+download`` into a cache outside the repository, verifies it and imports it
+as ``cpython311_test_concurrent_futures``; the module skips, with the reason,
+when that cannot be done.  No test code is copied here.
+
+What is bound
+-------------
+CPython 3.11 binds every executor test class to each executor type through
+``create_executor_tests(mixin, executor_mixins=(ThreadPoolMixin,
+ProcessPoolForkMixin, ...))`` or by hand (``class ThreadPoolWaitTests(
+ThreadPoolMixin, WaitTests, BaseTestCase)``); ``ThreadPoolMixin`` sets
+``executor_type = futures.ThreadPoolExecutor``.  This module binds *every*
+class of the file that has ``ThreadPoolMixin`` in its bases -- the harness
+test below checks that none is left out -- with ``executor_type`` set to the
+target's ``ThreadPoolExecutor``:
+
+* ``ThreadPoolInitializerTest``, ``ThreadPoolFailingInitializerTest``
+  (``create_executor_tests(InitializerMixin)`` / ``(FailingInitializerMixin)``),
+* ``ThreadPoolShutdownTest`` (``ExecutorShutdownTest`` + the thread-only
+  shutdown tests),
+* ``ThreadPoolWaitTests`` (``WaitTests`` + ``test_pending_calls_race``),
+* ``ThreadPoolAsCompletedTest`` (``create_executor_tests(AsCompletedTests)``),
+* ``ThreadPoolExecutorTest`` (``ExecutorTest`` + the thread-only tests),
+
+and ``FutureTests``, which CPython runs once, executor-independent, on
+``concurrent.futures.Future`` -- the class its executors return.  Here it
+runs on the class of the futures the target's executor returns (for the
+stdlib that is the same class, so the binding is CPython's own).
+
+Not bound: the process-pool classes (``ProcessPool{Fork,Forkserver,Spawn}
+*Test``: ``ProcessPoolShutdownTest``, ``ProcessPoolExecutorTest``,
+``ExecutorDeadlockTest`` and the process variants of the initializer, wait
+and as_completed tests).  They test ``ProcessPoolExecutor`` (worker
+processes, pickling, ``mp_context``, ``BrokenProcessPool``), which is not
+what tress.futures's thread executor is; a later issue binds them to
+tress's process pool.
+
+How the thread classes reach the target's executor
+--------------------------------------------------
+The file names the executor in two ways, and each is rebound in *this
+private copy of the module only* (``concurrent.futures`` itself is never
+patched):
+
+1. ``self.executor_type`` (the ``setUp`` executor and most tests): set on
+   each bound class, as ``ThreadPoolMixin`` does.
+2. ``futures.ThreadPoolExecutor(...)`` written out in six tests
+   (``ThreadPoolShutdownTest.test_context_manager_shutdown``,
+   ``test_del_shutdown``, ``test_shutdown_no_wait``,
+   ``test_thread_names_assigned``, ``test_thread_names_default`` and
+   ``ThreadPoolExecutorTest.test_hang_global_shutdown_lock``): the module's
+   global ``futures`` becomes a view of ``concurrent.futures`` whose only
+   difference is ``ThreadPoolExecutor``.
+
+Everything else stays what a tress user has: ``futures.wait``,
+``futures.as_completed``, ``futures.TimeoutError``/``CancelledError``/
+``InvalidStateError``, ``FIRST_COMPLETED``..., ``ProcessPoolExecutor`` are the
+stdlib's, and the ready-made futures the wait/as_completed tests mix with
+the executor's (``CANCELLED_FUTURE``, ``SUCCESSFUL_FUTURE``, ...) stay
+stdlib ``Future`` objects: tress's futures must be ``concurrent.futures.
+Future`` instances that work with the stdlib's functions, stdlib futures
+alongside.
+
+``FutureTests`` builds its futures with ``Future()`` and ``create_future()``
+and reads the module's ready-made futures; for each of its tests the
+module globals ``Future`` and ``PENDING_FUTURE`` ... ``SUCCESSFUL_FUTURE``
+are swapped (``unittest.mock.patch``, undone after the test) for futures of
+the target executor's class in the same states.  ``create_future`` sets the
+state through the private ``_state``/``_result``/``_exception`` attributes
+and ``test_cancel``/``test_exception_with_success`` read ``_state`` and
+``_condition``, as CPython's tests do; a future class that keeps its state
+natively would record those as divergences.
+
+For ``FutureTests`` the root logger's handlers (pytest's log capture) are
+taken off during each test, as regrtest runs with logging unconfigured: two
+of its tests read the "exception calling callback" log record from stderr,
+where ``logging.lastResort`` writes it only when no handler is configured.
+
+Four shutdown tests run a child interpreter (``assert_python_ok('-c',
+code)``, isolated mode) whose code does ``from concurrent.futures import
+ThreadPoolExecutor`` and ``from test.test_concurrent_futures import
+sleep_and_print``.  The module's ``assert_python_ok`` is wrapped so that the
+child's code starts with a meta-path finder that maps
+``test.test_concurrent_futures`` to the fetched file (what installing the
+file would do) and, for a target other than ``concurrent.futures``, so that
+this one import line reads ``from <target> import ThreadPoolExecutor``
+(checked to occur exactly once).  If the directory the parent imported the
+target's top-level package from is not on the child's ``sys.path`` (a
+source tree on ``PYTHONPATH``, which isolated mode ignores), the prelude
+puts it first, so that the child runs the same build as the parent.
+
+Divergences (each skipped test, with its reason) are listed in
+``tests/conformance/DIVERGENCES.md``.
+
+``TRESS_FUTURES_CONFORMANCE_TARGET=concurrent.futures`` binds the very same
+classes to the stdlib, to tell a harness problem from a tress bug; the
+default target is ``tress.futures``.
+"""
+
+import concurrent.futures
+import functools
+import importlib
+import inspect
+import logging
+import os
+import types
+import unittest
+from unittest import mock
+
+import cpython_suite
+import pytest
+
+TARGET = os.environ.get("TRESS_FUTURES_CONFORMANCE_TARGET", "tress.futures")
+try:
+    target = importlib.import_module(TARGET)
+except Exception as exc:  # noqa: BLE001 - not built yet, or a broken build
+    pytest.skip(
+        f"{TARGET} is not importable ({type(exc).__name__}: {exc}); build and install "
+        "tress with `pip install --no-build-isolation --force-reinstall --no-deps .` "
+        "(TRESS_FUTURES_CONFORMANCE_TARGET=concurrent.futures runs this harness on the stdlib)",
+        allow_module_level=True,
+    )
+
+try:
+    tcf, SUITE_PATH, SUITE_SOURCE = cpython_suite.load_test_concurrent_futures()
+except cpython_suite.SuiteUnavailable as exc:
+    pytest.skip(
+        f"CPython 3.11's test_concurrent_futures.py is not available: {exc}",
+        allow_module_level=True,
+    )
+
+STDLIB_TARGET = target is concurrent.futures
+
+
+# --- the module's names for the executor --------------------------------------
+
+
+class _FuturesView(types.ModuleType):
+    """``concurrent.futures``, except that ``ThreadPoolExecutor`` is the target's."""
+
+    def __getattr__(self, name):
+        return getattr(concurrent.futures, name)
+
+
+futures_view = _FuturesView(
+    "concurrent.futures",
+    f"concurrent.futures with ThreadPoolExecutor = {TARGET}.ThreadPoolExecutor",
+)
+futures_view.ThreadPoolExecutor = target.ThreadPoolExecutor
+tcf.futures = futures_view
+
+
+# --- child interpreters ------------------------------------------------------
+
+
+def _target_import_root():
+    """The sys.path entry the parent imported the target's top-level package from."""
+    top = importlib.import_module(TARGET.partition(".")[0])
+    origin = getattr(top, "__file__", None)
+    if origin is None:  # a namespace package
+        return None
+    origin = os.path.dirname(os.path.abspath(origin))
+    return os.path.dirname(origin) if hasattr(top, "__path__") else origin
+
+
+TARGET_IMPORT_ROOT = _target_import_root()
+CHILD_PRELUDE = f"""\
+import importlib.util as _tress_util, sys as _tress_sys
+if {TARGET_IMPORT_ROOT!r} not in (None, *_tress_sys.path):
+    _tress_sys.path.insert(0, {TARGET_IMPORT_ROOT!r})
+class _TressCPythonTestFinder:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name == "test.test_concurrent_futures":
+            return _tress_util.spec_from_file_location(name, {str(SUITE_PATH)!r})
+        return None
+_tress_sys.meta_path.insert(0, _TressCPythonTestFinder)
+"""
+CHILD_IMPORT = "from concurrent.futures import ThreadPoolExecutor"
+
+
+def child_code(code):
+    """The child's ``-c`` code with the prelude and the target's import."""
+    if not STDLIB_TARGET:
+        count = code.count(CHILD_IMPORT)
+        if count != 1:
+            raise AssertionError(
+                f"harness: expected the child code to contain {CHILD_IMPORT!r} once, found "
+                f"{count} (is {TARGET}.ThreadPoolExecutor.__name__ 'ThreadPoolExecutor'?):\n{code}"
+            )
+        code = code.replace(CHILD_IMPORT, f"from {TARGET} import ThreadPoolExecutor")
+    return CHILD_PRELUDE + code
+
+
+_stdlib_assert_python_ok = tcf.assert_python_ok
+
+
+def assert_python_ok(*args, **env_vars):
+    args = list(args)
+    i = args.index("-c")
+    args[i + 1] = child_code(args[i + 1])
+    return _stdlib_assert_python_ok(*args, **env_vars)
+
+
+tcf.assert_python_ok = assert_python_ok
+
+
+# --- CPython's own bindings (Lib/test/test_concurrent_futures.py) -------------
+
+
+class ThreadPoolInitializerTest(tcf.ThreadPoolInitializerTest):
+    executor_type = target.ThreadPoolExecutor
+
+
+class ThreadPoolFailingInitializerTest(tcf.ThreadPoolFailingInitializerTest):
+    executor_type = target.ThreadPoolExecutor
+
+
+class ThreadPoolShutdownTest(tcf.ThreadPoolShutdownTest):
+    executor_type = target.ThreadPoolExecutor
+
+
+class ThreadPoolWaitTests(tcf.ThreadPoolWaitTests):
+    executor_type = target.ThreadPoolExecutor
+
+
+class ThreadPoolAsCompletedTest(tcf.ThreadPoolAsCompletedTest):
+    executor_type = target.ThreadPoolExecutor
+
+
+class ThreadPoolExecutorTest(tcf.ThreadPoolExecutorTest):
+    executor_type = target.ThreadPoolExecutor
+
+
+BOUND_EXECUTOR_CLASSES = (
+    ThreadPoolInitializerTest,
+    ThreadPoolFailingInitializerTest,
+    ThreadPoolShutdownTest,
+    ThreadPoolWaitTests,
+    ThreadPoolAsCompletedTest,
+    ThreadPoolExecutorTest,
+)
+
+# The module's ready-made futures, rebuilt in the target's class for FutureTests.
+READY_MADE_FUTURES = (
+    "PENDING_FUTURE",
+    "RUNNING_FUTURE",
+    "CANCELLED_FUTURE",
+    "CANCELLED_AND_NOTIFIED_FUTURE",
+    "EXCEPTION_FUTURE",
+    "SUCCESSFUL_FUTURE",
+)
+
+
+@functools.cache
+def target_future_type():
+    """The class of the futures the target's executor returns."""
+    executor = target.ThreadPoolExecutor(max_workers=1)
+    try:
+        future = executor.submit(int)
+        future.result(timeout=60)
+    finally:
+        executor.shutdown(wait=True)
+    return type(future)
+
+
+class FutureTests(tcf.FutureTests):
+    """CPython's FutureTests on the class of the target executor's futures."""
+
+    def setUp(self):
+        # regrtest leaves logging unconfigured, so the "exception calling
+        # callback" record reaches sys.stderr through logging.lastResort;
+        # test_done_callback_raises(_already_succeeded) read it there with
+        # support.captured_stderr().  pytest's logging plugin puts capture
+        # handlers on the root logger during the test (setUp runs inside
+        # that phase); take them off for the test, as under regrtest.
+        root = logging.getLogger()
+        saved_handlers = root.handlers[:]
+        root.handlers.clear()
+        self.addCleanup(root.handlers.extend, saved_handlers)
+        future_type = target_future_type()
+        patcher = mock.patch.object(tcf, "Future", future_type)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        ready_made = {}
+        for name in READY_MADE_FUTURES:
+            ref = getattr(tcf, name)  # the stdlib future built at import
+            ready_made[name] = tcf.create_future(
+                state=ref._state, exception=ref._exception, result=ref._result
+            )
+        patcher = mock.patch.multiple(tcf, **ready_made)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        super().setUp()
+
+
+# --- the harness itself -------------------------------------------------------
+
+
+def test_binding_targets_the_module_under_test():
+    # A misbinding would silently test something else.
+    thread_classes = {
+        name
+        for name, obj in vars(tcf).items()
+        if isinstance(obj, type)
+        and issubclass(obj, unittest.TestCase)
+        and issubclass(obj, tcf.ThreadPoolMixin)
+    }
+    assert thread_classes == {cls.__name__ for cls in BOUND_EXECUTOR_CLASSES}, (
+        "CPython's file has thread-pool test classes this module does not bind "
+        f"(or the reverse): {sorted(thread_classes)}"
+    )
+    for cls in BOUND_EXECUTOR_CLASSES:
+        assert cls.executor_type is target.ThreadPoolExecutor, cls
+        assert issubclass(cls, getattr(tcf, cls.__name__)), cls
+
+    assert tcf.futures is futures_view
+    assert tcf.futures.ThreadPoolExecutor is target.ThreadPoolExecutor
+    for name in (
+        "wait",
+        "as_completed",
+        "Future",
+        "TimeoutError",
+        "CancelledError",
+        "InvalidStateError",
+        "FIRST_COMPLETED",
+        "FIRST_EXCEPTION",
+        "ALL_COMPLETED",
+        "ProcessPoolExecutor",
+    ):
+        assert getattr(tcf.futures, name) is getattr(concurrent.futures, name), name
+    for name in READY_MADE_FUTURES:
+        assert type(getattr(tcf, name)) is concurrent.futures.Future, name
+    assert tcf.Future is concurrent.futures.Future
+
+    future_type = target_future_type()
+    assert issubclass(future_type, concurrent.futures.Future), future_type
+    if STDLIB_TARGET:
+        assert future_type is concurrent.futures.Future
+
+    assert tcf.assert_python_ok is assert_python_ok
+    # Every bound test that starts a child imports the executor as rewritten.
+    child_tests = {}
+    for cls in BOUND_EXECUTOR_CLASSES:
+        for name in unittest.defaultTestLoader.getTestCaseNames(cls):
+            source = inspect.getsource(getattr(cls, name))
+            if "assert_python_ok" in source:
+                child_tests[name] = source
+    assert set(child_tests) == {
+        "test_interpreter_shutdown",
+        "test_submit_after_interpreter_shutdown",
+        "test_hang_gh83386",
+        "test_cancel_futures_wait_false",
+    }, sorted(child_tests)
+    for name, source in child_tests.items():
+        assert (
+            CHILD_IMPORT in source or "from concurrent.futures import {executor_type}" in source
+        ), f"the child code of {name} has changed: {source}"
+    rewritten = child_code("if True:\n    from concurrent.futures import ThreadPoolExecutor\n")
+    assert rewritten.startswith(CHILD_PRELUDE)
+    assert (CHILD_IMPORT in rewritten) == STDLIB_TARGET
+
+
+def test_future_tests_use_the_target_future_type():
+    case = FutureTests("test_done")
+    case.setUp()
+    try:
+        assert tcf.Future is target_future_type()
+        for name in READY_MADE_FUTURES:
+            assert type(getattr(tcf, name)) is target_future_type(), name
+        assert tcf.SUCCESSFUL_FUTURE.result(timeout=0) == 42
+    finally:
+        case.tearDown()
+        case.doCleanups()
+    assert tcf.Future is concurrent.futures.Future
+    assert type(tcf.SUCCESSFUL_FUTURE) is concurrent.futures.Future

@@ -21,7 +21,7 @@
 //! of it only when a call really sleeps, never on a fast path.
 
 use std::convert::Infallible;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::sys::{self, Wake};
@@ -191,6 +191,30 @@ pub(crate) fn back_off_until(step: &mut u32, ready: impl Fn() -> bool) {
             return;
         }
     }
+}
+
+/// One step of waiting on a word that carries a "has sleepers" `flag`
+/// (an `Event`'s word, a `Future`'s state): sets `flag` in `word`, which the
+/// caller last saw holding `seen`, then parks while it holds `seen | flag`.
+/// Returns how the park ended and the word's value afterwards; if the word
+/// changed before the flag could be set, returns `Retry` at once, without
+/// sleeping. The caller re-checks its condition on the returned value.
+pub(crate) fn mark_and_park<I: Interrupt + ?Sized>(
+    word: &AtomicU32,
+    seen: u32,
+    flag: u32,
+    deadline: Option<Instant>,
+    interrupt: &mut I,
+) -> Result<(Parked, u32), I::Error> {
+    if seen & flag == 0 {
+        if let Err(now) =
+            word.compare_exchange_weak(seen, seen | flag, Ordering::Relaxed, Ordering::Acquire)
+        {
+            return Ok((Parked::Retry, now));
+        }
+    }
+    let parked = park(word, seen | flag, deadline, interrupt)?;
+    Ok((parked, word.load(Ordering::Acquire)))
 }
 
 /// `now + timeout`, or `None` (wait forever) when that is past what an

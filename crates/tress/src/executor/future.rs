@@ -57,7 +57,7 @@ use std::time::{Duration, Instant};
 
 use super::error::{BrokenExecutor, FutureError, Panicked};
 use crate::interrupt::{
-    Interrupt, Parked, Uninterruptible, back_off_until, deadline_after, infallible, park,
+    Interrupt, Parked, Uninterruptible, back_off_until, deadline_after, infallible, mark_and_park,
 };
 use crate::sync::Mutex;
 use crate::sys;
@@ -565,20 +565,8 @@ impl<T, E> Future<T, E> {
             if h.orphaned() && !done(w) {
                 return Ok(Waited::Orphaned);
             }
-            if w & SLEEPERS == 0 {
-                if let Err(now) = h.state.compare_exchange_weak(
-                    w,
-                    w | SLEEPERS,
-                    Ordering::Relaxed,
-                    Ordering::Acquire,
-                ) {
-                    w = now;
-                    continue;
-                }
-                w |= SLEEPERS;
-            }
-            let parked = park(&h.state, w, deadline, interrupt)?;
-            w = h.state.load(Ordering::Acquire);
+            let (parked, now) = mark_and_park(&h.state, w, SLEEPERS, deadline, interrupt)?;
+            w = now;
             if parked == Parked::TimedOut {
                 return Ok(if ready(w) {
                     Waited::Ready

@@ -21,7 +21,9 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::interrupt::{Interrupt, Parked, Uninterruptible, deadline_after, infallible, park};
+use crate::interrupt::{
+    Interrupt, Parked, Uninterruptible, deadline_after, infallible, mark_and_park,
+};
 use crate::sync::PendingWake;
 
 const SET: u32 = 1;
@@ -141,20 +143,8 @@ impl Event {
             if w & SET != 0 || w & !(SET | SLEEPERS) != generation {
                 return Ok(true);
             }
-            if w & SLEEPERS == 0 {
-                if let Err(now) = self.word.compare_exchange_weak(
-                    w,
-                    w | SLEEPERS,
-                    Ordering::Relaxed,
-                    Ordering::Acquire,
-                ) {
-                    w = now;
-                    continue;
-                }
-                w |= SLEEPERS;
-            }
-            let parked = park(&self.word, w, deadline, interrupt)?;
-            w = self.word.load(Ordering::Acquire);
+            let (parked, now) = mark_and_park(&self.word, w, SLEEPERS, deadline, interrupt)?;
+            w = now;
             if parked == Parked::TimedOut {
                 return Ok(w & SET != 0 || w & !(SET | SLEEPERS) != generation);
             }

@@ -10,6 +10,8 @@ Modules:
                       Event, Barrier (drop-in for ``threading``'s)
     tress.queue       Queue, LifoQueue, PriorityQueue, SimpleQueue, Empty,
                       Full, ShutDown (drop-in for ``queue``)
+    tress.futures     ThreadPoolExecutor (drop-in for ``concurrent.futures``';
+                      a first version)
 
 Run ``python -m tress bench`` to compare tress with the standard library on
 this machine.
@@ -20,12 +22,12 @@ try:
 except ImportError:  # source tree without a built extension: bench reports it
     __version__ = "0.0.0+unbuilt"
 
-__all__ = ["__version__", "queue", "threading"]
+__all__ = ["__version__", "futures", "queue", "threading"]
 
 
 def __getattr__(name: str):
     # Submodules load on first use, so ``import tress`` stays cheap.
-    if name in ("queue", "threading"):
+    if name in ("futures", "queue", "threading"):
         import importlib
 
         return importlib.import_module(f"tress.{name}")

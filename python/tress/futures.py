@@ -1,0 +1,215 @@
+"""Drop-in replacement for ``concurrent.futures.ThreadPoolExecutor``.
+
+    from tress import futures
+    with futures.ThreadPoolExecutor(max_workers=8) as pool:
+        print(list(pool.map(str.upper, ["a", "b"])))
+
+The executor behaves as CPython 3.11's: the same constructor arguments and
+errors, lazily started worker threads that are real ``threading.Thread``
+objects named ``<prefix>_<n>``, reuse of idle workers, ``shutdown(wait,
+cancel_futures=...)``, ``BrokenThreadPool`` when an initializer fails, and
+workers joined at interpreter exit. Its futures are instances of
+``concurrent.futures.Future``, so ``wait``, ``as_completed``,
+``asyncio.wrap_future`` and ``loop.run_in_executor`` take them as they are.
+
+This first version runs the stdlib's algorithm on tress's primitives (the
+futures' conditions, the work queue, the idle-worker count and the pool's
+lock are native); the thread-pool core of ``crates/tress`` is not wired in
+yet. Everything else of ``concurrent.futures`` is re-exported unchanged.
+"""
+
+import itertools
+import os
+import threading
+import weakref
+from queue import Empty as _Empty
+from concurrent import futures as _std
+from concurrent.futures import *  # noqa: F401,F403  (wait, as_completed, ...)
+from concurrent.futures import _base
+from concurrent.futures.thread import BrokenThreadPool
+
+from tress._tress import Condition as _Condition
+from tress._tress import Lock as _Lock
+from tress._tress import Semaphore as _Semaphore
+from tress._tress import SimpleQueue as _SimpleQueue
+
+__all__ = list(_std.__all__) + ["BrokenThreadPool"]
+
+
+class Future(_std.Future):
+    """A ``concurrent.futures.Future`` whose condition is a tress one."""
+
+    def __init__(self):
+        self._condition = _Condition()
+        self._state = _base.PENDING
+        self._result = None
+        self._exception = None
+        self._waiters = []
+        self._done_callbacks = []
+
+
+# Interpreter exit: every pool's queue gets a wake-up and its workers are
+# joined, as the stdlib does (threading runs this before joining non-daemon
+# threads). `_queues` maps each live worker thread to its pool's queue.
+_queues = weakref.WeakKeyDictionary()
+_exiting = False
+_exit_lock = threading.Lock()
+
+
+def _at_exit():
+    global _exiting
+    with _exit_lock:
+        _exiting = True
+    pairs = list(_queues.items())
+    for _, jobs in pairs:
+        jobs.put(None)
+    for thread, _ in pairs:
+        thread.join()
+
+
+threading._register_atexit(_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_exit_lock.acquire,
+        after_in_child=_exit_lock._at_fork_reinit,
+        after_in_parent=_exit_lock.release,
+    )
+    os.register_at_fork(after_in_child=_queues.clear)
+
+
+def _run(job):
+    """Runs one job; its references die with this frame."""
+    future, fn, args, kwargs = job
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+def _work(pool_ref, jobs, initializer, initargs):
+    """A worker thread: run jobs until told to stop (a ``None`` job while the
+    pool or the interpreter is shutting down, or the pool is gone)."""
+    if initializer is not None:
+        try:
+            initializer(*initargs)
+        except BaseException:
+            _base.LOGGER.critical("Exception in initializer:", exc_info=True)
+            pool = pool_ref()
+            if pool is not None:
+                pool._initializer_failed()
+            return
+    while True:
+        job = jobs.get()
+        if job is not None:
+            _run(job)
+            del job
+            pool = pool_ref()
+            if pool is not None:
+                pool._idle.release()
+            del pool
+            continue
+        pool = pool_ref()
+        if _exiting or pool is None or pool._shutdown:
+            if pool is not None:
+                pool._shutdown = True
+            jobs.put(None)  # pass the stop on to the next worker
+            return
+        del pool
+
+
+class ThreadPoolExecutor(_std.ThreadPoolExecutor):
+    """An executor running calls in a pool of at most ``max_workers`` threads
+    (default ``min(32, os.cpu_count() + 4)``).
+
+    A subclass of the stdlib's class (``loop.set_default_executor`` and user
+    code check ``isinstance``) that overrides all of its behaviour."""
+
+    _pool_numbers = itertools.count().__next__
+
+    def __init__(self, max_workers=None, thread_name_prefix="", initializer=None, initargs=()):
+        if max_workers is None:
+            max_workers = min(32, (os.cpu_count() or 1) + 4)
+        if max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        self._max_workers = max_workers
+        self._jobs = _SimpleQueue()
+        self._idle = _Semaphore(0)
+        self._threads = set()
+        self._broken = False
+        self._shutdown = False
+        self._shutdown_lock = _Lock()
+        self._thread_name_prefix = thread_name_prefix or (
+            f"ThreadPoolExecutor-{self._pool_numbers()}"
+        )
+        self._initializer = initializer
+        self._initargs = initargs
+
+    def submit(self, fn, /, *args, **kwargs):
+        with self._shutdown_lock, _exit_lock:
+            if self._broken:
+                raise BrokenThreadPool(self._broken)
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            if _exiting:
+                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+            future = Future()
+            self._jobs.put((future, fn, args, kwargs))
+            self._adjust_thread_count()
+            return future
+
+    submit.__doc__ = _std.Executor.submit.__doc__
+
+    def _adjust_thread_count(self):
+        if self._idle.acquire(timeout=0):
+            return  # an idle worker takes the job
+
+        def wake_workers(_, jobs=self._jobs):
+            jobs.put(None)  # the pool is gone: let its workers finish
+
+        if len(self._threads) < self._max_workers:
+            thread = threading.Thread(
+                name=f"{self._thread_name_prefix}_{len(self._threads)}",
+                target=_work,
+                args=(weakref.ref(self, wake_workers), self._jobs, self._initializer, self._initargs),
+            )
+            thread.start()
+            self._threads.add(thread)
+            _queues[thread] = self._jobs
+
+    def _initializer_failed(self):
+        with self._shutdown_lock:
+            self._broken = (
+                "A thread initializer failed, the thread pool is not usable anymore"
+            )
+            for future in self._drain():
+                future.set_exception(BrokenThreadPool(self._broken))
+
+    def _drain(self):
+        """Takes every queued job out; returns their futures."""
+        futures = []
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except _Empty:
+                return futures
+            if job is not None:
+                futures.append(job[0])
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        with self._shutdown_lock:
+            self._shutdown = True
+            if cancel_futures:
+                for future in self._drain():
+                    future.cancel()
+            self._jobs.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+    shutdown.__doc__ = _std.Executor.shutdown.__doc__

@@ -1,0 +1,214 @@
+"""tress.futures.ThreadPoolExecutor beyond CPython's own tests: its futures
+are ``concurrent.futures.Future`` instances that the stdlib's ``wait``,
+``as_completed`` and asyncio accept; worker names, broken pools, cancel on
+shutdown, no threads left behind, and a stress run checking every result.
+Each test runs on the stdlib executor too (the ``fmod`` fixture); Ctrl-C
+during ``result()`` on the main thread raises promptly and leaves the task
+running."""
+
+import asyncio
+import concurrent.futures as std_futures
+import json
+import threading
+import time
+from concurrent.futures.thread import BrokenThreadPool
+
+import pytest
+
+try:
+    import tress.futures as tress_futures
+except Exception as exc:  # noqa: BLE001 - ImportError, or a broken build
+    tress_futures = None
+    IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+
+TIMEOUT = 30.0  # bound on every wait in this file
+
+
+@pytest.fixture(params=["concurrent.futures", "tress"])
+def fmod(request):
+    if request.param == "concurrent.futures":
+        return std_futures
+    if tress_futures is None:
+        pytest.skip(f"tress.futures is not importable ({IMPORT_ERROR})")
+    return tress_futures
+
+
+def test_futures_are_stdlib_futures(fmod):
+    with fmod.ThreadPoolExecutor(2) as ex:
+        fut = ex.submit(pow, 2, 10)
+        assert isinstance(fut, std_futures.Future)
+        assert fut.result(TIMEOUT) == 1024
+        assert repr(fut).startswith("<Future at 0x") and "state=finished" in repr(fut)
+
+
+def test_wait_and_as_completed_mix_with_stdlib_futures(fmod):
+    gate = threading.Event()
+    with fmod.ThreadPoolExecutor(2) as ex, std_futures.ThreadPoolExecutor(2) as std:
+        ours = [ex.submit(lambda i=i: (gate.wait(TIMEOUT), i)[1]) for i in range(4)]
+        theirs = [std.submit(lambda i=i: i + 10) for i in range(4)]
+        done, pending = std_futures.wait(theirs, timeout=TIMEOUT)
+        assert len(done) == 4 and not pending
+        done, pending = std_futures.wait(ours + theirs, timeout=0.05)
+        assert done == set(theirs) and pending == set(ours)
+        gate.set()
+        got = sorted(f.result() for f in std_futures.as_completed(ours + theirs, TIMEOUT))
+        assert got == [0, 1, 2, 3, 10, 11, 12, 13]
+
+
+def test_asyncio_wraps_the_futures_and_uses_the_executor(fmod):
+    async def main(ex):
+        loop = asyncio.get_running_loop()
+        a = await asyncio.wrap_future(ex.submit(pow, 3, 3))
+        b = await loop.run_in_executor(ex, pow, 2, 5)
+        loop.set_default_executor(ex)
+        c = await loop.run_in_executor(None, threading.current_thread)
+        return a, b, c.name
+
+    ex = fmod.ThreadPoolExecutor(2, thread_name_prefix="aio")
+    try:
+        a, b, name = asyncio.run(asyncio.wait_for(main(ex), TIMEOUT))
+    finally:
+        ex.shutdown(wait=True)
+    assert (a, b) == (27, 32)
+    assert name.startswith("aio_")
+
+
+def test_worker_threads_carry_the_prefix(fmod):
+    with fmod.ThreadPoolExecutor(3, thread_name_prefix="crawler") as ex:
+        names = {ex.submit(lambda: threading.current_thread().name).result(TIMEOUT)
+                 for _ in range(20)}
+        assert names and all(n.startswith("crawler_") for n in names)
+        assert all(isinstance(t, threading.Thread) for t in ex._threads)
+
+
+def test_failing_initializer_breaks_the_pool(fmod):
+    def boom():
+        raise ValueError("no")
+
+    ex = fmod.ThreadPoolExecutor(1, initializer=boom)
+    try:
+        fut = ex.submit(pow, 2, 2)
+        with pytest.raises(BrokenThreadPool):
+            fut.result(TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT
+        while not ex._broken and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(BrokenThreadPool):
+            ex.submit(pow, 2, 2)
+    finally:
+        ex.shutdown(wait=True)
+
+
+def test_constructor_errors_match(fmod):
+    with pytest.raises(ValueError, match="max_workers must be greater than 0"):
+        fmod.ThreadPoolExecutor(0)
+    with pytest.raises(TypeError, match="initializer must be a callable"):
+        fmod.ThreadPoolExecutor(1, initializer=5)
+    ex = fmod.ThreadPoolExecutor(1)
+    ex.shutdown()
+    with pytest.raises(RuntimeError, match="cannot schedule new futures after shutdown"):
+        ex.submit(pow, 1, 1)
+
+
+def test_cancel_futures_cancels_exactly_the_pending_ones(fmod):
+    gate, started = threading.Event(), threading.Event()
+
+    def blocker():
+        started.set()
+        return gate.wait(TIMEOUT)
+
+    ex = fmod.ThreadPoolExecutor(1)
+    running = ex.submit(blocker)
+    assert started.wait(TIMEOUT)
+    pending = [ex.submit(pow, 2, i) for i in range(50)]
+    ex.shutdown(wait=False, cancel_futures=True)
+    gate.set()
+    assert running.result(TIMEOUT) is True
+    assert all(f.cancelled() for f in pending)
+    for t in list(ex._threads):
+        t.join(TIMEOUT)
+        assert not t.is_alive()
+
+
+def test_no_threads_left_after_shutdown(fmod):
+    before = threading.active_count()
+    ex = fmod.ThreadPoolExecutor(8)
+    futs = [ex.submit(time.sleep, 0.001) for _ in range(64)]
+    std_futures.wait(futs, timeout=TIMEOUT)
+    assert threading.active_count() > before
+    ex.shutdown(wait=True)
+    assert threading.active_count() == before
+
+
+def test_stress_every_result_in_order(fmod):
+    n = 200_000 if fmod is not std_futures else 20_000
+    with fmod.ThreadPoolExecutor(4) as ex:
+        assert list(ex.map(abs, range(-n, 0), timeout=TIMEOUT * 4)) == list(range(n, 0, -1))
+        futs = [ex.submit(abs, -i) for i in range(n // 4)]
+        assert [f.result(TIMEOUT) for f in futs] == list(range(n // 4))
+
+
+def test_exception_keeps_its_traceback(fmod):
+    def fails():
+        raise KeyError("missing")
+
+    with fmod.ThreadPoolExecutor(1) as ex:
+        exc = ex.submit(fails).exception(TIMEOUT)
+    assert isinstance(exc, KeyError)
+    names = []
+    tb = exc.__traceback__
+    while tb is not None:
+        names.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    assert names[-1] == "fails", names
+
+
+INTERRUPT_CHILD = r"""
+import importlib, json, os, signal, sys, threading, time
+futures = importlib.import_module(sys.argv[1])
+gate = threading.Event()
+ex = futures.ThreadPoolExecutor(1)
+fut = ex.submit(gate.wait, 30)
+main = threading.main_thread()
+
+def in_result():
+    frame = sys._current_frames().get(main.ident)
+    while frame is not None:
+        if frame.f_code.co_name == "result":
+            return True
+        frame = frame.f_back
+    return False
+
+def sender():
+    deadline = time.monotonic() + 10
+    while not in_result() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.05)
+    sent.append(time.monotonic())
+    os.kill(os.getpid(), signal.SIGINT)
+
+sent = []
+threading.Thread(target=sender, daemon=True).start()
+try:
+    fut.result(30)
+    out = "returned"
+except KeyboardInterrupt:
+    out = "interrupted"
+latency = time.monotonic() - sent[0] if sent else None
+state = fut.running()
+gate.set()
+print(json.dumps({"out": out, "latency": latency, "still_running": state,
+                  "result_after": fut.result(30)}))
+ex.shutdown()
+"""
+
+
+def test_ctrl_c_interrupts_result_on_the_main_thread(fmod, run_python):
+    name = "concurrent.futures" if fmod is std_futures else "tress.futures"
+    proc = run_python(INTERRUPT_CHILD, name, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["out"] == "interrupted", res
+    assert res["latency"] is not None and res["latency"] < 1.0, res
+    assert res["still_running"] is True, "the task is unaffected by the interrupt"
+    assert res["result_after"] is True

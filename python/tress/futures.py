@@ -18,9 +18,11 @@ lock are native); the thread-pool core of ``crates/tress`` is not wired in
 yet. Everything else of ``concurrent.futures`` is re-exported unchanged.
 """
 
+import functools
 import itertools
 import os
 import threading
+import time
 import weakref
 from queue import Empty as _Empty
 from concurrent import futures as _std
@@ -88,6 +90,78 @@ def _run(job):
         future.set_exception(exc)
     else:
         future.set_result(result)
+
+
+class _ChunkedMap:
+    """The shared state of a chunked ``map``: each chunk's calls run in turn
+    on one worker, which publishes every result as it comes; the caller
+    takes them in order, waiting on a condition only when the next one is
+    not there yet (the worker notifies only a chunk the caller waits on)."""
+
+    def __init__(self, fn, calls, size):
+        self.fn = fn
+        self.calls = calls
+        self.size = size
+        self.total = len(calls)
+        self.count = -(-self.total // size)
+        self.values = [None] * self.total
+        self.done = [0] * self.count  # calls finished, per chunk
+        self.errors = [None] * self.count  # the exception that stopped a chunk
+        self.over = [False] * self.count  # the chunk's future is done
+        self.waiting = -1  # the chunk the caller waits on
+        self.cond = _Condition(_Lock())
+
+    def chunk(self, c):
+        fn, calls, values, done = self.fn, self.calls, self.values, self.done
+        start = c * self.size
+        finished = 0
+        for k in range(start, min(start + self.size, self.total)):
+            args = calls[k]
+            calls[k] = None
+            try:
+                values[k] = fn(*args)
+            except BaseException as exc:
+                self.errors[c] = exc
+                return
+            finished += 1
+            done[c] = finished
+            if self.waiting == c:
+                with self.cond:
+                    self.cond.notify()
+
+    def chunk_done(self, c, _future):
+        with self.cond:
+            self.over[c] = True
+            self.cond.notify()
+
+    def wait(self, c, offset, timeout, future):
+        """Waits until call `offset` of chunk `c` has its result; raises the
+        exception that stopped the chunk there, the chunk's own failure, or
+        `TimeoutError`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            self.waiting = c
+            try:
+                while self.done[c] <= offset:
+                    if self.over[c]:
+                        error = self.errors[c]
+                        if error is None:
+                            future.result(0)  # the chunk's own failure (broken pool, cancel)
+                            raise RuntimeError("map chunk ended early")  # unreachable
+                        self.errors[c] = None
+                        try:
+                            raise error
+                        finally:
+                            error = None
+                    if deadline is None:
+                        self.cond.wait()
+                    else:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0 or not self.cond.wait(remaining):
+                            if self.done[c] <= offset and not self.over[c]:
+                                raise _std.TimeoutError()
+            finally:
+                self.waiting = -1
 
 
 def _work(pool_ref, jobs, initializer, initargs):
@@ -200,6 +274,52 @@ class ThreadPoolExecutor(_std.ThreadPoolExecutor):
                 return futures
             if job is not None:
                 futures.append(job[0])
+
+    def map(self, fn, *iterables, timeout=None, chunksize=1):
+        """Returns an iterator equivalent to ``map(fn, *iterables)``, the calls
+        made by the pool: all submitted at once, results yielded in order as
+        they are ready, ``timeout`` counted from this call (``TimeoutError``
+        when a result is not ready by then), the first exception raised
+        where its result would have been, and the calls not yet started
+        cancelled when the iterator is closed. ``chunksize`` is ignored, as
+        by the stdlib.
+
+        A long map runs in chunks, about four per worker, the calls of a
+        chunk in turn on one worker: the same work on the same threads
+        without a future per call. Each result is published as soon as its
+        call returns, so a caller that waits for one result before a later
+        call can proceed is served as by the stdlib. A chunk stops at its
+        first exception.
+        """
+        if timeout is not None:
+            end_time = timeout + time.monotonic()
+        calls = list(zip(*iterables))
+        size = len(calls) // (self._max_workers * 4)
+        if size < 2:
+            return super().map(fn, *zip(*calls), timeout=timeout)
+        run = _ChunkedMap(fn, calls, size)
+        del calls
+        futures = [self.submit(run.chunk, c) for c in range(run.count)]
+        for c, future in enumerate(futures):
+            future.add_done_callback(functools.partial(run.chunk_done, c))
+
+        def results():
+            values, done, size, total = run.values, run.done, run.size, run.total
+            try:
+                for c in range(run.count):
+                    start = c * size
+                    for k in range(start, min(start + size, total)):
+                        if done[c] <= k - start:
+                            remaining = None if timeout is None else end_time - time.monotonic()
+                            run.wait(c, k - start, remaining, futures[c])
+                        value = values[k]
+                        values[k] = None
+                        yield value
+            finally:
+                for future in futures:
+                    future.cancel()
+
+        return results()
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         with self._shutdown_lock:

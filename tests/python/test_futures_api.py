@@ -212,3 +212,66 @@ def test_ctrl_c_interrupts_result_on_the_main_thread(fmod, run_python):
     assert res["latency"] is not None and res["latency"] < 1.0, res
     assert res["still_running"] is True, "the task is unaffected by the interrupt"
     assert res["result_after"] is True
+
+
+def test_long_map_raises_at_the_failing_item_after_the_earlier_results(fmod):
+    def inverse(x):
+        return 1 / (x - 5000)
+
+    with fmod.ThreadPoolExecutor(4) as ex:
+        it = ex.map(inverse, range(10_000), timeout=TIMEOUT)
+        got = [next(it) for _ in range(5000)]
+        assert got == [1 / (x - 5000) for x in range(5000)]
+        with pytest.raises(ZeroDivisionError):
+            next(it)
+
+
+def test_long_map_timeout_counts_from_the_call(fmod):
+    gate = threading.Event()
+    with fmod.ThreadPoolExecutor(2) as ex:
+        it = ex.map(lambda x: gate.wait(TIMEOUT) and x, range(1000), timeout=0.2)
+        started = time.monotonic()
+        with pytest.raises(std_futures.TimeoutError):
+            next(it)
+        assert 0.15 < time.monotonic() - started < TIMEOUT
+        it.close()  # cancels what has not started
+        gate.set()
+
+
+def test_closing_a_long_map_cancels_the_rest(fmod):
+    calls = []
+    gate = threading.Event()
+
+    def record(x):
+        if x:
+            gate.wait(TIMEOUT)
+        calls.append(x)
+        return x
+
+    ex = fmod.ThreadPoolExecutor(1)
+    it = ex.map(record, range(1000), timeout=TIMEOUT)
+    assert next(it) == 0  # published at once, not at the end of a chunk
+    it.close()  # cancels what has not started
+    gate.set()
+    ex.shutdown(wait=True)
+    assert 1 <= len(calls) < 1000, len(calls)
+    assert calls == sorted(calls)
+
+
+def test_long_map_results_come_as_they_are_ready(fmod):
+    """Each call waits for the caller to have seen the previous result: the
+    stdlib serves this with one worker; so must a chunked map."""
+    seen = []
+    cond = threading.Condition()
+
+    def step(x):
+        with cond:
+            assert cond.wait_for(lambda: len(seen) >= x, TIMEOUT), f"call {x} starved"
+        return x
+
+    with fmod.ThreadPoolExecutor(1) as ex:
+        for value in ex.map(step, range(2000), timeout=TIMEOUT):
+            with cond:
+                seen.append(value)
+                cond.notify_all()
+    assert seen == list(range(2000))

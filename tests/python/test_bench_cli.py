@@ -58,6 +58,29 @@ QUEUE_UNTARGETED = {"simple-putget", "simple-1p1c", "simple-4p4c"}
 QUEUE_REFERENCE = "SimpleQueue"
 QUEUE_REFERENCE_CASE = "queue-vs-simple"
 
+POOL_CASES = {
+    "submit", "map", "as-completed", "io-bound", "pool-map", "pool-imap-unordered",
+}
+
+#: pool cases without a target (the issue sets none for as_completed)
+POOL_UNTARGETED = {"as-completed"}
+
+#: the ThreadPool cases: tress is skipped there until tress.pool exists
+POOL_THREADPOOL_CASES = {"pool-map", "pool-imap-unordered"}
+
+#: the reference of the pools scenario (the ideal wall time), and its one case
+POOL_REFERENCE = "ideal"
+POOL_REFERENCE_CASE = "io-bound"
+
+#: pool targets, by case: (ratio, versus)
+POOL_TARGETS = {
+    "submit": (10.0, "stdlib"),
+    "map": (50.0, "stdlib"),
+    "io-bound": (0.95, POOL_REFERENCE),
+    "pool-map": (1.0, "stdlib"),
+    "pool-imap-unordered": (1.0, "stdlib"),
+}
+
 
 def _env(pythonpath: list[str]) -> dict[str, str]:
     env = dict(os.environ)
@@ -148,6 +171,9 @@ def test_list_names_every_case():
     for case in QUEUE_CASES:
         assert f"queues/{case}:" in proc.stdout
     assert "SimpleQueue=queue.SimpleQueue" in proc.stdout
+    for case in POOL_CASES:
+        assert f"pools/{case}:" in proc.stdout
+    assert "ideal=ideal wall time 0.1 s" in proc.stdout
 
 
 def test_unknown_only_name_is_a_clear_error():
@@ -307,6 +333,76 @@ def test_queues_json_every_case_measured_or_skipped(queues_json):
                 assert target["met"] is None
 
 
+@pytest.fixture(scope="module")
+def pools_json():
+    proc = run_tress("bench", "--quick", "--only", "pools", "--json", *FAST)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return json.loads(proc.stdout)
+
+
+def test_pools_json_structure(pools_json):
+    doc = pools_json
+    assert doc["errors"] == 0
+    (scenario,) = doc["scenarios"]
+    assert scenario["name"] == "pools"
+    assert scenario["error"] is None
+    impls = {impl["name"]: impl for impl in scenario["implementations"]}
+    assert set(impls) == {"stdlib", "tress", POOL_REFERENCE}
+    assert impls["stdlib"]["status"] == "ok"
+    assert impls["stdlib"]["source"] == "concurrent.futures + multiprocessing.pool"
+    assert impls["tress"]["source"] == "tress.futures + tress.pool"
+    assert impls[POOL_REFERENCE]["status"] == "ok"
+    assert impls["tress"]["status"] in ("ok", "skipped")
+    if impls["tress"]["status"] == "skipped":
+        assert impls["tress"]["reason"]
+    assert {case["name"] for case in scenario["cases"]} == POOL_CASES
+
+
+def test_pools_json_every_case_measured_or_skipped(pools_json):
+    (scenario,) = pools_json["scenarios"]
+    for case in scenario["cases"]:
+        name = case["name"]
+        assert case["unit"] in ("tasks/s", "items/s"), name
+        assert case["description"], name
+        target = case["target"]
+        if name in POOL_UNTARGETED:
+            assert target is None, name
+        else:
+            ratio, versus = POOL_TARGETS[name]
+            assert target["versus"] == versus, name
+            assert target["ratio"] == pytest.approx(ratio), name
+        if name == POOL_REFERENCE_CASE:
+            assert target["text"] == f">=1/1.05x {POOL_REFERENCE}"
+
+        results = case["results"]
+        expected = {"stdlib", "tress"} | (
+            {POOL_REFERENCE} if name == POOL_REFERENCE_CASE else set()
+        )
+        assert set(results) == expected, name
+        for impl in expected - {"tress"}:
+            assert results[impl]["status"] == "ok", (name, impl, results[impl])
+            assert results[impl]["median"] > 0, (name, impl)
+        if name == POOL_REFERENCE_CASE:
+            # 2,000 tasks in the ideal 0.1 s, computed: no spread
+            assert results[POOL_REFERENCE]["median"] == pytest.approx(20_000)
+
+        tress = results["tress"]
+        if tress["status"] == "ok":
+            assert tress["median"] > 0, name
+            if target is not None:
+                versus = results[target["versus"]]["median"]
+                assert target["achieved"] == pytest.approx(tress["median"] / versus)
+                assert target["met"] in (True, False), name
+        else:
+            assert tress["status"] == "skipped", (name, tress)
+            assert tress["reason"], name
+            if target is not None:
+                assert target["met"] is None
+            if name not in POOL_THREADPOOL_CASES:
+                # only tress.pool may be missing once tress.futures loads
+                assert "tress.pool" not in tress["reason"], name
+
+
 def test_json_only_one_case():
     proc = run_tress("bench", "--only", "primitives/lock-handoff", "--json", *FAST)
     assert proc.returncode == 0, proc.stderr
@@ -361,6 +457,21 @@ def test_text_table_reference_column():
     assert proc.returncode == 0, proc.stderr
     (header,) = [line for line in proc.stdout.splitlines() if line.startswith("scenario ")]
     assert QUEUE_REFERENCE not in header
+
+
+def test_text_table_pools_ideal_column():
+    """The pools scenario's ideal gets a column only with io-bound."""
+    proc = run_tress("bench", "--only", "pools/submit", f"pools/{POOL_REFERENCE_CASE}", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    (header,) = [line for line in lines if line.startswith("scenario ")]
+    assert header.split()[-2:] == [POOL_REFERENCE, f"{POOL_REFERENCE}/stdlib"]
+    rows = {line.split()[1]: line for line in lines if line.startswith("pools ")}
+    assert set(rows) == {"submit", POOL_REFERENCE_CASE}
+    assert ">=10x" in rows["submit"].split()
+    assert f">=1/1.05x {POOL_REFERENCE}" in rows[POOL_REFERENCE_CASE]
+    assert "20.0k" in rows[POOL_REFERENCE_CASE].split()  # the ideal, tasks/s
+    assert "95% of the ideal" in proc.stdout  # the note says what the target means
 
 
 def test_quiet_has_no_progress():
@@ -546,3 +657,68 @@ def test_failing_queues_are_reported_not_fatal():
     assert "join-producer" in cases["queue-join"]["neverjoins"]["reason"]
     assert cases["lifo-putget"]["lossy"]["status"] == "skipped"
     assert "has no LifoQueue" in cases["lifo-putget"]["lossy"]["reason"]
+
+
+def test_failing_pools_are_reported_not_fatal():
+    """A future that never completes, an executor whose shutdown never
+    returns and a missing ThreadPool each fail (or skip) their case within
+    the timeouts; the stdlib keeps running."""
+    proc = run_snippet(
+        """
+        import concurrent.futures as cf, json, threading, time, types
+        from multiprocessing.pool import ThreadPool
+        from tress.bench import threads
+        from tress.bench.measure import Settings, run_scenario
+        from tress.bench.model import Implementation, Scenario
+        from tress.bench.scenarios.pools import SCENARIO
+
+        threads.HANDOFF_TIMEOUT = 0.2
+
+        class Lossy(cf.ThreadPoolExecutor):   # every 50th future never completes
+            submits = 0
+            def submit(self, fn, /, *args, **kwargs):
+                self.submits += 1
+                if self.submits % 50 == 0:
+                    return cf.Future()
+                return super().submit(fn, *args, **kwargs)
+
+        class NeverStops(cf.ThreadPoolExecutor):  # shutdown() never returns
+            def shutdown(self, wait=True, *, cancel_futures=False):
+                super().shutdown(wait=False)
+                threading.Event().wait()
+
+        def broken(cls, pool=None):
+            return lambda: types.SimpleNamespace(
+                __name__="broken",
+                futures=types.SimpleNamespace(ThreadPoolExecutor=cls,
+                                              as_completed=cf.as_completed),
+                ThreadPool=pool, pool_problem="no ThreadPool here")
+
+        scenario = Scenario(
+            "p", "test",
+            (SCENARIO.implementations[0],
+             Implementation("lossy", "peer", broken(Lossy)),
+             Implementation("neverstops", "peer", broken(NeverStops, ThreadPool))),
+            SCENARIO.cases,
+        )
+        started = time.monotonic()
+        result = run_scenario(scenario, Settings(0.01, 1),
+                              ["submit", "map", "as-completed", "pool-map"])
+        elapsed = time.monotonic() - started
+        print(json.dumps({"elapsed": elapsed, "result": result.to_dict()}))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["elapsed"] < 30
+    cases = {case["name"]: case["results"] for case in out["result"]["cases"]}
+    for results in cases.values():
+        assert results["stdlib"]["status"] == "ok"
+    for name in ("submit", "map", "as-completed"):
+        assert cases[name]["lossy"]["status"] == "error", name
+        assert "TimeoutError" in cases[name]["lossy"]["reason"], name
+        assert cases[name]["neverstops"]["status"] == "error", name
+        assert "executor shutdown still running" in cases[name]["neverstops"]["reason"]
+    assert cases["pool-map"]["lossy"]["status"] == "skipped"
+    assert "no ThreadPool here" in cases["pool-map"]["lossy"]["reason"]
+    assert cases["pool-map"]["neverstops"]["status"] == "ok"

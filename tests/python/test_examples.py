@@ -1,7 +1,8 @@
 """Run every example as `python examples/NAME.py` in a child process: it
 must exit 0 and print its result.  Each example is also run with its
 one-line migration undone (`from tress import threading` back to
-`import threading`, `from tress import queue` back to `import queue`),
+`import threading`, `from tress import queue` back to `import queue`,
+`from tress import futures` back to `from concurrent import futures`),
 which shows it is the same program on the stdlib."""
 
 import importlib
@@ -17,6 +18,7 @@ EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 #: a migration: the tress import, the stdlib import it replaces, the module
 THREADING = ("from tress import threading", "import threading", "tress.threading")
 QUEUE = ("from tress import queue", "import queue", "tress.queue")
+FUTURES = ("from tress import futures", "from concurrent import futures", "tress.futures")
 
 #: example -> (regular expression its output must match, its migration)
 EXPECTED = {
@@ -31,6 +33,7 @@ EXPECTED = {
         r"30 buns baked, 30 eaten \(eater-0 \d+, eater-1 \d+, eater-2 \d+\)",
         QUEUE,
     ),
+    "thread_pool_fetch.py": (r"fetched 200 pages, 9295 bytes, 16 workers", FUTURES),
 }
 
 

@@ -16,7 +16,8 @@ from tress.bench.model import Scenario
 SCENARIO_MODULES: tuple[str, ...] = (
     "tress.bench.scenarios.primitives",
     "tress.bench.scenarios.queues",
-    # next: pool, process queue, event loop (one module each)
+    "tress.bench.scenarios.pools",
+    # next: process queue, event loop (one module each)
 )
 
 

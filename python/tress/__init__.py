@@ -12,6 +12,8 @@ Modules:
                       Full, ShutDown (drop-in for ``queue``)
     tress.futures     ThreadPoolExecutor (drop-in for ``concurrent.futures``';
                       a first version)
+    tress.pool        ThreadPool (drop-in for ``multiprocessing.pool``'s; a
+                      first version)
 
 Run ``python -m tress bench`` to compare tress with the standard library on
 this machine.
@@ -22,12 +24,12 @@ try:
 except ImportError:  # source tree without a built extension: bench reports it
     __version__ = "0.0.0+unbuilt"
 
-__all__ = ["__version__", "futures", "queue", "threading"]
+__all__ = ["__version__", "futures", "pool", "queue", "threading"]
 
 
 def __getattr__(name: str):
     # Submodules load on first use, so ``import tress`` stays cheap.
-    if name in ("futures", "queue", "threading"):
+    if name in ("futures", "pool", "queue", "threading"):
         import importlib
 
         return importlib.import_module(f"tress.{name}")

@@ -388,8 +388,8 @@ SCENARIO = Scenario(
             "target >=1/1.05x ideal means at least 95% of the ideal"
         ),
         (
-            "pool-*: tress is skipped while tress.pool.ThreadPool does not "
-            "exist; the target is to be at least as fast as the stdlib's"
+            "pool-*: multiprocessing.pool.ThreadPool vs tress.pool.ThreadPool; "
+            "the target is to be at least as fast as the stdlib's"
         ),
     ),
 )

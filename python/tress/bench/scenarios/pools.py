@@ -22,8 +22,8 @@ an executor with the stdlib's default worker count unless said otherwise:
 ``tress.pool.ThreadPool``, default ``processes``): ``pool-map``
 (``map_async(abs, range(k)).get(timeout)``, i.e. ``map`` with its default
 chunking) and ``pool-imap-unordered`` (``imap_unordered(abs, range(k))``,
-chunksize 1, each ``next`` with a timeout).  Where ``tress.pool`` does not
-exist yet, tress is *skipped* in these two cases.
+chunksize 1, each ``next`` with a timeout).  Where ``tress.pool`` cannot be
+imported (a broken build), tress is *skipped* in these two cases.
 
 Executors and pools are created in the set-up, outside the timed region
 (warmed up so their workers exist), and shut down after the last trial;

@@ -15,7 +15,9 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test (crates/tress)"
-cargo test -p tress --locked
+# Bounded as a whole (the Python side has pytest-timeout): a hung Rust test
+# fails CI instead of stalling it.
+timeout -k 30 900 cargo test -p tress --locked
 
 echo "== cargo doc (crates/tress: every public item documented, links resolve)"
 RUSTDOCFLAGS="-D warnings" cargo doc -p tress --no-deps --locked

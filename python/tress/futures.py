@@ -109,6 +109,7 @@ class _ChunkedMap:
         self.errors = [None] * self.count  # the exception that stopped a chunk
         self.over = [False] * self.count  # the chunk's future is done
         self.waiting = -1  # the chunk the caller waits on
+        self.stopped = False  # the caller is gone: chunks stop early
         self.cond = _Condition(_Lock())
 
     def chunk(self, c):
@@ -116,6 +117,8 @@ class _ChunkedMap:
         start = c * self.size
         finished = 0
         for k in range(start, min(start + self.size, self.total)):
+            if self.stopped:
+                return
             args = calls[k]
             calls[k] = None
             try:
@@ -243,10 +246,11 @@ class ThreadPoolExecutor(_std.ThreadPoolExecutor):
         if self._idle.acquire(timeout=0):
             return  # an idle worker takes the job
 
-        def wake_workers(_, jobs=self._jobs):
-            jobs.put(None)  # the pool is gone: let its workers finish
-
         if len(self._threads) < self._max_workers:
+
+            def wake_workers(_, jobs=self._jobs):
+                jobs.put(None)  # the pool is gone: let its workers finish
+
             thread = threading.Thread(
                 name=f"{self._thread_name_prefix}_{len(self._threads)}",
                 target=_work,
@@ -316,6 +320,7 @@ class ThreadPoolExecutor(_std.ThreadPoolExecutor):
                         values[k] = None
                         yield value
             finally:
+                run.stopped = True  # running chunks stop after their current call
                 for future in futures:
                     future.cancel()
 

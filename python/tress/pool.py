@@ -236,6 +236,10 @@ class ThreadPool:
         # Shared with the workers, which must not keep the pool alive: a
         # pool nobody refers to any more is terminated (as the stdlib's).
         self._box = [RUN]
+        # imap feeders still putting jobs: the stop sentinel of `close` must
+        # come after their last job, so the last feeder to finish puts it.
+        self._feeding = 0
+        self._feed_lock = _Lock()
         self._callback_lock = _Lock()
         self._pool = []
         for i in range(processes):
@@ -318,9 +322,11 @@ class ThreadPool:
         # The input is read by a feeder thread, as by the stdlib's task
         # handler: the call returns at once, results come while the input is
         # still produced, and an error from the input comes out of next().
+        with self._feed_lock:
+            self._feeding += 1
         feeder = threading.Thread(
             target=_feed,
-            args=(self._jobs, self._box, result, func, iterable, chunksize),
+            args=(self, result, func, iterable, chunksize),
             name="ThreadPoolFeeder",
             daemon=True,
         )
@@ -330,9 +336,17 @@ class ThreadPool:
         return (item for chunk in result for item in chunk)
 
     def close(self):
-        if self._box[0] == RUN:
-            self._box[0] = CLOSE
-            self._jobs.put(None)
+        with self._feed_lock:
+            if self._box[0] == RUN:
+                self._box[0] = CLOSE
+                if not self._feeding:
+                    self._jobs.put(None)
+
+    def _feeder_done(self):
+        with self._feed_lock:
+            self._feeding -= 1
+            if not self._feeding and self._box[0] == CLOSE:
+                self._jobs.put(None)
 
     def terminate(self):
         self._box[0] = TERMINATE
@@ -354,7 +368,8 @@ class ThreadPool:
         self.terminate()
 
 
-def _feed(jobs, box, result, func, iterable, chunksize):
+def _feed(pool, result, func, iterable, chunksize):
+    jobs, box = pool._jobs, pool._box
     count = 0
     try:
         for chunk in _chunks(iterable, chunksize):
@@ -369,7 +384,10 @@ def _feed(jobs, box, result, func, iterable, chunksize):
     except Exception as exc:
         jobs.put((_deliver_item(result, count), _reraise, (exc,)))
         count += 1
-    result._set_length(count)
+    finally:
+        result._set_length(count)
+        pool._feeder_done()
+        del pool
 
 
 def _deliver_chunk(result, index):

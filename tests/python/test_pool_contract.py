@@ -277,7 +277,8 @@ def test_apply_args_and_kwds(pools):
     assert bounded(pool.apply, keyword_func, [1, 2]) == (1, 2, 0)
     assert bounded(pool.apply, keyword_func, (1,), {"b": 3, "c": 4}) == (1, 3, 4)
     assert bounded(pool.apply, keyword_func, kwds={"a": 5}) == (5, 0, 0)
-    assert bounded(pool.apply, threading.get_ident) != threading.get_ident()
+    caller, ran = bounded(lambda: (threading.get_ident(), pool.apply(threading.get_ident)))
+    assert ran != caller, "apply runs the call on a pool thread, not the caller's"
     assert bounded(pool.apply, lambda: None) is None
 
 
@@ -991,11 +992,15 @@ def test_many_submitting_threads(pools):
             m = pool.map_async(square, range(k, k + 300), 7)
             assert [r.get(TIMEOUT) for r in rs] == [k ** i for i in range(300)]
             assert m.get(TIMEOUT) == [x * x for x in range(k, k + 300)]
-            assert list(pool.imap(square, range(k, k + 100))) == [x * x for x in range(k, k + 100)]
+            it = pool.imap(square, range(k, k + 100))
+            assert [it.next(TIMEOUT) for _ in range(100)] == [x * x for x in range(k, k + 100)]
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=submitter, args=(k,), name=f"submitter-{k}") for k in range(8)]
+    threads = [
+        threading.Thread(target=submitter, args=(k,), name=f"submitter-{k}", daemon=True)
+        for k in range(8)
+    ]
     for t in threads:
         t.start()
     deadline = time.monotonic() + TIMEOUT
@@ -1017,3 +1022,23 @@ def test_stress_every_result_present(pools):
     assert len(got) == STRESS_N and sorted(got) == list(range(1, STRESS_N + 1))
     got = bounded(lambda: list(pool.imap_unordered(abs, range(-STRESS_N, 0), 64)))
     assert len(got) == STRESS_N and sorted(got) == list(range(1, STRESS_N + 1))
+
+
+@pytest.mark.parametrize("method", ["imap", "imap_unordered"])
+def test_close_while_imap_input_is_still_produced_loses_nothing(pools, method):
+    """close() and join() while the input generator has not ended yet: every
+    call of the imap still runs and its result comes out."""
+    more = threading.Event()
+
+    def producer():
+        yield 0
+        more.wait(TIMEOUT)
+        yield 1
+        yield 2
+
+    pool = pools(1)
+    it = getattr(pool, method)(square, producer())
+    pool.close()
+    more.set()
+    bounded(pool.join)
+    assert sorted(drain(it)) == [0, 1, 4]

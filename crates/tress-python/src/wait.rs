@@ -22,7 +22,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
 /// The thread that runs Python's signal handlers (`threading.main_thread()`),
-/// by [`tress::current_thread_id`]; the forking thread in a child process.
+/// by `threading.get_ident()`; the forking thread in a child process.
 static MAIN_THREAD: AtomicUsize = AtomicUsize::new(0);
 
 /// `threading.TIMEOUT_MAX`, in seconds, read at import.
@@ -48,12 +48,13 @@ pub(crate) fn init(py: Python<'_>) -> PyResult<()> {
 #[cfg(unix)]
 fn register_fork_hook() {
     extern "C" fn child() {
-        MAIN_THREAD.store(tress::current_thread_id(), Ordering::Relaxed);
+        MAIN_THREAD.store(python_thread_ident(), Ordering::Relaxed);
     }
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // SAFETY: `child` is async-signal-safe (one atomic store of a value
-        // read from pthread_self) and lives as long as the process, since the
+        // read from PyThread_get_thread_ident, which is pthread_self on
+        // POSIX) and lives as long as the process, since the
         // extension module is never unloaded.
         unsafe {
             libc::pthread_atfork(None, None, Some(child));
@@ -69,10 +70,21 @@ pub(crate) fn timeout_max() -> f64 {
     f64::from_bits(TIMEOUT_MAX_BITS.load(Ordering::Relaxed) as u64)
 }
 
-/// Whether the calling thread runs Python's signal handlers.
+/// Whether the calling thread runs Python's signal handlers. Compared in
+/// Python's own thread ids (`threading.get_ident()`), which is what
+/// `MAIN_THREAD` holds on every platform; looked up only when a call is
+/// about to sleep.
 #[inline]
 pub(crate) fn on_main_thread() -> bool {
-    tress::current_thread_id() == MAIN_THREAD.load(Ordering::Relaxed)
+    python_thread_ident() == MAIN_THREAD.load(Ordering::Relaxed)
+}
+
+/// `threading.get_ident()` of the calling thread.
+#[inline]
+fn python_thread_ident() -> usize {
+    // SAFETY: PyThread_get_thread_ident has no preconditions (it does not
+    // need the GIL) and cannot fail.
+    unsafe { ffi::PyThread_get_thread_ident() as usize }
 }
 
 /// The [`tress::Interrupt`] of a blocking call made with the GIL held.

@@ -288,7 +288,7 @@ fn blocked_put_proceeds_when_room_appears() {
     assert_eq!(q.len(), 1);
     assert_eq!(q.get(), Ok(1));
     assert_eq!(putter.join(), Ok(()));
-    assert_eq!(q.get(), Ok(2));
+    assert_eq!(q.get_timeout(BOUND), Ok(2));
     assert_eq!(q.unfinished_tasks(), 2);
 }
 
@@ -1028,7 +1028,7 @@ fn putter_interrupted_at_the_internal_lock_passes_the_room_on() {
         || q.set_maxsize(0),
     );
     assert_eq!(second.join(), Ok(()));
-    assert_eq!(q.get(), Ok(2));
+    assert_eq!(q.get_timeout(BOUND), Ok(2));
 }
 
 // ---------------------------------------------------------------------------

@@ -313,6 +313,13 @@ impl Executor {
         self.shared.state.lock().threads
     }
 
+    /// How many worker threads wait for a job (a snapshot). A worker counts
+    /// as idle only once it finished its job, callbacks included, and found
+    /// the queue empty.
+    pub fn idle_threads(&self) -> usize {
+        self.shared.state.lock().idle
+    }
+
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shutdown(&self) -> bool {
         self.shared.state.lock().shutdown

@@ -24,30 +24,29 @@ import os
 import threading
 import time
 import weakref
-from queue import Empty as _Empty
 from concurrent import futures as _std
 from concurrent.futures import *  # noqa: F401,F403  (wait, as_completed, ...)
 from concurrent.futures import _base
 from concurrent.futures.thread import BrokenThreadPool
 
 from tress._tress import Condition as _Condition
+from tress._tress import FutureCore as _FutureCore
 from tress._tress import Lock as _Lock
-from tress._tress import Semaphore as _Semaphore
-from tress._tress import SimpleQueue as _SimpleQueue
+from tress._tress import ThreadPoolCore as _PoolCore
+from tress._tress import _pools_exiting
 
 __all__ = list(_std.__all__) + ["BrokenThreadPool"]
 
 
-class Future(_std.Future):
-    """A ``concurrent.futures.Future`` whose condition is a tress one."""
+class Future(_FutureCore, _std.Future):
+    """A ``concurrent.futures.Future`` whose methods are native.
 
-    def __init__(self):
-        self._condition = _Condition()
-        self._state = _base.PENDING
-        self._result = None
-        self._exception = None
-        self._waiters = []
-        self._done_callbacks = []
+    ``isinstance(f, concurrent.futures.Future)`` holds, and the stdlib's
+    ``wait``, ``as_completed`` and asyncio's ``wrap_future`` use it as they
+    use their own: its private attributes (``_state``, ``_condition``,
+    ``_waiters``, ...) follow the stdlib's protocol."""
+
+    __init__ = _FutureCore.__init__
 
 
 # Interpreter exit: every pool's queue gets a wake-up and its workers are
@@ -62,9 +61,10 @@ def _at_exit():
     global _exiting
     with _exit_lock:
         _exiting = True
+        _pools_exiting()
     pairs = list(_queues.items())
-    for _, jobs in pairs:
-        jobs.put(None)
+    for _, core in pairs:
+        core.stop_workers()
     for thread, _ in pairs:
         thread.join()
 
@@ -77,19 +77,6 @@ if hasattr(os, "register_at_fork"):
         after_in_parent=_exit_lock.release,
     )
     os.register_at_fork(after_in_child=_queues.clear)
-
-
-def _run(job):
-    """Runs one job; its references die with this frame."""
-    future, fn, args, kwargs = job
-    if not future.set_running_or_notify_cancel():
-        return
-    try:
-        result = fn(*args, **kwargs)
-    except BaseException as exc:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
 
 
 class _ChunkedMap:
@@ -167,9 +154,10 @@ class _ChunkedMap:
                 self.waiting = -1
 
 
-def _work(pool_ref, jobs, initializer, initargs):
-    """A worker thread: run jobs until told to stop (a ``None`` job while the
-    pool or the interpreter is shutting down, or the pool is gone)."""
+def _work(pool_ref, core, initializer, initargs):
+    """A worker thread: the initializer, then the native loop that runs
+    calls until the pool stops (shut down, gone, or the interpreter
+    exiting)."""
     if initializer is not None:
         try:
             initializer(*initargs)
@@ -179,23 +167,14 @@ def _work(pool_ref, jobs, initializer, initargs):
             if pool is not None:
                 pool._initializer_failed()
             return
-    while True:
-        job = jobs.get()
-        if job is not None:
-            _run(job)
-            del job
-            pool = pool_ref()
-            if pool is not None:
-                pool._idle.release()
-            del pool
-            continue
-        pool = pool_ref()
-        if _exiting or pool is None or pool._shutdown:
-            if pool is not None:
-                pool._shutdown = True
-            jobs.put(None)  # pass the stop on to the next worker
-            return
-        del pool
+    core.work()
+
+
+def _spawn(pool_ref):
+    """Starts one more worker for the pool, if it is still there."""
+    pool = pool_ref()
+    if pool is not None:
+        pool._start_worker()
 
 
 class ThreadPoolExecutor(_std.ThreadPoolExecutor):
@@ -215,69 +194,48 @@ class ThreadPoolExecutor(_std.ThreadPoolExecutor):
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         self._max_workers = max_workers
-        self._jobs = _SimpleQueue()
-        self._idle = _Semaphore(0)
         self._threads = set()
-        self._broken = False
-        self._shutdown = False
         self._shutdown_lock = _Lock()
         self._thread_name_prefix = thread_name_prefix or (
             f"ThreadPoolExecutor-{self._pool_numbers()}"
         )
         self._initializer = initializer
         self._initargs = initargs
+        # The workers and the spawn hook hold the executor weakly; when it
+        # is gone its workers are told to stop, as the stdlib does.
+        core = _PoolCore(Future, None, max_workers)
+        self._ref = weakref.ref(self, lambda _, core=core: core.stop_workers())
+        core.set_spawn(functools.partial(_spawn, self._ref))
+        self._core = core
 
     def submit(self, fn, /, *args, **kwargs):
-        with self._shutdown_lock, _exit_lock:
-            if self._broken:
-                raise BrokenThreadPool(self._broken)
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
-            if _exiting:
-                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
-            future = Future()
-            self._jobs.put((future, fn, args, kwargs))
-            self._adjust_thread_count()
-            return future
+        return self._core.submit(fn, args, kwargs)
 
     submit.__doc__ = _std.Executor.submit.__doc__
 
-    def _adjust_thread_count(self):
-        if self._idle.acquire(timeout=0):
-            return  # an idle worker takes the job
+    @property
+    def _shutdown(self):
+        return self._core.is_shutdown
 
-        if len(self._threads) < self._max_workers:
+    @property
+    def _broken(self):
+        return self._core.broken or False
 
-            def wake_workers(_, jobs=self._jobs):
-                jobs.put(None)  # the pool is gone: let its workers finish
-
-            thread = threading.Thread(
-                name=f"{self._thread_name_prefix}_{len(self._threads)}",
-                target=_work,
-                args=(weakref.ref(self, wake_workers), self._jobs, self._initializer, self._initargs),
-            )
-            thread.start()
-            self._threads.add(thread)
-            _queues[thread] = self._jobs
+    def _start_worker(self):
+        thread = threading.Thread(
+            name=f"{self._thread_name_prefix}_{len(self._threads)}",
+            target=_work,
+            args=(self._ref, self._core, self._initializer, self._initargs),
+        )
+        thread.start()
+        self._threads.add(thread)
+        _queues[thread] = self._core
 
     def _initializer_failed(self):
         with self._shutdown_lock:
-            self._broken = (
+            self._core.break_pool(
                 "A thread initializer failed, the thread pool is not usable anymore"
             )
-            for future in self._drain():
-                future.set_exception(BrokenThreadPool(self._broken))
-
-    def _drain(self):
-        """Takes every queued job out; returns their futures."""
-        futures = []
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except _Empty:
-                return futures
-            if job is not None:
-                futures.append(job[0])
 
     def map(self, fn, *iterables, timeout=None, chunksize=1):
         """Returns an iterator equivalent to ``map(fn, *iterables)``, the calls
@@ -328,11 +286,7 @@ class ThreadPoolExecutor(_std.ThreadPoolExecutor):
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         with self._shutdown_lock:
-            self._shutdown = True
-            if cancel_futures:
-                for future in self._drain():
-                    future.cancel()
-            self._jobs.put(None)
+            self._core.shutdown(cancel_futures)
         if wait:
             for thread in self._threads:
                 thread.join()

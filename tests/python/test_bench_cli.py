@@ -59,11 +59,13 @@ QUEUE_REFERENCE = "SimpleQueue"
 QUEUE_REFERENCE_CASE = "queue-vs-simple"
 
 POOL_CASES = {
-    "submit", "map", "as-completed", "io-bound", "pool-map", "pool-imap-unordered",
+    "submit", "submit-seq", "map", "as-completed", "io-bound", "pool-map",
+    "pool-imap-unordered",
 }
 
-#: pool cases without a target (the issue sets none for as_completed)
-POOL_UNTARGETED = {"as-completed"}
+#: pool cases without a target (the issue sets none for as_completed; the
+#: sequential round trip is reported beside the batch the target is about)
+POOL_UNTARGETED = {"as-completed", "submit-seq"}
 
 #: the ThreadPool cases: tress is skipped there until tress.pool exists
 POOL_THREADPOOL_CASES = {"pool-map", "pool-imap-unordered"}

@@ -5,6 +5,7 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod futures;
 mod queue;
 mod threading;
 mod wait;
@@ -16,5 +17,6 @@ fn _tress(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     threading::register(m)?;
     queue::register(m)?;
+    futures::register(m)?;
     Ok(())
 }

@@ -507,6 +507,37 @@ fn optional_attr(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Option<Py<PyAny
 }
 
 impl PyCondition {
+    /// A condition over a new RLock, as `threading.Condition()`: what a
+    /// future's `_condition` is (`tress.futures`).
+    pub(crate) fn with_rlock(py: Python<'_>) -> PyResult<Self> {
+        Ok(Self {
+            cell: OnceLock::from(CondState::new(py, None)?),
+            queue: tress::WaitQueue::new(),
+        })
+    }
+
+    /// `with cond:` from Rust: takes the lock (interruptible, the GIL let go
+    /// while it waits).
+    pub(crate) fn lock_native(&self, py: Python<'_>) -> PyResult<()> {
+        self.__enter__(py).map(drop)
+    }
+
+    /// Lets go of the lock taken by [`lock_native`](Self::lock_native).
+    pub(crate) fn unlock_native(&self, py: Python<'_>) -> PyResult<()> {
+        self.release(py)
+    }
+
+    /// `notify_all()` from Rust, the lock held.
+    pub(crate) fn notify_all_native(&self, py: Python<'_>) -> PyResult<()> {
+        self.notify_all(py)
+    }
+
+    /// `wait()` from Rust, the lock held: until notified or `until`; the
+    /// lock is held again on return, whatever the outcome.
+    pub(crate) fn wait_native(&self, py: Python<'_>, until: Option<Instant>) -> PyResult<bool> {
+        self.wait_until(py, until)
+    }
+
     /// The lock, made (a new RLock) if no constructor set it.
     #[inline]
     fn st(&self, py: Python<'_>) -> &CondState {

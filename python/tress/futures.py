@@ -12,10 +12,15 @@ workers joined at interpreter exit. Its futures are instances of
 ``concurrent.futures.Future``, so ``wait``, ``as_completed``,
 ``asyncio.wrap_future`` and ``loop.run_in_executor`` take them as they are.
 
-This first version runs the stdlib's algorithm on tress's primitives (the
-futures' conditions, the work queue, the idle-worker count and the pool's
-lock are native); the thread-pool core of ``crates/tress`` is not wired in
-yet. Everything else of ``concurrent.futures`` is re-exported unchanged.
+The hot paths are native (``tress._tress``, ``crates/tress-python/src/
+futures.rs``): every method of the futures (a subclass of both tress's
+``FutureCore`` and ``concurrent.futures.Future``), the work queue with the
+stdlib's bookkeeping and the workers' loop (``ThreadPoolCore``: a worker keeps
+the GIL from one task to the next while there is work), and a long ``map``
+(``ChunkedMap``: chunks of calls run in turn on one worker, every result
+published as it comes). This module starts the threads, runs initializers
+and keeps the stdlib's interpreter-exit protocol. Everything else of
+``concurrent.futures`` is re-exported unchanged.
 """
 
 import functools
@@ -29,7 +34,7 @@ from concurrent.futures import *  # noqa: F401,F403  (wait, as_completed, ...)
 from concurrent.futures import _base
 from concurrent.futures.thread import BrokenThreadPool
 
-from tress._tress import Condition as _Condition
+from tress._tress import ChunkedMap as _ChunkedMap
 from tress._tress import FutureCore as _FutureCore
 from tress._tress import Lock as _Lock
 from tress._tress import ThreadPoolCore as _PoolCore
@@ -77,81 +82,6 @@ if hasattr(os, "register_at_fork"):
         after_in_parent=_exit_lock.release,
     )
     os.register_at_fork(after_in_child=_queues.clear)
-
-
-class _ChunkedMap:
-    """The shared state of a chunked ``map``: each chunk's calls run in turn
-    on one worker, which publishes every result as it comes; the caller
-    takes them in order, waiting on a condition only when the next one is
-    not there yet (the worker notifies only a chunk the caller waits on)."""
-
-    def __init__(self, fn, calls, size):
-        self.fn = fn
-        self.calls = calls
-        self.size = size
-        self.total = len(calls)
-        self.count = -(-self.total // size)
-        self.values = [None] * self.total
-        self.done = [0] * self.count  # calls finished, per chunk
-        self.errors = [None] * self.count  # the exception that stopped a chunk
-        self.over = [False] * self.count  # the chunk's future is done
-        self.waiting = -1  # the chunk the caller waits on
-        self.stopped = False  # the caller is gone: chunks stop early
-        self.cond = _Condition(_Lock())
-
-    def chunk(self, c):
-        fn, calls, values, done = self.fn, self.calls, self.values, self.done
-        start = c * self.size
-        finished = 0
-        for k in range(start, min(start + self.size, self.total)):
-            if self.stopped:
-                return
-            args = calls[k]
-            calls[k] = None
-            try:
-                values[k] = fn(*args)
-            except BaseException as exc:
-                self.errors[c] = exc
-                return
-            finished += 1
-            done[c] = finished
-            if self.waiting == c:
-                with self.cond:
-                    self.cond.notify()
-
-    def chunk_done(self, c, _future):
-        with self.cond:
-            self.over[c] = True
-            self.cond.notify()
-
-    def wait(self, c, offset, timeout, future):
-        """Waits until call `offset` of chunk `c` has its result; raises the
-        exception that stopped the chunk there, the chunk's own failure, or
-        `TimeoutError`."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self.cond:
-            self.waiting = c
-            try:
-                while self.done[c] <= offset:
-                    if self.over[c]:
-                        error = self.errors[c]
-                        if error is None:
-                            future.result(0)  # the chunk's own failure (broken pool, cancel)
-                            raise RuntimeError("map chunk ended early")  # unreachable
-                        self.errors[c] = None
-                        try:
-                            raise error
-                        finally:
-                            error = None
-                    if deadline is None:
-                        self.cond.wait()
-                    else:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0 or not self.cond.wait(remaining):
-                            if self.done[c] <= offset and not self.over[c]:
-                                raise _std.TimeoutError()
-            finally:
-                self.waiting = -1
 
 
 def _work(pool_ref, core, initializer, initargs):
@@ -262,27 +192,10 @@ class ThreadPoolExecutor(_std.ThreadPoolExecutor):
         run = _ChunkedMap(fn, calls, size)
         del calls
         futures = [self.submit(run.chunk, c) for c in range(run.count)]
+        run.set_futures(futures)
         for c, future in enumerate(futures):
             future.add_done_callback(functools.partial(run.chunk_done, c))
-
-        def results():
-            values, done, size, total = run.values, run.done, run.size, run.total
-            try:
-                for c in range(run.count):
-                    start = c * size
-                    for k in range(start, min(start + size, total)):
-                        if done[c] <= k - start:
-                            remaining = None if timeout is None else end_time - time.monotonic()
-                            run.wait(c, k - start, remaining, futures[c])
-                        value = values[k]
-                        values[k] = None
-                        yield value
-            finally:
-                run.stopped = True  # running chunks stop after their current call
-                for future in futures:
-                    future.cancel()
-
-        return results()
+        return run.results(None if timeout is None else end_time - time.monotonic())
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         with self._shutdown_lock:

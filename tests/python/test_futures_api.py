@@ -8,9 +8,11 @@ running."""
 
 import asyncio
 import concurrent.futures as std_futures
+import gc
 import json
 import threading
 import time
+import weakref
 from concurrent.futures.thread import BrokenThreadPool
 
 import pytest
@@ -278,3 +280,155 @@ def test_long_map_results_come_as_they_are_ready(fmod):
                 seen.append(value)
                 cond.notify_all()
     assert seen == list(range(2000))
+
+
+def test_dropping_a_long_map_stops_it(fmod):
+    calls = []
+    gate = threading.Event()
+
+    def record(x):
+        if x:
+            gate.wait(TIMEOUT)
+        calls.append(x)
+        return x
+
+    ex = fmod.ThreadPoolExecutor(1)
+    it = ex.map(record, range(1000), timeout=TIMEOUT)
+    assert next(it) == 0
+    del it  # no close(): the iterator's end stops the map all the same
+    gc.collect()
+    gate.set()
+    ex.shutdown(wait=True)
+    assert 1 <= len(calls) < 1000, len(calls)
+
+
+def test_long_map_exception_stops_the_rest(fmod):
+    calls = []
+
+    def fail_at_10(x):
+        calls.append(x)
+        if x == 10:
+            raise KeyError(x)
+        time.sleep(0.001)
+        return x
+
+    with fmod.ThreadPoolExecutor(1) as ex:
+        it = ex.map(fail_at_10, range(2000), timeout=TIMEOUT)
+        assert [next(it) for _ in range(10)] == list(range(10))
+        with pytest.raises(KeyError):
+            next(it)
+        with pytest.raises(StopIteration):
+            next(it)
+    # the failing chunk stopped there; the chunks not started were cancelled
+    assert len(calls) < 2000, len(calls)
+
+
+def test_future_private_protocol(fmod):
+    """What the stdlib's own functions and tests touch: the private
+    attributes, settable as on the stdlib's futures."""
+    from concurrent.futures import _base
+
+    f = fmod.Future()
+    assert f._state == _base.PENDING and not f.done()
+    assert f._waiters == [] and f._done_callbacks == []
+    with f._condition:  # an RLock: re-entrant, as the stdlib's
+        with f._condition:
+            pass
+    f._state = _base.FINISHED
+    f._result = 42
+    assert f.done() and f.result(0) == 42
+    f._state = _base.CANCELLED
+    assert f.cancelled()
+    with pytest.raises(std_futures.CancelledError):
+        f.result(0)
+
+
+def test_set_result_twice_is_invalid_state(fmod):
+    with fmod.ThreadPoolExecutor(1) as ex:
+        f = ex.submit(int, 5)
+        assert f.result(TIMEOUT) == 5
+        with pytest.raises(std_futures.InvalidStateError, match="^FINISHED: <Future at"):
+            f.set_result(6)
+        assert f.result(0) == 5
+
+
+def test_a_future_in_a_cycle_with_its_exception_is_collected(fmod):
+    """A failed call whose traceback reaches its own future: only the
+    garbage collector can free it, so the future must take part in it."""
+    holder = {}
+
+    def fail():
+        future = holder["f"]  # the frame, kept by the traceback, holds the future
+        raise ValueError(future)
+
+    with fmod.ThreadPoolExecutor(1) as ex:
+        gate = threading.Event()
+        blocker = ex.submit(gate.wait, TIMEOUT)
+        f = ex.submit(fail)
+        holder["f"] = f
+        gate.set()
+        blocker.result(TIMEOUT)
+        assert isinstance(f.exception(TIMEOUT), ValueError)
+    ref = weakref.ref(f)
+    holder.clear()
+    del f
+    gc.collect()
+    assert ref() is None
+
+
+def test_done_callback_exceptions_are_logged_and_the_rest_run(fmod, caplog):
+    seen = []
+
+    def bad(_):
+        raise RuntimeError("callback failed")
+
+    with fmod.ThreadPoolExecutor(1) as ex:
+        gate = threading.Event()
+        f = ex.submit(gate.wait, TIMEOUT)
+        f.add_done_callback(bad)
+        f.add_done_callback(seen.append)
+        with caplog.at_level("ERROR", logger="concurrent.futures"):
+            gate.set()
+            f.result(TIMEOUT)
+            ex.shutdown(wait=True)
+    assert seen == [f]
+    assert any("exception calling callback" in r.getMessage() for r in caplog.records)
+
+
+def test_many_waiters_on_one_future(fmod):
+    """Threads blocked in result(), wait() and as_completed() on the same
+    future all see it finish."""
+    with fmod.ThreadPoolExecutor(1) as ex:
+        gate = threading.Event()
+        f = ex.submit(lambda: gate.wait(TIMEOUT) and 7)
+        got = []
+        lock = threading.Lock()
+
+        def by_result():
+            v = f.result(TIMEOUT)
+            with lock:
+                got.append(("result", v))
+
+        def by_wait():
+            done, _ = std_futures.wait([f], timeout=TIMEOUT)
+            with lock:
+                got.append(("wait", len(done)))
+
+        def by_as_completed():
+            for g in std_futures.as_completed([f], timeout=TIMEOUT):
+                with lock:
+                    got.append(("as_completed", g.result(0)))
+
+        threads = [threading.Thread(target=t) for t in (by_result, by_wait, by_as_completed) * 3]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + TIMEOUT
+        while len(f._waiters) < 6 and time.monotonic() < deadline:
+            time.sleep(0.001)  # until the wait/as_completed threads are installed
+        gate.set()
+        for t in threads:
+            t.join(TIMEOUT)
+        assert not any(t.is_alive() for t in threads)
+    assert sorted(got) == sorted(
+        [("result", 7), ("wait", 1), ("as_completed", 7)] * 3
+    )

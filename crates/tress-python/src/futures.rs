@@ -24,6 +24,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -38,6 +39,8 @@ use crate::wait::wait_deadline;
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFutureCore>()?;
     m.add_class::<PyPoolCore>()?;
+    m.add_class::<PyChunkedMap>()?;
+    m.add_class::<PyMapIter>()?;
     m.add_function(wrap_pyfunction!(_pools_exiting, m)?)?;
     Ok(())
 }
@@ -246,7 +249,7 @@ impl PyFutureCore {
             if slf.borrow().state.is_done() {
                 return Ok(());
             }
-            if until.is_some_and(|u| std::time::Instant::now() >= u) {
+            if until.is_some_and(|u| Instant::now() >= u) {
                 return Ok(());
             }
             let woke = c.wait_native(py, until);
@@ -919,5 +922,287 @@ impl PyPoolCore {
             Ok(())
         });
         queued.unwrap_or(Ok(()))
+    }
+}
+
+// ---------------------------------------------------------------- map
+
+/// No chunk is waited on.
+const NOBODY: usize = usize::MAX;
+
+/// The shared state of a chunked `ThreadPoolExecutor.map`: each chunk's
+/// calls run in turn on one worker ([`chunk`](Self::chunk), the chunk's
+/// task), which publishes every result as it comes (a per-chunk count of
+/// finished calls); the caller's iterator ([`PyMapIter`]) takes them in
+/// order and waits on the condition only when the next one is not there yet
+/// (a worker notifies only the chunk the caller waits on).
+#[pyclass(name = "ChunkedMap", module = "tress._tress", frozen)]
+pub(crate) struct PyChunkedMap {
+    func: Py<PyAny>,
+    /// The argument tuples; each is replaced by None once its call starts.
+    calls: Py<PyList>,
+    /// The results; each is replaced by None once it is yielded.
+    values: Py<PyList>,
+    size: usize,
+    total: usize,
+    /// Calls finished, per chunk.
+    done: Box<[AtomicUsize]>,
+    /// The chunk's task is over (finished, failed or cancelled), per chunk.
+    over: Box<[AtomicBool]>,
+    /// The exception that stopped a chunk.
+    errors: Mutex<Vec<Option<Py<PyAny>>>>,
+    /// The chunk the caller waits on, or [`NOBODY`].
+    waiting: AtomicUsize,
+    /// The caller is gone: running chunks stop after their current call.
+    stopped: AtomicBool,
+    cond: Py<PyCondition>,
+    /// The chunks' futures, in order.
+    futures: OnceLock<Py<PyList>>,
+}
+
+impl PyChunkedMap {
+    fn notify(&self, py: Python<'_>) -> PyResult<()> {
+        let cond = self.cond.get();
+        cond.lock_native(py)?;
+        let notified = cond.notify_all_native(py);
+        cond.unlock_native(py)?;
+        notified
+    }
+
+    fn future<'py>(&self, py: Python<'py>, c: usize) -> PyResult<Bound<'py, PyAny>> {
+        match self.futures.get() {
+            Some(fs) => fs.bind(py).get_item(c),
+            None => Err(PyRuntimeError::new_err("map started without its futures")),
+        }
+    }
+
+    /// Stops the chunks and cancels those not started.
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        self.stopped.store(true, Ordering::SeqCst);
+        if let Some(fs) = self.futures.get() {
+            for f in fs.bind(py).iter() {
+                f.call_method0("cancel")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until call `offset` of chunk `c` has its result; raises the
+    /// exception that stopped the chunk there, the chunk's own failure
+    /// (cancelled, broken pool), or `TimeoutError` at `until`.
+    fn wait(
+        &self,
+        py: Python<'_>,
+        c: usize,
+        offset: usize,
+        until: Option<Instant>,
+    ) -> PyResult<()> {
+        let cond = self.cond.get();
+        cond.lock_native(py)?;
+        self.waiting.store(c, Ordering::SeqCst);
+        let outcome = (|| loop {
+            if self.done[c].load(Ordering::Acquire) > offset {
+                return Ok(());
+            }
+            if self.over[c].load(Ordering::Acquire) {
+                let error = self.errors.lock().unwrap_or_else(|e| e.into_inner())[c].take();
+                return Err(match error {
+                    Some(e) => PyErr::from_value(e.into_bound(py)),
+                    None => match self.future(py, c)?.call_method1("result", (0,)) {
+                        Err(e) => e,
+                        Ok(_) => PyRuntimeError::new_err("map chunk ended early"),
+                    },
+                });
+            }
+            if until.is_some_and(|u| Instant::now() >= u) {
+                return Err(error0(&base(py)?.timeout_error, py)?);
+            }
+            cond.wait_native(py, until)?;
+        })();
+        self.waiting.store(NOBODY, Ordering::SeqCst);
+        cond.unlock_native(py)?;
+        outcome
+    }
+}
+
+#[pymethods]
+impl PyChunkedMap {
+    /// `func` over the argument tuples `calls` (a list, consumed), in
+    /// chunks of `size` calls.
+    #[new]
+    fn new(
+        py: Python<'_>,
+        func: Bound<'_, PyAny>,
+        calls: Bound<'_, PyList>,
+        size: usize,
+    ) -> PyResult<Self> {
+        let total = calls.len();
+        let size = size.max(1);
+        let count = total.div_ceil(size);
+        let values = PyList::new(py, (0..total).map(|_| py.None()))?;
+        Ok(Self {
+            func: func.unbind(),
+            calls: calls.unbind(),
+            values: values.unbind(),
+            size,
+            total,
+            done: (0..count).map(|_| AtomicUsize::new(0)).collect(),
+            over: (0..count).map(|_| AtomicBool::new(false)).collect(),
+            errors: Mutex::new((0..count).map(|_| None).collect()),
+            waiting: AtomicUsize::new(NOBODY),
+            stopped: AtomicBool::new(false),
+            cond: Py::new(py, PyCondition::with_rlock(py)?)?,
+            futures: OnceLock::new(),
+        })
+    }
+
+    /// How many chunks.
+    #[getter]
+    fn count(&self) -> usize {
+        self.done.len()
+    }
+
+    /// Records the chunks' futures (once).
+    fn set_futures(&self, futures: Bound<'_, PyList>) -> PyResult<()> {
+        self.futures
+            .set(futures.unbind())
+            .map_err(|_| PyRuntimeError::new_err("the map's futures are already set"))
+    }
+
+    /// Runs chunk `c`'s calls in turn (a worker's task).
+    fn chunk(&self, py: Python<'_>, c: usize) -> PyResult<()> {
+        let func = self.func.bind(py);
+        let calls = self.calls.bind(py);
+        let values = self.values.bind(py);
+        let start = c * self.size;
+        let end = (start + self.size).min(self.total);
+        let mut finished = 0;
+        for k in start..end {
+            if self.stopped.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let args = calls.get_item(k)?;
+            calls.set_item(k, py.None())?;
+            let result = match args.cast::<PyTuple>() {
+                Ok(t) => func.call(t, None),
+                Err(e) => Err(e.into()),
+            };
+            match result {
+                Ok(v) => values.set_item(k, v)?,
+                Err(e) => {
+                    let value = e.into_value(py).into_any();
+                    self.errors.lock().unwrap_or_else(|e| e.into_inner())[c] = Some(value);
+                    return Ok(());
+                }
+            }
+            finished += 1;
+            self.done[c].store(finished, Ordering::Release);
+            if self.waiting.load(Ordering::SeqCst) == c {
+                self.notify(py)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The done callback of chunk `c`'s future.
+    fn chunk_done(&self, py: Python<'_>, c: usize, _future: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.over[c].store(true, Ordering::Release);
+        self.notify(py)
+    }
+
+    /// The iterator of the results, in order, waiting at most `timeout`
+    /// seconds from now in all (None: no limit).
+    #[pyo3(signature = (timeout=None))]
+    fn results(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<PyMapIter> {
+        let until = match timeout {
+            None => None,
+            Some(t) if t <= 0.0 => Some(Instant::now()),
+            Some(t) => Some(
+                Instant::now()
+                    .checked_add(std::time::Duration::try_from_secs_f64(t).map_err(|_| {
+                        pyo3::exceptions::PyOverflowError::new_err("timeout value is too large")
+                    })?)
+                    .ok_or_else(|| {
+                        pyo3::exceptions::PyOverflowError::new_err("timeout value is too large")
+                    })?,
+            ),
+        };
+        Ok(PyMapIter {
+            run: slf.clone().unbind(),
+            next: AtomicUsize::new(0),
+            finished: AtomicBool::new(false),
+            until,
+        })
+    }
+}
+
+/// The results of a chunked map, in order (see [`PyChunkedMap`]). Closing
+/// it, an exception out of it, or dropping it stops the map: running chunks
+/// stop after their current call, the others are cancelled.
+#[pyclass(name = "MapIterator", module = "tress._tress", frozen)]
+pub(crate) struct PyMapIter {
+    run: Py<PyChunkedMap>,
+    next: AtomicUsize,
+    /// Exhausted, failed or closed.
+    finished: AtomicBool,
+    until: Option<Instant>,
+}
+
+impl PyMapIter {
+    fn finish(&self, py: Python<'_>) -> PyResult<()> {
+        if self.finished.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.run.get().stop(py)
+    }
+}
+
+#[pymethods]
+impl PyMapIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        if self.finished.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let run = self.run.get();
+        let k = self.next.load(Ordering::Relaxed);
+        if k >= run.total {
+            self.finish(py)?;
+            return Ok(None);
+        }
+        let c = k / run.size;
+        let offset = k - c * run.size;
+        if run.done[c].load(Ordering::Acquire) <= offset
+            && let Err(e) = run.wait(py, c, offset, self.until)
+        {
+            self.finish(py)?;
+            return Err(e);
+        }
+        let values = run.values.bind(py);
+        let value = values.get_item(k)?;
+        values.set_item(k, py.None())?;
+        self.next.store(k + 1, Ordering::Relaxed);
+        Ok(Some(value.unbind()))
+    }
+
+    /// Stops the map: running chunks stop after their current call, the
+    /// others are cancelled; later `next` calls raise `StopIteration`.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.finish(py)
+    }
+}
+
+impl Drop for PyMapIter {
+    fn drop(&mut self) {
+        if !self.finished.load(Ordering::SeqCst) {
+            // Dropped with the GIL held (deallocation); cancelling runs the
+            // futures' callbacks, whose errors have nowhere to go.
+            Python::attach(|py| {
+                let _ = self.finish(py);
+            });
+        }
     }
 }

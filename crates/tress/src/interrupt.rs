@@ -130,6 +130,28 @@ pub(crate) fn park<I: Interrupt + ?Sized>(
     deadline: Option<Instant>,
     interrupt: &mut I,
 ) -> Result<Parked, I::Error> {
+    park_on(word, expected, deadline, interrupt, false)
+}
+
+#[cfg(target_os = "linux")]
+fn shared_wait(word: &AtomicU32, expected: u32, until: Option<Instant>) -> Wake {
+    sys::wait_shared(word, expected, until)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn shared_wait(word: &AtomicU32, expected: u32, until: Option<Instant>) -> Wake {
+    sys::wait(word, expected, until)
+}
+
+/// [`park`], on a word in memory shared between processes when `shared`.
+#[cold]
+pub(crate) fn park_on<I: Interrupt + ?Sized>(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<Instant>,
+    interrupt: &mut I,
+    shared: bool,
+) -> Result<Parked, I::Error> {
     let (until, sliced) = match interrupt.slice() {
         None => (deadline, false),
         Some(slice) => match Instant::now().checked_add(slice) {
@@ -141,7 +163,11 @@ pub(crate) fn park<I: Interrupt + ?Sized>(
         },
     };
     interrupt.before_sleep();
-    let wake = sys::wait(word, expected, until);
+    let wake = if shared {
+        shared_wait(word, expected, until)
+    } else {
+        sys::wait(word, expected, until)
+    };
     interrupt.after_sleep();
     match wake {
         Wake::Woken => Ok(Parked::Retry),

@@ -49,6 +49,8 @@
 pub mod error;
 pub mod executor;
 mod interrupt;
+#[cfg(target_os = "linux")]
+pub mod ipc;
 pub mod queue;
 pub mod sync;
 mod sys;

@@ -6,6 +6,20 @@ use std::time::Instant;
 use super::Wake;
 
 pub(super) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Wake {
+    wait_op(
+        word,
+        expected,
+        deadline,
+        libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+    )
+}
+
+/// [`wait`] on a word in memory shared between processes.
+pub(super) fn wait_shared(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Wake {
+    wait_op(word, expected, deadline, libc::FUTEX_WAIT)
+}
+
+fn wait_op(word: &AtomicU32, expected: u32, deadline: Option<Instant>, op: libc::c_int) -> Wake {
     let timeout = match deadline {
         None => None,
         Some(deadline) => {
@@ -25,15 +39,7 @@ pub(super) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -
     // SAFETY: `word` is a live, aligned 32-bit atomic for the whole call; the
     // kernel only reads it. `ts_ptr` is null or points to `timeout`, which
     // outlives the call. FUTEX_WAIT takes a relative timeout.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            ts_ptr,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, expected, ts_ptr) };
     if r == 0 {
         return Wake::Woken;
     }
@@ -46,16 +52,20 @@ pub(super) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -
 }
 
 pub(super) fn wake(word: &AtomicU32, n: u32) {
+    wake_op(word, n, libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG);
+}
+
+/// [`wake`] on a word in memory shared between processes.
+pub(super) fn wake_shared(word: &AtomicU32, n: u32) {
+    wake_op(word, n, libc::FUTEX_WAKE);
+}
+
+fn wake_op(word: &AtomicU32, n: u32, op: libc::c_int) {
     let n = i32::try_from(n).unwrap_or(i32::MAX);
     // SAFETY: `word` is a live, aligned 32-bit atomic; FUTEX_WAKE does not
     // dereference anything else.
     unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            n,
-        );
+        libc::syscall(libc::SYS_futex, word.as_ptr(), op, n);
     }
 }
 

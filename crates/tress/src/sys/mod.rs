@@ -54,6 +54,55 @@ pub(crate) fn wake_all(word: &AtomicU32) {
     imp::wake(word, u32::MAX);
 }
 
+/// Sleeps while `word == expected`, `word` being in memory shared between
+/// processes (a futex without `FUTEX_PRIVATE_FLAG`).
+#[cfg(target_os = "linux")]
+#[inline]
+pub(crate) fn wait_shared(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Wake {
+    imp::wait_shared(word, expected, deadline)
+}
+
+/// Wakes at most `n` waiters, in any process, sleeping on the shared `word`.
+#[cfg(target_os = "linux")]
+#[inline]
+pub(crate) fn wake_shared(word: &AtomicU32, n: u32) {
+    imp::wake_shared(word, n);
+}
+
+/// This process's id, read once per fork generation (glibc no longer caches
+/// `getpid`, and the system call is on every queue operation's path).
+#[cfg(unix)]
+pub(crate) fn process_id() -> u32 {
+    use std::sync::atomic::AtomicU64;
+    static CACHED: AtomicU64 = AtomicU64::new(u64::MAX);
+    watch_forks();
+    let generation = u64::from(fork_generation());
+    let cached = CACHED.load(Ordering::Relaxed);
+    if cached >> 32 == generation {
+        return cached as u32;
+    }
+    let pid = std::process::id();
+    CACHED.store(generation << 32 | u64::from(pid), Ordering::Relaxed);
+    pid
+}
+
+/// Whether process `pid` still runs: it exists and is not a zombie (a
+/// killed child its parent has not reaped yet counts as gone).
+#[cfg(target_os = "linux")]
+pub(crate) fn process_alive(pid: u32) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => match stat.iter().rposition(|&b| b == b')') {
+            Some(i) => !matches!(stat.get(i + 2), Some(b'Z' | b'X')),
+            None => true,
+        },
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
+}
+
 /// A number that identifies the calling thread among the live threads of this
 /// process and is never 0. On POSIX it is `pthread_self()`, which is what
 /// Python's `threading.get_ident()` returns, so owners read the same from

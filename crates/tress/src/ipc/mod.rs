@@ -1,0 +1,23 @@
+//! Between processes: shared-memory segments and a queue of byte messages
+//! that lives in one (Linux).
+//!
+//! - [`Segment`]: anonymous shared memory (`memfd_create`), its pages
+//!   reserved at creation, reached by other processes through its
+//!   descriptor; nothing is ever created in `/dev/shm`, so nothing can be
+//!   left there.
+//! - [`ByteQueue`]: a multi-producer, multi-consumer queue of byte
+//!   messages in a ring in a segment, with blocking and non-blocking
+//!   put/get (deadlines and [`Interrupt`](crate::Interrupt)s as the thread
+//!   queues), `task_done`/`join` across processes, and a design that
+//!   survives participants killed with `SIGKILL` at any point (see its
+//!   docs for what the others see).
+//!
+//! Waiting is on futexes in the shared memory itself (`FUTEX_WAIT` without
+//! `FUTEX_PRIVATE_FLAG`), so a process sleeps until another one, any one,
+//! changes the word.
+
+mod ring;
+mod segment;
+
+pub use ring::{ByteQueue, SendError};
+pub use segment::Segment;

@@ -1,0 +1,737 @@
+//! A multi-producer, multi-consumer queue of byte messages in a ring of
+//! shared memory, safe against participants killed at any instruction.
+
+use std::io;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::Segment;
+use crate::error::{GetError, TooManyTaskDone};
+use crate::interrupt::{Interrupt, Parked, Uninterruptible, infallible, park_on};
+use crate::sys;
+
+/// Why a [`ByteQueue`] put did not happen; the queue is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError<E = std::convert::Infallible> {
+    /// The queue stayed full (bytes or messages): a non-blocking put, or
+    /// the deadline passed.
+    Full,
+    /// The message can never fit: `size` bytes, the ring holds at most
+    /// `max` in one message.
+    TooLarge {
+        /// The message's size in bytes.
+        size: usize,
+        /// The largest message this queue takes.
+        max: usize,
+    },
+    /// The [`Interrupt`] abandoned the wait.
+    Failed(E),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for SendError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Full => f.write_str("the queue is full"),
+            SendError::TooLarge { size, max } => write!(
+                f,
+                "a message of {size} bytes does not fit in the queue's ring \
+                 (at most {max} bytes per message; make the queue with a larger capacity)"
+            ),
+            SendError::Failed(e) => write!(f, "put failed: {e}"),
+        }
+    }
+}
+
+impl<E: std::fmt::Debug + std::fmt::Display> std::error::Error for SendError<E> {}
+
+const MAGIC: u64 = 0x7472_6573_735f_7131; // "tress_q1"
+const HEADER: usize = 4096;
+const SLOT: u64 = 16;
+/// How often a waiter looks for participants that died in the middle of an
+/// operation (and how long a lock holder may be dead before it is noticed).
+const REAP_SLICE: Duration = Duration::from_millis(20);
+
+// Slot states.
+const WRITING: u32 = 1;
+const READY: u32 = 2;
+const READING: u32 = 3;
+const FREE: u32 = 4;
+const PAD: u32 = 5;
+const DEAD: u32 = 6;
+
+/// The queue's header, at the start of the segment. Every field is an
+/// atomic: other processes read and write them concurrently.
+#[repr(C)]
+struct Header {
+    magic: AtomicU64,
+    /// Bytes of the ring (a multiple of 16).
+    capacity: AtomicU64,
+    /// The bound in messages, 0 for none.
+    max_messages: AtomicU64,
+    /// The oldest byte position not yet reclaimed.
+    head: AtomicU64,
+    /// The next byte position to reserve.
+    tail: AtomicU64,
+    /// Messages in the ring (reserved, ready or being read).
+    messages: AtomicU64,
+    /// Messages ready to be taken.
+    ready: AtomicU64,
+    /// Messages put and not yet marked done (`task_done`).
+    unfinished: AtomicU64,
+    /// 0, or the pid of the process holding the lock.
+    lock: AtomicU32,
+    lock_waiters: AtomicU32,
+    /// Bumped when a message becomes ready (getters wait on it).
+    put_seq: AtomicU32,
+    getters: AtomicU32,
+    /// Bumped when room is made (putters wait on it).
+    get_seq: AtomicU32,
+    putters: AtomicU32,
+    /// Bumped when `unfinished` reaches 0 (joiners wait on it).
+    join_seq: AtomicU32,
+    joiners: AtomicU32,
+}
+
+const _: () = assert!(std::mem::size_of::<Header>() <= HEADER);
+
+/// A slot's header in the ring, followed by the message.
+#[repr(C)]
+struct SlotHeader {
+    state: AtomicU32,
+    /// The writer (WRITING) or reader (READING) process.
+    pid: AtomicU32,
+    /// The message's length in bytes (for PAD: the slot's whole size).
+    len: AtomicU64,
+}
+
+fn slot_size(len: u64) -> u64 {
+    SLOT + len.div_ceil(SLOT) * SLOT
+}
+
+/// A multi-producer, multi-consumer queue of byte messages in shared
+/// memory: any number of processes (and threads) put and get messages of
+/// any size up to [`max_message`](Self::max_message).
+///
+/// # Design
+///
+/// The ring is a run of slots, each a 16-byte header (state, owning
+/// process, length) and the message. A short lock in shared memory (the
+/// holder's pid in a futex word) covers only the bookkeeping: a put
+/// reserves its slot (state WRITING) under the lock, copies the message
+/// with the lock released, then publishes it (READY); a get claims the
+/// oldest READY slot (READING), copies it out with the lock released, then
+/// frees it (FREE), and space is reclaimed in ring order. So copies of
+/// large messages by several processes overlap, and messages come out in
+/// the order their puts reserved them, except that a message still being
+/// written does not hold back the ready ones behind it.
+///
+/// # Participants that die
+///
+/// A process killed with `SIGKILL` at any point leaves the queue usable:
+///
+/// - killed **holding the lock** (a few dozen instructions of bookkeeping):
+///   the next process that wants the lock sees its holder gone (within
+///   20 ms), takes it over and recounts the ring; at worst
+///   [`unfinished_tasks`](Self::unfinished_tasks) can stay one too high
+///   (a `join` then waits for a task that never ends; use a timeout);
+/// - killed **writing** a message: the slot is dropped (DEAD) by the next
+///   waiter that looks (within 20 ms); readers never see a part of it;
+/// - killed **reading** a message: the message is made ready again and
+///   delivered to another reader — what was fully put is delivered.
+///
+/// Liveness is judged by pid (`/proc/<pid>/stat`; a zombie counts as gone),
+/// so the participants must share a pid namespace; a pid reused within the
+/// 20 ms slice would be taken for its dead predecessor's, which delays the
+/// recovery until that process exits.
+///
+/// # Examples
+///
+/// ```
+/// use tress::ipc::ByteQueue;
+///
+/// let q = ByteQueue::create(1 << 16, 0).unwrap();
+/// q.put(&[b"hello ", b"world"]).unwrap();
+/// let got = q.get(|m| m.to_vec());
+/// assert_eq!(got, b"hello world");
+/// assert!(q.try_get(|m| m.len()).is_err());
+/// ```
+#[derive(Debug)]
+pub struct ByteQueue {
+    seg: Segment,
+}
+
+impl ByteQueue {
+    /// A new queue whose ring holds `capacity` bytes (rounded up to a
+    /// multiple of 16; a message takes 16 bytes more than its length) and
+    /// at most `max_messages` messages (0: no bound but the bytes).
+    pub fn create(capacity: usize, max_messages: usize) -> io::Result<ByteQueue> {
+        let cap = (capacity.max(64) as u64).div_ceil(SLOT) * SLOT;
+        let len = usize::try_from(cap)
+            .ok()
+            .and_then(|c| c.checked_add(HEADER))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "capacity too large"))?;
+        let seg = Segment::create(len, "queue")?;
+        let q = ByteQueue { seg };
+        let h = q.header();
+        h.capacity.store(cap, Ordering::Relaxed);
+        h.max_messages.store(max_messages as u64, Ordering::Relaxed);
+        h.magic.store(MAGIC, Ordering::Release);
+        Ok(q)
+    }
+
+    /// The queue in `seg`, a segment made by [`create`](Self::create) (in
+    /// this or another process; see [`segment`](Self::segment)).
+    pub fn open(seg: Segment) -> io::Result<ByteQueue> {
+        if seg.len() < HEADER + 64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a tress queue segment (too small)",
+            ));
+        }
+        let q = ByteQueue { seg };
+        let h = q.header();
+        let cap = h.capacity.load(Ordering::Relaxed);
+        if h.magic.load(Ordering::Acquire) != MAGIC
+            || cap % SLOT != 0
+            || cap as usize + HEADER != q.seg.len()
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a tress queue segment (bad header)",
+            ));
+        }
+        Ok(q)
+    }
+
+    /// The shared memory the queue lives in (its descriptor reaches other
+    /// processes).
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the segment is at least HEADER bytes, page-aligned, and the
+        // header is all atomics, which any bit pattern (zeroes at creation)
+        // makes valid; it lives as long as `self.seg`.
+        unsafe { &*(self.seg.as_ptr() as *const Header) }
+    }
+
+    fn cap(&self) -> u64 {
+        self.header().capacity.load(Ordering::Relaxed)
+    }
+
+    /// The slot header at ring position `pos`.
+    fn slot(&self, pos: u64) -> &SlotHeader {
+        let off = (pos % self.cap()) as usize;
+        // SAFETY: `off` is a multiple of 16 below the ring's size and every
+        // slot header fits before the ring's end (slots are multiples of 16
+        // and the ring's size too); the fields are atomics.
+        unsafe { &*(self.seg.as_ptr().add(HEADER + off) as *const SlotHeader) }
+    }
+
+    /// The message bytes of the slot at `pos`.
+    fn payload(&self, pos: u64, len: u64) -> *mut u8 {
+        let off = (pos % self.cap()) as usize + SLOT as usize;
+        debug_assert!(off as u64 + len <= self.cap());
+        // SAFETY: in bounds: a slot never wraps around the ring's end.
+        unsafe { self.seg.as_ptr().add(HEADER + off) }
+    }
+
+    /// The ring's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.cap() as usize
+    }
+
+    /// The largest message the queue takes, in bytes.
+    pub fn max_message(&self) -> usize {
+        (self.cap() - SLOT) as usize
+    }
+
+    /// The bound in messages (0: none).
+    pub fn max_messages(&self) -> usize {
+        self.header().max_messages.load(Ordering::Relaxed) as usize
+    }
+
+    /// Messages ready to be taken now.
+    pub fn len(&self) -> usize {
+        self.header().ready.load(Ordering::Relaxed) as usize
+    }
+
+    /// Whether no message is ready now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Messages put and not yet marked done with [`task_done`](Self::task_done).
+    pub fn unfinished_tasks(&self) -> usize {
+        self.header().unfinished.load(Ordering::Relaxed) as usize
+    }
+
+    // ------------------------------------------------------------ the lock
+
+    fn lock<I: Interrupt + ?Sized>(&self, interrupt: &mut I) {
+        let h = self.header();
+        let me = sys::process_id();
+        if h.lock
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+        self.lock_slow(me, interrupt);
+    }
+
+    #[cold]
+    fn lock_slow<I: Interrupt + ?Sized>(&self, me: u32, interrupt: &mut I) {
+        let h = self.header();
+        let mut step = 0u32;
+        loop {
+            let owner = h.lock.load(Ordering::Relaxed);
+            if owner == 0 {
+                if h.lock
+                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+                continue;
+            }
+            if step < 8 {
+                crate::interrupt::backoff(step);
+                step += 1;
+                continue;
+            }
+            h.lock_waiters.fetch_add(1, Ordering::SeqCst);
+            interrupt.before_sleep();
+            sys::wait_shared(&h.lock, owner, Instant::now().checked_add(REAP_SLICE));
+            interrupt.after_sleep();
+            h.lock_waiters.fetch_sub(1, Ordering::SeqCst);
+            if h.lock.load(Ordering::Relaxed) == owner
+                && !sys::process_alive(owner)
+                && h.lock
+                    .compare_exchange(owner, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                // The holder died inside a critical section: every step of
+                // one leaves the ring consistent, only the counts may be off.
+                self.recount();
+                return;
+            }
+        }
+    }
+
+    fn unlock(&self) {
+        let h = self.header();
+        h.lock.store(0, Ordering::SeqCst);
+        if h.lock_waiters.load(Ordering::SeqCst) > 0 {
+            sys::wake_shared(&h.lock, 1);
+        }
+    }
+
+    /// Recounts `messages` and `ready` from the slots (the lock held).
+    fn recount(&self) {
+        let h = self.header();
+        let (mut pos, tail) = (
+            h.head.load(Ordering::Relaxed),
+            h.tail.load(Ordering::Relaxed),
+        );
+        let (mut messages, mut ready) = (0, 0);
+        while pos < tail {
+            let s = self.slot(pos);
+            let state = s.state.load(Ordering::Acquire);
+            let len = s.len.load(Ordering::Relaxed);
+            match state {
+                WRITING | READING => messages += 1,
+                READY => {
+                    messages += 1;
+                    ready += 1;
+                }
+                _ => {}
+            }
+            pos += if state == PAD { len } else { slot_size(len) };
+        }
+        h.messages.store(messages, Ordering::Relaxed);
+        h.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// The size of the slot at `pos` in the ring.
+    fn size_at(&self, pos: u64) -> u64 {
+        let s = self.slot(pos);
+        let len = s.len.load(Ordering::Relaxed);
+        if s.state.load(Ordering::Acquire) == PAD {
+            len
+        } else {
+            slot_size(len)
+        }
+    }
+
+    /// Reclaims the freed slots at the head (the lock held); wakes putters
+    /// if room was made.
+    fn reclaim(&self) {
+        let h = self.header();
+        let tail = h.tail.load(Ordering::Relaxed);
+        let mut head = h.head.load(Ordering::Relaxed);
+        let start = head;
+        while head < tail {
+            let state = self.slot(head).state.load(Ordering::Acquire);
+            if !matches!(state, FREE | PAD | DEAD) {
+                break;
+            }
+            head += self.size_at(head);
+        }
+        if head != start {
+            h.head.store(head, Ordering::Release);
+            self.room_made();
+        }
+    }
+
+    fn room_made(&self) {
+        let h = self.header();
+        h.get_seq.fetch_add(1, Ordering::SeqCst);
+        if h.putters.load(Ordering::SeqCst) > 0 {
+            sys::wake_shared(&h.get_seq, u32::MAX);
+        }
+    }
+
+    fn message_ready(&self) {
+        let h = self.header();
+        h.put_seq.fetch_add(1, Ordering::SeqCst);
+        if h.getters.load(Ordering::SeqCst) > 0 {
+            sys::wake_shared(&h.put_seq, 1);
+        }
+    }
+
+    /// Looks for participants that died mid-operation (the lock held):
+    /// a dead writer's slot is dropped, a dead reader's message is made
+    /// ready again.
+    fn reap(&self) {
+        let h = self.header();
+        let (mut pos, tail) = (
+            h.head.load(Ordering::Relaxed),
+            h.tail.load(Ordering::Relaxed),
+        );
+        let mut revived = false;
+        let mut dropped = false;
+        while pos < tail {
+            let s = self.slot(pos);
+            let state = s.state.load(Ordering::Acquire);
+            if matches!(state, WRITING | READING) {
+                let pid = s.pid.load(Ordering::Relaxed);
+                if !sys::process_alive(pid)
+                    && s.state
+                        .compare_exchange(
+                            state,
+                            if state == WRITING { DEAD } else { READY },
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                {
+                    if state == WRITING {
+                        h.messages.fetch_sub(1, Ordering::Relaxed);
+                        let _ =
+                            h.unfinished
+                                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                                    n.checked_sub(1)
+                                });
+                        dropped = true;
+                    } else {
+                        h.ready.fetch_add(1, Ordering::Relaxed);
+                        revived = true;
+                    }
+                }
+            }
+            pos += self.size_at(pos);
+        }
+        if dropped {
+            self.reclaim();
+            self.tasks_maybe_done();
+        }
+        if revived {
+            self.message_ready();
+        }
+    }
+
+    fn tasks_maybe_done(&self) {
+        let h = self.header();
+        if h.unfinished.load(Ordering::SeqCst) == 0 {
+            h.join_seq.fetch_add(1, Ordering::SeqCst);
+            if h.joiners.load(Ordering::SeqCst) > 0 {
+                sys::wake_shared(&h.join_seq, u32::MAX);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ put
+
+    /// Puts one message, the concatenation of `parts`, waiting as long as
+    /// it takes for room.
+    pub fn put(&self, parts: &[&[u8]]) -> Result<(), SendError> {
+        self.put_with(parts, None, &mut Uninterruptible)
+    }
+
+    /// Puts one message if there is room now.
+    pub fn try_put(&self, parts: &[&[u8]]) -> Result<(), SendError> {
+        self.put_with(parts, Some(Instant::now()), &mut Uninterruptible)
+    }
+
+    /// Puts one message, the concatenation of `parts`, waiting for room
+    /// until `deadline` (`None`: as long as it takes) as `interrupt` allows.
+    pub fn put_with<I: Interrupt + ?Sized>(
+        &self,
+        parts: &[&[u8]],
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+    ) -> Result<(), SendError<I::Error>> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > self.max_message() {
+            return Err(SendError::TooLarge {
+                size: len,
+                max: self.max_message(),
+            });
+        }
+        let h = self.header();
+        let pos = loop {
+            let seen = h.get_seq.load(Ordering::SeqCst);
+            self.lock(interrupt);
+            let reserved = self.reserve(len as u64);
+            self.unlock();
+            if let Some(pos) = reserved {
+                break pos;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(SendError::Full);
+            }
+            h.putters.fetch_add(1, Ordering::SeqCst);
+            let parked = self.park(&h.get_seq, seen, deadline, interrupt);
+            h.putters.fetch_sub(1, Ordering::SeqCst);
+            if let Err(e) = parked {
+                return Err(SendError::Failed(e));
+            }
+        };
+        let mut dst = self.payload(pos, len as u64);
+        for part in parts {
+            // SAFETY: the slot at `pos` was reserved for this process
+            // (WRITING): nobody else reads or writes its `len` bytes until
+            // it is published below; the parts do not overlap the ring.
+            unsafe {
+                std::ptr::copy_nonoverlapping(part.as_ptr(), dst, part.len());
+                dst = dst.add(part.len());
+            }
+        }
+        self.slot(pos).state.store(READY, Ordering::Release);
+        h.ready.fetch_add(1, Ordering::SeqCst);
+        self.message_ready();
+        Ok(())
+    }
+
+    /// Reserves a slot for `len` bytes (the lock held): its position, or
+    /// `None` when there is no room.
+    fn reserve(&self, len: u64) -> Option<u64> {
+        let h = self.header();
+        let cap = self.cap();
+        let max = h.max_messages.load(Ordering::Relaxed);
+        if max != 0 && h.messages.load(Ordering::Relaxed) >= max {
+            return None;
+        }
+        let (head, mut tail) = (
+            h.head.load(Ordering::Relaxed),
+            h.tail.load(Ordering::Relaxed),
+        );
+        let need = slot_size(len);
+        let off = tail % cap;
+        let pad = if off + need > cap { cap - off } else { 0 };
+        if tail - head + pad + need > cap {
+            return None;
+        }
+        if pad > 0 {
+            let s = self.slot(tail);
+            s.len.store(pad, Ordering::Relaxed);
+            s.pid.store(0, Ordering::Relaxed);
+            s.state.store(PAD, Ordering::Release);
+            tail += pad;
+            h.tail.store(tail, Ordering::Release);
+        }
+        let s = self.slot(tail);
+        s.len.store(len, Ordering::Relaxed);
+        s.pid.store(sys::process_id(), Ordering::Relaxed);
+        s.state.store(WRITING, Ordering::Release);
+        h.messages.fetch_add(1, Ordering::Relaxed);
+        h.unfinished.fetch_add(1, Ordering::SeqCst);
+        h.tail.store(tail + need, Ordering::Release);
+        Some(tail)
+    }
+
+    /// One wait on `word` (still `seen`), in slices of [`REAP_SLICE`]
+    /// after which dead participants are looked for.
+    fn park<I: Interrupt + ?Sized>(
+        &self,
+        word: &AtomicU32,
+        seen: u32,
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+    ) -> Result<Parked, I::Error> {
+        let slice_end = Instant::now().checked_add(REAP_SLICE);
+        let until = match (deadline, slice_end) {
+            (Some(d), Some(s)) => Some(d.min(s)),
+            (d, s) => d.or(s),
+        };
+        let parked = park_on(word, seen, until, interrupt, true)?;
+        if parked == Parked::TimedOut {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Parked::TimedOut);
+            }
+            self.lock(interrupt);
+            self.reap();
+            self.unlock();
+        }
+        Ok(Parked::Retry)
+    }
+
+    // ------------------------------------------------------------ get
+
+    /// Takes the oldest ready message, waiting as long as it takes, and
+    /// returns what `read` makes of its bytes.
+    pub fn get<R>(&self, read: impl FnOnce(&[u8]) -> R) -> R {
+        match self.get_with(None, &mut Uninterruptible, read) {
+            Ok(r) => r,
+            Err(GetError::Failed(never)) => match never {},
+            Err(GetError::Empty | GetError::ShutDown) => {
+                unreachable!("a get without a deadline returns a message")
+            }
+        }
+    }
+
+    /// Takes the oldest ready message if there is one now.
+    pub fn try_get<R>(&self, read: impl FnOnce(&[u8]) -> R) -> Result<R, GetError> {
+        self.get_with(Some(Instant::now()), &mut Uninterruptible, read)
+    }
+
+    /// Takes the oldest ready message, waiting until `deadline` (`None`: as
+    /// long as it takes) as `interrupt` allows, and returns what `read`
+    /// makes of its bytes. `read` runs with the message claimed by this
+    /// process and no lock held; if it panics, the message is freed.
+    pub fn get_with<I: Interrupt + ?Sized, R>(
+        &self,
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+        read: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, GetError<I::Error>> {
+        let h = self.header();
+        let pos = loop {
+            let seen = h.put_seq.load(Ordering::SeqCst);
+            if h.ready.load(Ordering::SeqCst) > 0 {
+                self.lock(interrupt);
+                let claimed = self.claim();
+                self.unlock();
+                if let Some(pos) = claimed {
+                    break pos;
+                }
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(GetError::Empty);
+            }
+            h.getters.fetch_add(1, Ordering::SeqCst);
+            let parked = self.park(&h.put_seq, seen, deadline, interrupt);
+            h.getters.fetch_sub(1, Ordering::SeqCst);
+            if let Err(e) = parked {
+                // The wake this getter may have taken goes to another.
+                sys::wake_shared(&h.put_seq, 1);
+                return Err(GetError::Failed(e));
+            }
+        };
+        struct Release<'a, I: Interrupt + ?Sized> {
+            q: &'a ByteQueue,
+            pos: u64,
+            interrupt: &'a mut I,
+        }
+        impl<I: Interrupt + ?Sized> Drop for Release<'_, I> {
+            fn drop(&mut self) {
+                self.q.slot(self.pos).state.store(FREE, Ordering::Release);
+                self.q.lock(self.interrupt);
+                self.q.header().messages.fetch_sub(1, Ordering::Relaxed);
+                self.q.reclaim();
+                self.q.unlock();
+            }
+        }
+        let len = self.slot(pos).len.load(Ordering::Relaxed);
+        let release = Release {
+            q: self,
+            pos,
+            interrupt,
+        };
+        // SAFETY: the slot at `pos` is READING, claimed by this process: its
+        // `len` bytes were published with its READY state (Release/Acquire)
+        // and nobody writes them until `release` frees the slot, after
+        // `read` returned (or unwound); the slice does not outlive that.
+        let message = unsafe { std::slice::from_raw_parts(self.payload(pos, len), len as usize) };
+        let r = read(message);
+        drop(release);
+        Ok(r)
+    }
+
+    /// Claims the oldest READY slot (the lock held).
+    fn claim(&self) -> Option<u64> {
+        let h = self.header();
+        let (mut pos, tail) = (
+            h.head.load(Ordering::Relaxed),
+            h.tail.load(Ordering::Relaxed),
+        );
+        let me = sys::process_id();
+        while pos < tail {
+            let s = self.slot(pos);
+            if s.state.load(Ordering::Acquire) == READY {
+                s.pid.store(me, Ordering::Relaxed);
+                s.state.store(READING, Ordering::Release);
+                h.ready.fetch_sub(1, Ordering::SeqCst);
+                return Some(pos);
+            }
+            pos += self.size_at(pos);
+        }
+        None
+    }
+
+    // ------------------------------------------------------------ tasks
+
+    /// Marks one message as processed: when every message put has been,
+    /// [`join`](Self::join) returns (in every process).
+    pub fn task_done(&self) -> Result<(), TooManyTaskDone> {
+        let h = self.header();
+        let before = h
+            .unfinished
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1))
+            .map_err(|_| TooManyTaskDone)?;
+        if before == 1 {
+            self.tasks_maybe_done();
+        }
+        Ok(())
+    }
+
+    /// Waits until every message put has been marked done.
+    pub fn join(&self) {
+        infallible(self.join_with(None, &mut Uninterruptible).map(drop));
+    }
+
+    /// [`join`](Self::join) until `deadline`: whether every message was
+    /// marked done by then.
+    pub fn join_with<I: Interrupt + ?Sized>(
+        &self,
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+    ) -> Result<bool, I::Error> {
+        let h = self.header();
+        loop {
+            let seen = h.join_seq.load(Ordering::SeqCst);
+            if h.unfinished.load(Ordering::SeqCst) == 0 {
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            h.joiners.fetch_add(1, Ordering::SeqCst);
+            let parked = self.park(&h.join_seq, seen, deadline, interrupt);
+            h.joiners.fetch_sub(1, Ordering::SeqCst);
+            parked?;
+        }
+    }
+}

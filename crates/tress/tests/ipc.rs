@@ -1,0 +1,432 @@
+//! `tress::ipc`: the shared-memory byte queue, in one process and across
+//! forked ones, including participants killed with SIGKILL mid-read and
+//! mid-write. Its own test binary: children are forked from it.
+//!
+//! Every wait is bounded: children are killed and reaped by the test, gets
+//! have deadlines, and a child that does not finish in time fails the test.
+
+#![cfg(target_os = "linux")]
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tress::GetError;
+use tress::ipc::{ByteQueue, SendError};
+
+const BOUND: Duration = Duration::from_secs(20);
+
+fn soon() -> Option<Instant> {
+    Some(Instant::now() + BOUND)
+}
+
+/// A message whose bytes say which it is and whether it is whole: the
+/// sequence number, the length, and a pattern derived from both.
+fn message(seq: u64, len: usize) -> Vec<u8> {
+    let len = len.max(16);
+    let mut m = Vec::with_capacity(len);
+    m.extend_from_slice(&seq.to_le_bytes());
+    m.extend_from_slice(&(len as u64).to_le_bytes());
+    m.extend((16..len).map(|i| (seq as usize).wrapping_mul(31).wrapping_add(i) as u8));
+    m
+}
+
+/// The sequence number of a whole message; panics on a torn one.
+fn check(m: &[u8]) -> u64 {
+    assert!(m.len() >= 16, "short message: {} bytes", m.len());
+    let seq = u64::from_le_bytes(m[..8].try_into().unwrap());
+    let len = u64::from_le_bytes(m[8..16].try_into().unwrap());
+    assert_eq!(
+        len as usize,
+        m.len(),
+        "message {seq}: length field disagrees"
+    );
+    for (i, &b) in m.iter().enumerate().skip(16) {
+        assert_eq!(
+            b,
+            (seq as usize).wrapping_mul(31).wrapping_add(i) as u8,
+            "message {seq} torn at byte {i}"
+        );
+    }
+    seq
+}
+
+/// Forks; the child runs `f` and exits 0 (101 if it panicked).
+fn fork_child(f: impl FnOnce()) -> libc::pid_t {
+    // SAFETY: the test binary forks from a thread that holds no lock the
+    // child needs; the child only runs `f` (tress calls and plain Rust) and
+    // leaves with `_exit`, never returning into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_ok();
+        // SAFETY: `_exit` ends the child without running the parent's
+        // atexit handlers or flushing its copied stdio buffers.
+        unsafe { libc::_exit(if ok { 0 } else { 101 }) };
+    }
+    pid
+}
+
+/// Waits (bounded) for `pid` to exit; its exit status, or the signal that
+/// killed it as a negative number.
+fn reap(pid: libc::pid_t) -> i32 {
+    let end = Instant::now() + BOUND;
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer; WNOHANG never blocks.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            if libc::WIFEXITED(status) {
+                return libc::WEXITSTATUS(status);
+            }
+            return -libc::WTERMSIG(status);
+        }
+        if Instant::now() > end {
+            // SAFETY: killing our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("child {pid} did not finish within {BOUND:?}");
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn kill(pid: libc::pid_t) {
+    // SAFETY: killing our own child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+#[test]
+fn messages_come_back_whole_and_in_order() {
+    let q = ByteQueue::create(1 << 12, 0).unwrap();
+    for round in 0..50u64 {
+        // sizes that wrap the ring at every offset
+        for i in 0..5u64 {
+            let seq = round * 5 + i;
+            q.put(&[&message(seq, 17 + (seq as usize * 37) % 700)])
+                .unwrap();
+        }
+        for i in 0..5u64 {
+            assert_eq!(q.get(check), round * 5 + i);
+        }
+    }
+    assert!(q.is_empty());
+    assert_eq!(q.try_get(|m| m.len()), Err(GetError::Empty));
+}
+
+#[test]
+fn parts_are_one_message() {
+    let q = ByteQueue::create(1 << 12, 0).unwrap();
+    q.put(&[b"ab", b"", b"cde"]).unwrap();
+    q.put(&[]).unwrap();
+    assert_eq!(q.get(|m| m.to_vec()), b"abcde");
+    assert_eq!(q.get(|m| m.len()), 0);
+}
+
+#[test]
+fn too_large_is_an_error_and_the_queue_stays_usable() {
+    let q = ByteQueue::create(1024, 0).unwrap();
+    let max = q.max_message();
+    assert_eq!(max, 1024 - 16);
+    let big = vec![1u8; max + 1];
+    assert_eq!(
+        q.put(&[&big]),
+        Err(SendError::TooLarge { size: max + 1, max })
+    );
+    let err = q.put(&[&big]).unwrap_err().to_string();
+    assert!(
+        err.contains("1009 bytes") && err.contains("at most 1008"),
+        "{err}"
+    );
+    q.put(&[&vec![2u8; max]]).unwrap();
+    assert_eq!(q.get(|m| m.len()), max);
+}
+
+#[test]
+fn full_by_bytes_and_by_count_times_out() {
+    let q = ByteQueue::create(256, 0).unwrap();
+    let mut n = 0;
+    while q.try_put(&[&[0u8; 40]]).is_ok() {
+        n += 1;
+    }
+    assert_eq!(n, 256 / 64, "each 40-byte message takes 64 bytes of ring");
+    let start = Instant::now();
+    let r = q.put_with(
+        &[&[0u8; 40]],
+        Some(Instant::now() + Duration::from_millis(50)),
+        &mut tress::Uninterruptible,
+    );
+    assert_eq!(r, Err(SendError::Full));
+    assert!(start.elapsed() >= Duration::from_millis(50));
+
+    let q = ByteQueue::create(1 << 16, 3).unwrap();
+    for _ in 0..3 {
+        q.try_put(&[b"x"]).unwrap();
+    }
+    assert_eq!(q.try_put(&[b"x"]), Err(SendError::Full));
+    q.get(|_| ());
+    q.try_put(&[b"x"]).unwrap();
+}
+
+#[test]
+fn get_times_out_on_an_empty_queue() {
+    let q = ByteQueue::create(1 << 12, 0).unwrap();
+    let start = Instant::now();
+    let r = q.get_with(
+        Some(Instant::now() + Duration::from_millis(60)),
+        &mut tress::Uninterruptible,
+        |m| m.len(),
+    );
+    assert_eq!(r, Err(GetError::Empty));
+    assert!(start.elapsed() >= Duration::from_millis(60));
+}
+
+#[test]
+fn task_done_and_join() {
+    let q = Arc::new(ByteQueue::create(1 << 12, 0).unwrap());
+    assert!(q.task_done().is_err());
+    for i in 0..10 {
+        q.put(&[&message(i, 32)]).unwrap();
+    }
+    assert_eq!(q.unfinished_tasks(), 10);
+    let worker = {
+        let q = Arc::clone(&q);
+        thread::spawn(move || {
+            for _ in 0..10 {
+                q.get(check);
+                q.task_done().unwrap();
+            }
+        })
+    };
+    assert_eq!(q.join_with(soon(), &mut tress::Uninterruptible), Ok(true));
+    worker.join().unwrap();
+    assert_eq!(q.unfinished_tasks(), 0);
+}
+
+#[test]
+fn threads_move_every_message_exactly_once() {
+    const PER: u64 = 20_000;
+    let q = Arc::new(ByteQueue::create(1 << 14, 0).unwrap());
+    let producers: Vec<_> = (0..3u64)
+        .map(|p| {
+            let q = Arc::clone(&q);
+            thread::spawn(move || {
+                for i in 0..PER {
+                    let seq = p * PER + i;
+                    q.put(&[&message(seq, 16 + (seq as usize % 300))]).unwrap();
+                }
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..3)
+        .map(|_| {
+            let q = Arc::clone(&q);
+            thread::spawn(move || {
+                let mut got = Vec::new();
+                while let Ok(seq) = q.get_with(soon(), &mut tress::Uninterruptible, check) {
+                    if seq == u64::MAX {
+                        break;
+                    }
+                    got.push(seq);
+                }
+                got
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    for _ in 0..3 {
+        q.put(&[&message(u64::MAX, 16)]).unwrap();
+    }
+    let mut all: Vec<u64> = consumers
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..3 * PER).collect::<Vec<_>>());
+}
+
+#[test]
+fn forked_processes_move_every_message_exactly_once() {
+    const PRODUCERS: u64 = 2;
+    const PER: u64 = 20_000;
+    let q = ByteQueue::create(1 << 16, 0).unwrap();
+    let done = ByteQueue::create(1 << 20, 0).unwrap();
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            fork_child(|| {
+                for i in 0..PER {
+                    let seq = p * PER + i;
+                    q.put(&[&message(seq, 16 + (seq as usize * 7) % 2000)])
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let consumer = fork_child(|| {
+        // the child consumes half, reporting sequence numbers in batches
+        let mut batch = Vec::new();
+        for _ in 0..PRODUCERS * PER / 2 {
+            let seq = q
+                .get_with(soon(), &mut tress::Uninterruptible, check)
+                .expect("consumer child: no message within the bound");
+            batch.extend_from_slice(&seq.to_le_bytes());
+            if batch.len() >= 8 * 1000 {
+                done.put(&[&batch]).unwrap();
+                batch.clear();
+            }
+        }
+        done.put(&[&batch]).unwrap();
+    });
+    let mut all = Vec::new();
+    for _ in 0..PRODUCERS * PER / 2 {
+        all.push(
+            q.get_with(soon(), &mut tress::Uninterruptible, check)
+                .expect("no message within the bound"),
+        );
+    }
+    for p in producers {
+        assert_eq!(reap(p), 0);
+    }
+    assert_eq!(reap(consumer), 0);
+    while let Ok(batch) = done.try_get(|m| m.to_vec()) {
+        all.extend(
+            batch
+                .chunks(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap())),
+        );
+    }
+    all.sort_unstable();
+    assert_eq!(all, (0..PRODUCERS * PER).collect::<Vec<_>>());
+    assert!(q.is_empty());
+}
+
+#[test]
+fn a_reader_killed_mid_read_gives_its_message_to_another() {
+    let q = ByteQueue::create(1 << 16, 0).unwrap();
+    let signal = ByteQueue::create(1 << 12, 0).unwrap();
+    q.put(&[&message(7, 5000)]).unwrap();
+    q.put(&[&message(8, 100)]).unwrap();
+    let child = fork_child(|| {
+        q.get(|m| {
+            check(m);
+            signal.put(&[b"reading"]).unwrap();
+            thread::sleep(BOUND * 2); // killed here
+        });
+    });
+    signal
+        .get_with(soon(), &mut tress::Uninterruptible, |_| ())
+        .expect("the child never started reading");
+    // message 7 is claimed by the child: the next get sees message 8
+    assert_eq!(
+        q.get_with(soon(), &mut tress::Uninterruptible, check),
+        Ok(8)
+    );
+    kill(child);
+    assert_eq!(reap(child), -libc::SIGKILL);
+    // the dead reader's message is delivered again, whole
+    let start = Instant::now();
+    assert_eq!(
+        q.get_with(soon(), &mut tress::Uninterruptible, check),
+        Ok(7)
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    // and the ring's space is reclaimed: it fills and drains completely
+    let mut n = 0u64;
+    while q.try_put(&[&message(100 + n, 1000)]).is_ok() {
+        n += 1;
+    }
+    assert!(n >= 50, "only {n} messages fit after the recovery");
+    for i in 0..n {
+        assert_eq!(q.get(check), 100 + i);
+    }
+}
+
+#[test]
+fn writers_killed_mid_stream_leave_no_torn_messages() {
+    // Big messages take long enough to copy that some kills land mid-write.
+    let q = ByteQueue::create(16 << 20, 0).unwrap();
+    let mut delivered = 0u64;
+    for round in 0..6u64 {
+        let child = fork_child(|| {
+            let mut seq = round << 32;
+            loop {
+                q.put(&[&message(seq, 1 << 20)]).unwrap();
+                seq += 1;
+            }
+        });
+        // once the writer is going, kill it at a varying point
+        let end = Instant::now() + BOUND;
+        while q.is_empty() && Instant::now() < end {
+            thread::sleep(Duration::from_micros(200));
+        }
+        assert!(!q.is_empty(), "the writer never put a message");
+        thread::sleep(Duration::from_micros(500 + round * 1700));
+        kill(child);
+        assert_eq!(reap(child), -libc::SIGKILL);
+        // every message that comes out is whole and in order per writer
+        let mut last = None;
+        while let Ok(seq) = q.get_with(
+            Some(Instant::now() + Duration::from_millis(200)),
+            &mut tress::Uninterruptible,
+            check,
+        ) {
+            assert_eq!(seq >> 32, round);
+            if let Some(l) = last {
+                assert_eq!(seq, l + 1, "a whole message went missing");
+            }
+            last = Some(seq);
+            delivered += 1;
+        }
+    }
+    assert!(delivered > 0);
+    // the queue still works end to end, with its full capacity
+    let mut n = 0u64;
+    while q.try_put(&[&message(n, 1 << 20)]).is_ok() {
+        n += 1;
+    }
+    assert!(n >= 14, "only {n} MiB fit after the recovery");
+    for i in 0..n {
+        assert_eq!(q.get(check), i);
+    }
+}
+
+#[test]
+fn a_segment_crosses_to_another_process_by_descriptor() {
+    // What Python's spawn start method does: a new mapping of the same
+    // memory from a descriptor, here in the same process.
+    let q = ByteQueue::create(1 << 12, 0).unwrap();
+    let other =
+        ByteQueue::open(tress::ipc::Segment::from_fd(q.segment().try_clone_fd().unwrap()).unwrap())
+            .unwrap();
+    q.put(&[b"over"]).unwrap();
+    assert_eq!(other.get(|m| m.to_vec()), b"over");
+    let not_a_queue = tress::ipc::Segment::create(8192, "other").unwrap();
+    assert!(ByteQueue::open(not_a_queue).is_err());
+}
+
+#[test]
+fn nothing_is_left_in_dev_shm() {
+    let before: Vec<_> = std::fs::read_dir("/dev/shm")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    let q = ByteQueue::create(1 << 20, 0).unwrap();
+    let child = fork_child(|| {
+        q.put(&[b"x"]).unwrap();
+        thread::sleep(BOUND * 2);
+    });
+    q.get_with(soon(), &mut tress::Uninterruptible, |_| ())
+        .unwrap();
+    kill(child);
+    reap(child);
+    drop(q);
+    let after: Vec<_> = std::fs::read_dir("/dev/shm")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    let new: Vec<_> = after.iter().filter(|n| !before.contains(n)).collect();
+    assert!(new.is_empty(), "left in /dev/shm: {new:?}");
+}

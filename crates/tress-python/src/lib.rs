@@ -6,6 +6,8 @@ use pyo3::prelude::*;
 
 mod errors;
 mod futures;
+#[cfg(target_os = "linux")]
+mod multiprocessing;
 mod queue;
 mod threading;
 mod wait;
@@ -18,5 +20,7 @@ fn _tress(m: &Bound<'_, PyModule>) -> PyResult<()> {
     threading::register(m)?;
     queue::register(m)?;
     futures::register(m)?;
+    #[cfg(target_os = "linux")]
+    multiprocessing::register(m)?;
     Ok(())
 }

@@ -1,0 +1,234 @@
+"""Drop-in replacements for ``multiprocessing``'s queues, in shared memory.
+
+    from tress import multiprocessing as tmp
+    q = tmp.Queue()
+    p = multiprocessing.Process(target=worker, args=(q,))
+
+``Queue``, ``SimpleQueue`` and ``JoinableQueue`` keep multiprocessing's API
+and exceptions (``queue.Empty``, ``queue.Full``, ``ValueError`` once
+closed) and add ``put_many``/``get_many`` and a ``capacity`` (bytes of the
+shared ring). What differs, by design:
+
+* items are pickled in the caller of ``put`` (protocol 5, large buffers
+  out of band, copied once into shared memory): an item that cannot be
+  pickled raises right there, and the queue stays intact (multiprocessing's
+  feeder thread loses it); no feeder thread, so ``join_thread`` and
+  ``cancel_join_thread`` have nothing to wait for;
+* an item that fails to unpickle raises in ``get``; the queue stays intact;
+* one message (an item pickled) holds at most ``capacity - 16`` bytes;
+  a larger one raises ``ValueError`` naming the sizes (make the queue with a
+  larger ``capacity``);
+* the shared memory is an anonymous memory file reserved at creation: no
+  name in ``/dev/shm`` (nothing is left there, whatever happens to the
+  processes), and a machine short of memory fails at ``Queue()`` with an
+  ``OSError`` naming the size, not with a ``SIGBUS`` later.
+
+The queues reach child processes by inheritance (``fork``) or, under
+``spawn`` and ``forkserver``, as arguments of ``Process`` or of a ``Pool``
+initializer: their descriptor travels the way multiprocessing passes
+descriptors. Pickling them at any other time raises ``RuntimeError`` as
+multiprocessing's queues do. The other names of ``multiprocessing`` (the
+locks and events for now) are re-exported unchanged.
+"""
+
+import io
+import pickle
+import struct
+import sys
+import weakref
+from multiprocessing import *  # noqa: F401,F403
+from multiprocessing import context as _context
+from multiprocessing import reduction as _reduction
+from queue import Empty, Full
+
+from tress._tress import ShmQueue as _ShmQueue
+
+__all__ = ["Queue", "SimpleQueue", "JoinableQueue", "Empty", "Full", "DEFAULT_CAPACITY"]
+
+DEFAULT_CAPACITY = 8 << 20
+"""Bytes of shared memory a queue reserves unless told otherwise (8 MiB):
+the largest item it takes pickles to 8 MiB less 16 bytes. Reserving is paid
+at creation (about 0.5 ms per MiB here), so a larger default would slow
+every ``Queue()``; pass ``capacity=`` for larger items."""
+
+_PROTOCOL = 5
+_FRAMED = b"F"  # a message with out-of-band buffers; plain ones start b"\x80"
+_LENGTHS = struct.Struct("<Q")
+
+
+def _dumps(obj):
+    """The message parts for ``obj``: one pickle, or a framed pickle and its
+    out-of-band buffers."""
+    buffers = []
+    try:
+        data = pickle.dumps(obj, _PROTOCOL, buffer_callback=buffers.append)
+    except Exception as exc:
+        # What only multiprocessing's reducers can pickle (a socket, a
+        # connection, ...) goes through its pickler, buffers in band; what
+        # neither can pickle raises the plain pickler's error.
+        try:
+            return [_reduction.ForkingPickler.dumps(obj, _PROTOCOL)]
+        except Exception:
+            raise exc from None
+    if not buffers:
+        return [data]
+    raws = [b.raw() for b in buffers]
+    header = struct.pack(f"<cI{len(raws) + 1}Q", _FRAMED, len(raws), len(data),
+                         *(r.nbytes for r in raws))
+    return [header, data, *raws]
+
+
+def _loads(message):
+    if message[:1] != _FRAMED:
+        return pickle.loads(message)
+    (count,) = struct.unpack_from("<I", message, 1)
+    sizes = struct.unpack_from(f"<{count + 1}Q", message, 5)
+    view = memoryview(message)
+    offset = 5 + 8 * (count + 1)
+    parts = []
+    for size in sizes:
+        parts.append(view[offset:offset + size])
+        offset += size
+    return pickle.loads(parts[0], buffers=parts[1:])
+
+
+def _maxsize(maxsize):
+    return 0 if maxsize <= 0 else maxsize
+
+
+class Queue:
+    """``multiprocessing.Queue`` in shared memory (see the module docs).
+
+    ``maxsize`` bounds the items (``<= 0``: no bound but the bytes);
+    ``capacity`` is the ring's size in bytes (default
+    :data:`DEFAULT_CAPACITY`)."""
+
+    def __init__(self, maxsize=0, *, ctx=None, capacity=None):
+        self._maxsize = maxsize
+        self._ring = _ShmQueue(DEFAULT_CAPACITY if capacity is None else capacity,
+                               _maxsize(maxsize))
+        self._closed = False
+
+    # -- multiprocessing's API
+
+    def put(self, obj, block=True, timeout=None):
+        """Put ``obj`` on the queue, waiting for room up to ``timeout``
+        seconds (forever if None) when ``block``; ``queue.Full`` otherwise."""
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        self._ring.put(_dumps(obj), block, timeout)
+
+    def get(self, block=True, timeout=None):
+        """Remove and return an item, waiting up to ``timeout`` seconds
+        (forever if None) when ``block``; ``queue.Empty`` otherwise."""
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        return _loads(self._ring.get(block, timeout))
+
+    def put_nowait(self, obj):
+        return self.put(obj, False)
+
+    def get_nowait(self):
+        return self.get(False)
+
+    def put_many(self, objs, block=True, timeout=None):
+        """Put every item of ``objs`` in order (all pickled first, so an
+        unpicklable item puts none); returns how many were put. With
+        ``block`` false or a timeout, stops at the first that finds no room
+        (``queue.Full`` if it is the first)."""
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        return self._ring.put_many([_dumps(o) for o in objs], block, timeout)
+
+    def get_many(self, n, block=True, timeout=None):
+        """Up to ``n`` items: waits for the first as ``get`` does, then takes
+        those ready without waiting."""
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        return [_loads(m) for m in self._ring.get_many(n, block, timeout)]
+
+    def qsize(self):
+        """Items ready now (approximate while other processes work on it)."""
+        return self._ring.qsize()
+
+    def empty(self):
+        return self._ring.empty()
+
+    def full(self):
+        return self._ring.full()
+
+    def close(self):
+        """Indicate that this process will put no more data."""
+        self._closed = True
+
+    def join_thread(self):
+        """Nothing to wait for (no feeder thread); the queue must be closed,
+        as multiprocessing's requires."""
+        assert self._closed, "Queue {0!r} not closed".format(self)
+
+    def cancel_join_thread(self):
+        """Nothing to cancel (no feeder thread)."""
+
+    @property
+    def capacity(self):
+        """The ring's size in bytes."""
+        return self._ring.capacity
+
+    # -- to child processes
+
+    def __getstate__(self):
+        _context.assert_spawning(self)
+        return (self._maxsize, _reduction.DupFd(self._ring.fileno()))
+
+    def __setstate__(self, state):
+        self._maxsize, fd = state
+        self._ring = _ShmQueue.from_fd(fd.detach())
+        self._closed = False
+
+    def __repr__(self):
+        return f"<{type(self).__module__}.{type(self).__qualname__} object at {id(self):#x}>"
+
+
+class JoinableQueue(Queue):
+    """``multiprocessing.JoinableQueue``: ``task_done`` and ``join`` across
+    processes."""
+
+    def task_done(self):
+        """Indicate that a formerly enqueued task is complete (ValueError if
+        called more times than items were put)."""
+        self._ring.task_done()
+
+    def join(self):
+        """Block until every item put has been marked done."""
+        self._ring.join(None)
+
+
+class SimpleQueue:
+    """``multiprocessing.SimpleQueue`` in shared memory: ``put``, ``get``,
+    ``empty``, ``close``."""
+
+    def __init__(self, *, ctx=None, capacity=None):
+        self._ring = _ShmQueue(DEFAULT_CAPACITY if capacity is None else capacity, 0)
+        self._closed = False
+
+    def put(self, obj):
+        self._ring.put(_dumps(obj))
+
+    def get(self):
+        return _loads(self._ring.get())
+
+    def empty(self):
+        return self._ring.empty()
+
+    def close(self):
+        self._closed = True
+
+    def __getstate__(self):
+        _context.assert_spawning(self)
+        return _reduction.DupFd(self._ring.fileno())
+
+    def __setstate__(self, fd):
+        self._ring = _ShmQueue.from_fd(fd.detach())
+        self._closed = False
+
+    __class_getitem__ = classmethod(type(list[int]))

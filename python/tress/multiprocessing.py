@@ -23,12 +23,18 @@ shared ring). What differs, by design:
   processes), and a machine short of memory fails at ``Queue()`` with an
   ``OSError`` naming the size, not with a ``SIGBUS`` later.
 
-The queues reach child processes by inheritance (``fork``) or, under
-``spawn`` and ``forkserver``, as arguments of ``Process`` or of a ``Pool``
-initializer: their descriptor travels the way multiprocessing passes
-descriptors. Pickling them at any other time raises ``RuntimeError`` as
-multiprocessing's queues do. The other names of ``multiprocessing`` (the
-locks and events for now) are re-exported unchanged.
+``Lock``, ``RLock``, ``Semaphore``, ``BoundedSemaphore`` and ``Event`` are
+futex words in shared memory (``tress::ipc``) with multiprocessing's API and
+errors; ``Condition`` and ``Barrier`` are multiprocessing's own algorithms
+built on those (as multiprocessing builds them on its semaphores). Like
+multiprocessing's, a lock held by a process that dies stays held.
+
+Every object reaches child processes by inheritance (``fork``) or, under
+``spawn`` and ``forkserver``, as an argument of ``Process`` or of a
+``Pool`` initializer: its descriptor travels the way multiprocessing passes
+descriptors. Pickling one at any other time raises ``RuntimeError`` as
+multiprocessing's do. The other names of ``multiprocessing`` are
+re-exported unchanged.
 """
 
 import io
@@ -41,9 +47,17 @@ from multiprocessing import context as _context
 from multiprocessing import reduction as _reduction
 from queue import Empty, Full
 
-from tress._tress import ShmQueue as _ShmQueue
+from multiprocessing import synchronize as _sync
+from multiprocessing import util as _util
 
-__all__ = ["Queue", "SimpleQueue", "JoinableQueue", "Empty", "Full", "DEFAULT_CAPACITY"]
+from tress._tress import ShmEvent as _ShmEvent
+from tress._tress import ShmQueue as _ShmQueue
+from tress._tress import ShmSemLock as _ShmSemLock
+
+__all__ = [
+    "Queue", "SimpleQueue", "JoinableQueue", "Empty", "Full", "DEFAULT_CAPACITY",
+    "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Event", "Condition", "Barrier",
+]
 
 DEFAULT_CAPACITY = 8 << 20
 """Bytes of shared memory a queue reserves unless told otherwise (8 MiB):
@@ -232,3 +246,123 @@ class SimpleQueue:
         self._closed = False
 
     __class_getitem__ = classmethod(type(list[int]))
+
+
+# --------------------------------------------------------------------------
+# synchronization
+
+
+class _SemLock(_sync.SemLock):
+    """multiprocessing's ``SemLock`` on a tress ``ShmSemLock``: the same
+    methods (``acquire``/``release`` are the native ones, bound per
+    object), pickled by descriptor."""
+
+    def __init__(self, kind, value, maxvalue, *, ctx=None):
+        self._semlock = _ShmSemLock(kind, value, maxvalue)
+        self._make_methods()
+        _util.register_after_fork(self, _SemLock._after_fork)
+
+    def _after_fork(self):
+        self._semlock._after_fork()
+
+    def __getstate__(self):
+        _context.assert_spawning(self)
+        sl = self._semlock
+        return (_reduction.DupFd(sl.fileno()), sl.kind, sl.maxvalue)
+
+    def __setstate__(self, state):
+        fd, kind, maxvalue = state
+        self._semlock = _ShmSemLock.from_fd(fd.detach(), kind, maxvalue)
+        self._make_methods()
+
+
+class Semaphore(_SemLock, _sync.Semaphore):
+    """``multiprocessing.Semaphore`` in shared memory."""
+
+    def __init__(self, value=1, *, ctx=None):
+        _SemLock.__init__(self, _sync.SEMAPHORE, value, _sync.SEM_VALUE_MAX)
+
+    def get_value(self):
+        return self._semlock._get_value()
+
+
+class BoundedSemaphore(_SemLock, _sync.BoundedSemaphore):
+    """``multiprocessing.BoundedSemaphore`` in shared memory."""
+
+    def __init__(self, value=1, *, ctx=None):
+        _SemLock.__init__(self, _sync.SEMAPHORE, value, value)
+
+    def get_value(self):
+        return self._semlock._get_value()
+
+
+class Lock(_SemLock, _sync.Lock):
+    """``multiprocessing.Lock`` in shared memory."""
+
+    def __init__(self, *, ctx=None):
+        _SemLock.__init__(self, _sync.SEMAPHORE, 1, 1)
+
+
+class RLock(_SemLock, _sync.RLock):
+    """``multiprocessing.RLock`` in shared memory."""
+
+    def __init__(self, *, ctx=None):
+        _SemLock.__init__(self, _sync.RECURSIVE_MUTEX, 1, 1)
+
+
+class _Context:
+    """What multiprocessing's Condition and Barrier ask their ``ctx`` for."""
+
+    Lock = staticmethod(lambda: Lock())
+    RLock = staticmethod(lambda: RLock())
+    Semaphore = staticmethod(lambda value=1: Semaphore(value))
+    BoundedSemaphore = staticmethod(lambda value=1: BoundedSemaphore(value))
+    Condition = staticmethod(lambda lock=None: Condition(lock))
+
+
+class Condition(_sync.Condition):
+    """``multiprocessing.Condition`` (its algorithm) on tress's locks and
+    semaphores; the default lock is a tress ``RLock``."""
+
+    def __init__(self, lock=None, *, ctx=None):
+        super().__init__(lock, ctx=_Context)
+
+
+class Barrier(_sync.Barrier):
+    """``multiprocessing.Barrier`` (its algorithm) on a tress ``Condition``."""
+
+    def __init__(self, parties, action=None, timeout=None, *, ctx=None):
+        super().__init__(parties, action, timeout, ctx=_Context)
+
+
+class Event:
+    """``multiprocessing.Event``: one flag in shared memory that processes
+    wait on."""
+
+    def __init__(self, *, ctx=None):
+        self._event = _ShmEvent()
+
+    def is_set(self):
+        return self._event.is_set()
+
+    def set(self):
+        self._event.set()
+
+    def clear(self):
+        self._event.clear()
+
+    def wait(self, timeout=None):
+        """Block until the flag is set or ``timeout`` seconds pass; the
+        flag."""
+        return self._event.wait(timeout)
+
+    def __getstate__(self):
+        _context.assert_spawning(self)
+        return _reduction.DupFd(self._event.fileno())
+
+    def __setstate__(self, fd):
+        self._event = _ShmEvent.from_fd(fd.detach())
+
+    def __repr__(self):
+        set_status = "set" if self.is_set() else "unset"
+        return f"<{type(self).__qualname__}({set_status})>"

@@ -23,6 +23,8 @@ pyo3::import_exception!(queue, Full);
 /// Registers the class on the extension module.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyShmQueue>()?;
+    m.add_class::<PyShmSemLock>()?;
+    m.add_class::<PyShmEvent>()?;
     Ok(())
 }
 
@@ -276,5 +278,262 @@ impl PyShmQueue {
     #[getter]
     fn unfinished_tasks(&self) -> usize {
         self.q.unfinished_tasks()
+    }
+}
+
+// ---------------------------------------------------------------- SemLock
+
+/// `multiprocessing.synchronize`'s kinds.
+const RECURSIVE_MUTEX: i32 = 0;
+const SEMAPHORE: i32 = 1;
+
+/// `_multiprocessing.SemLock`'s `SEM_VALUE_MAX` on Linux.
+const SEM_VALUE_MAX: i64 = i32::MAX as i64;
+
+enum Sem {
+    Semaphore(tress::ipc::ShmSemaphore),
+    RLock(tress::ipc::ShmRLock),
+}
+
+/// `_multiprocessing.SemLock` in shared memory: a semaphore (Lock,
+/// Semaphore, BoundedSemaphore) or a recursive mutex (RLock), with its
+/// per-process bookkeeping (`_count`, `_is_mine`) as the C type keeps it.
+#[pyclass(name = "ShmSemLock", module = "tress._tress", frozen)]
+pub(crate) struct PyShmSemLock {
+    sem: Sem,
+    kind: i32,
+    maxvalue: i64,
+    /// Acquisitions by this process not yet released (semaphore kind), and
+    /// the thread that made the last one: `ISMINE` of the C type.
+    count: std::sync::atomic::AtomicU64,
+    last_tid: std::sync::atomic::AtomicU64,
+}
+
+fn thread_ident() -> u64 {
+    // SAFETY: no preconditions; cannot fail.
+    unsafe { pyo3::ffi::PyThread_get_thread_ident() as u64 }
+}
+
+impl PyShmSemLock {
+    fn from_sem(sem: Sem, kind: i32, maxvalue: i64) -> Self {
+        Self {
+            sem,
+            kind,
+            maxvalue,
+            count: std::sync::atomic::AtomicU64::new(0),
+            last_tid: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+#[pymethods]
+impl PyShmSemLock {
+    /// A new lock of `kind` (0: recursive mutex, 1: semaphore) holding
+    /// `value`, never above `maxvalue`.
+    #[new]
+    fn new(kind: i32, value: i64, maxvalue: i64) -> PyResult<Self> {
+        let sem = match kind {
+            RECURSIVE_MUTEX => Sem::RLock(tress::ipc::ShmRLock::create().map_err(os_error)?),
+            SEMAPHORE => {
+                if !(0..=SEM_VALUE_MAX).contains(&value) {
+                    return Err(PyValueError::new_err("invalid value"));
+                }
+                let max = (maxvalue < SEM_VALUE_MAX).then_some(maxvalue.max(0) as u32);
+                Sem::Semaphore(
+                    tress::ipc::ShmSemaphore::create(value as u32, max).map_err(os_error)?,
+                )
+            }
+            _ => return Err(PyValueError::new_err("unrecognized kind")),
+        };
+        Ok(Self::from_sem(sem, kind, maxvalue))
+    }
+
+    /// The lock behind descriptor `fd` (taken over), of `kind`.
+    #[staticmethod]
+    fn from_fd(fd: i32, kind: i32, maxvalue: i64) -> PyResult<Self> {
+        if fd < 0 {
+            return Err(PyValueError::new_err("invalid file descriptor"));
+        }
+        // SAFETY: the caller hands over an open descriptor it owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let seg = Segment::from_fd(fd).map_err(os_error)?;
+        let sem = match kind {
+            RECURSIVE_MUTEX => Sem::RLock(tress::ipc::ShmRLock::open(seg).map_err(os_error)?),
+            _ => Sem::Semaphore(tress::ipc::ShmSemaphore::open(seg).map_err(os_error)?),
+        };
+        Ok(Self::from_sem(sem, kind, maxvalue))
+    }
+
+    /// The descriptor of the shared memory (owned by this object).
+    fn fileno(&self) -> i32 {
+        match &self.sem {
+            Sem::Semaphore(s) => s.segment().as_fd().as_raw_fd(),
+            Sem::RLock(l) => l.segment().as_fd().as_raw_fd(),
+        }
+    }
+
+    #[getter]
+    fn kind(&self) -> i32 {
+        self.kind
+    }
+
+    #[getter]
+    fn maxvalue(&self) -> i64 {
+        self.maxvalue
+    }
+
+    /// Acquire the semaphore/lock: wait up to `timeout` seconds (forever if
+    /// None) when `block`; whether it was acquired.
+    #[pyo3(signature = (block=true, timeout=None))]
+    fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+        let tid = thread_ident();
+        match &self.sem {
+            Sem::RLock(l) => {
+                if l.try_acquire(tid) {
+                    return Ok(true);
+                }
+                let until = deadline(block, timeout)?;
+                l.acquire_with(tid, until, &mut Blocking::interruptible(py))
+            }
+            Sem::Semaphore(s) => {
+                use std::sync::atomic::Ordering;
+                let got = s.try_acquire() || {
+                    let until = deadline(block, timeout)?;
+                    s.acquire_with(until, &mut Blocking::interruptible(py))?
+                };
+                if got {
+                    self.count.fetch_add(1, Ordering::Relaxed);
+                    self.last_tid.store(tid, Ordering::Relaxed);
+                }
+                Ok(got)
+            }
+        }
+    }
+
+    /// Release the semaphore/lock.
+    fn release(&self) -> PyResult<()> {
+        match &self.sem {
+            Sem::RLock(l) => l.release(thread_ident()).map_err(|_| {
+                pyo3::exceptions::PyAssertionError::new_err(
+                    "attempt to release recursive lock not owned by thread",
+                )
+            }),
+            Sem::Semaphore(s) => {
+                use std::sync::atomic::Ordering;
+                s.release().map_err(|_| {
+                    PyValueError::new_err("semaphore or lock released too many times")
+                })?;
+                let _ = self
+                    .count
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1));
+                Ok(())
+            }
+        }
+    }
+
+    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+        self.acquire(py, true, None)
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        self.release()
+    }
+
+    /// Acquisitions by this thread (recursive mutex) or this process
+    /// (semaphore) not yet released.
+    fn _count(&self) -> u64 {
+        match &self.sem {
+            Sem::RLock(l) => u64::from(l.count(thread_ident())),
+            Sem::Semaphore(_) => self.count.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the calling thread holds it.
+    fn _is_mine(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        match &self.sem {
+            Sem::RLock(l) => l.is_owned(thread_ident()),
+            Sem::Semaphore(_) => {
+                self.count.load(Ordering::Relaxed) > 0
+                    && self.last_tid.load(Ordering::Relaxed) == thread_ident()
+            }
+        }
+    }
+
+    /// The semaphore's value (1 or 0 for the recursive mutex).
+    fn _get_value(&self) -> u64 {
+        match &self.sem {
+            Sem::Semaphore(s) => u64::from(s.value()),
+            Sem::RLock(l) => u64::from(l.count(thread_ident()) == 0),
+        }
+    }
+
+    fn _is_zero(&self) -> bool {
+        self._get_value() == 0
+    }
+
+    /// Forget this process's acquisitions (in a forked child).
+    fn _after_fork(&self) {
+        self.count.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+// ---------------------------------------------------------------- Event
+
+/// A cross-process event flag ([`tress::ipc::ShmEvent`]).
+#[pyclass(name = "ShmEvent", module = "tress._tress", frozen)]
+pub(crate) struct PyShmEvent {
+    ev: tress::ipc::ShmEvent,
+}
+
+#[pymethods]
+impl PyShmEvent {
+    #[new]
+    fn new() -> PyResult<Self> {
+        Ok(Self {
+            ev: tress::ipc::ShmEvent::create().map_err(os_error)?,
+        })
+    }
+
+    /// The event behind descriptor `fd` (taken over).
+    #[staticmethod]
+    fn from_fd(fd: i32) -> PyResult<Self> {
+        if fd < 0 {
+            return Err(PyValueError::new_err("invalid file descriptor"));
+        }
+        // SAFETY: the caller hands over an open descriptor it owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let seg = Segment::from_fd(fd).map_err(os_error)?;
+        Ok(Self {
+            ev: tress::ipc::ShmEvent::open(seg).map_err(os_error)?,
+        })
+    }
+
+    fn fileno(&self) -> i32 {
+        self.ev.segment().as_fd().as_raw_fd()
+    }
+
+    fn is_set(&self) -> bool {
+        self.ev.is_set()
+    }
+
+    fn set(&self) {
+        self.ev.set();
+    }
+
+    fn clear(&self) {
+        self.ev.clear();
+    }
+
+    /// Wait until the flag is set, at most `timeout` seconds (forever if
+    /// None); whether it is set.
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        if self.ev.is_set() {
+            return Ok(true);
+        }
+        let until = deadline(true, timeout)?;
+        self.ev.wait_with(until, &mut Blocking::interruptible(py))
     }
 }

@@ -11,6 +11,11 @@
 //!   queues), `task_done`/`join` across processes, and a design that
 //!   survives participants killed with `SIGKILL` at any point (see its
 //!   docs for what the others see).
+//! - [`ShmSemaphore`] (also a bounded semaphore and a lock), [`ShmRLock`]
+//!   and [`ShmEvent`]: multiprocessing's synchronization primitives, each
+//!   a few futex words in its own segment. Python's bindings build
+//!   `Condition` and `Barrier` from them as `multiprocessing` builds its
+//!   own from its semaphores.
 //!
 //! Waiting is on futexes in the shared memory itself (`FUTEX_WAIT` without
 //! `FUTEX_PRIVATE_FLAG`), so a process sleeps until another one, any one,
@@ -18,6 +23,8 @@
 
 mod ring;
 mod segment;
+mod sync;
 
 pub use ring::{ByteQueue, SendError};
 pub use segment::Segment;
+pub use sync::{ShmEvent, ShmRLock, ShmSemaphore};

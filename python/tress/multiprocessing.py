@@ -37,7 +37,6 @@ multiprocessing's do. The other names of ``multiprocessing`` are
 re-exported unchanged.
 """
 
-import io
 import pickle
 import struct
 import sys
@@ -70,31 +69,22 @@ _FRAMED = b"F"  # a message with out-of-band buffers; plain ones start b"\x80"
 _LENGTHS = struct.Struct("<Q")
 
 
-def _dumps(obj):
-    """The message parts for ``obj``: one pickle, or a framed pickle and its
-    out-of-band buffers."""
-    buffers = []
-    try:
-        data = pickle.dumps(obj, _PROTOCOL, buffer_callback=buffers.append)
-    except Exception as exc:
-        # What only multiprocessing's reducers can pickle (a socket, a
-        # connection, ...) goes through its pickler, buffers in band; what
-        # neither can pickle raises the plain pickler's error.
-        try:
-            return [_reduction.ForkingPickler.dumps(obj, _PROTOCOL)]
-        except Exception:
-            raise exc from None
-    if not buffers:
-        return [data]
+# The message format (encoded and decoded natively, ``ShmQueue.put_obj`` /
+# ``get_obj``): a top-level ``bytes`` or ``bytearray`` goes raw behind a tag
+# byte (b"B", b"A"); anything else is pickled with protocol 5, and a pickle
+# with out-of-band buffers is framed (b"F", the count, the sizes, the
+# pickle, the buffers) by the helpers below.
+
+
+def _frame(data, buffers):
+    """The parts of a framed message: header, pickle, raw buffers."""
     raws = [b.raw() for b in buffers]
     header = struct.pack(f"<cI{len(raws) + 1}Q", _FRAMED, len(raws), len(data),
                          *(r.nbytes for r in raws))
     return [header, data, *raws]
 
 
-def _loads(message):
-    if message[:1] != _FRAMED:
-        return pickle.loads(message)
+def _loads_framed(message):
     (count,) = struct.unpack_from("<I", message, 1)
     sizes = struct.unpack_from(f"<{count + 1}Q", message, 5)
     view = memoryview(message)
@@ -104,6 +94,16 @@ def _loads(message):
         parts.append(view[offset:offset + size])
         offset += size
     return pickle.loads(parts[0], buffers=parts[1:])
+
+
+def _dumps_fallback(obj, exc):
+    """What only multiprocessing's reducers can pickle (a socket, a
+    connection, ...) goes through its pickler, buffers in band; what neither
+    can pickle raises the plain pickler's error ``exc``."""
+    try:
+        return [_reduction.ForkingPickler.dumps(obj, _PROTOCOL)]
+    except Exception:
+        raise exc from None
 
 
 def _maxsize(maxsize):
@@ -130,14 +130,14 @@ class Queue:
         seconds (forever if None) when ``block``; ``queue.Full`` otherwise."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        self._ring.put(_dumps(obj), block, timeout)
+        self._ring.put_obj(obj, block, timeout)
 
     def get(self, block=True, timeout=None):
         """Remove and return an item, waiting up to ``timeout`` seconds
         (forever if None) when ``block``; ``queue.Empty`` otherwise."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        return _loads(self._ring.get(block, timeout))
+        return self._ring.get_obj(block, timeout)
 
     def put_nowait(self, obj):
         return self.put(obj, False)
@@ -152,14 +152,14 @@ class Queue:
         (``queue.Full`` if it is the first)."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        return self._ring.put_many([_dumps(o) for o in objs], block, timeout)
+        return self._ring.put_objs(objs, block, timeout)
 
     def get_many(self, n, block=True, timeout=None):
         """Up to ``n`` items: waits for the first as ``get`` does, then takes
         those ready without waiting."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        return [_loads(m) for m in self._ring.get_many(n, block, timeout)]
+        return self._ring.get_objs(n, block, timeout)
 
     def qsize(self):
         """Items ready now (approximate while other processes work on it)."""
@@ -226,10 +226,10 @@ class SimpleQueue:
         self._closed = False
 
     def put(self, obj):
-        self._ring.put(_dumps(obj))
+        self._ring.put_obj(obj)
 
     def get(self):
-        return _loads(self._ring.get())
+        return self._ring.get_obj()
 
     def empty(self):
         return self._ring.empty()

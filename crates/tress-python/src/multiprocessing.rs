@@ -111,8 +111,186 @@ impl PyShmQueue {
     }
 }
 
+/// What the object-level put and get call: `pickle.dumps`, `pickle.loads`,
+/// and the Python side's helpers for framed messages.
+struct Pickling {
+    dumps: Py<PyAny>,
+    loads: Py<PyAny>,
+    frame: Py<PyAny>,
+    loads_framed: Py<PyAny>,
+    dumps_fallback: Py<PyAny>,
+    protocol: Py<PyAny>,
+    tag_bytes: Py<PyBytes>,
+    tag_bytearray: Py<PyBytes>,
+}
+
+fn pickling(py: Python<'_>) -> PyResult<&'static Pickling> {
+    static P: pyo3::sync::PyOnceLock<Pickling> = pyo3::sync::PyOnceLock::new();
+    P.get_or_try_init(py, || {
+        let pickle = py.import("pickle")?;
+        let m = py.import("tress.multiprocessing")?;
+        Ok(Pickling {
+            dumps: pickle.getattr("dumps")?.unbind(),
+            loads: pickle.getattr("loads")?.unbind(),
+            frame: m.getattr("_frame")?.unbind(),
+            loads_framed: m.getattr("_loads_framed")?.unbind(),
+            dumps_fallback: m.getattr("_dumps_fallback")?.unbind(),
+            protocol: 5i32.into_pyobject(py)?.into_any().unbind(),
+            tag_bytes: PyBytes::new(py, &[TAG_BYTES]).unbind(),
+            tag_bytearray: PyBytes::new(py, &[TAG_BYTEARRAY]).unbind(),
+        })
+    })
+}
+
+/// A message's first byte says what follows: a plain pickle (its own
+/// first byte, PROTO), a framed pickle with out-of-band buffers, or the
+/// raw contents of a top-level `bytes` or `bytearray` (no pickling at all).
+const TAG_PICKLE: u8 = 0x80;
+const TAG_FRAMED: u8 = b'F';
+const TAG_BYTES: u8 = b'B';
+const TAG_BYTEARRAY: u8 = b'A';
+
+impl PyShmQueue {
+    /// The message parts for `obj` (pickled here, in the caller of put).
+    fn encode<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let p = pickling(py)?;
+        if obj.is_exact_instance_of::<PyBytes>() {
+            return PyList::new(py, [p.tag_bytes.bind(py).as_any(), obj]);
+        }
+        if obj.is_exact_instance_of::<pyo3::types::PyByteArray>() {
+            return PyList::new(py, [p.tag_bytearray.bind(py).as_any(), obj]);
+        }
+        let buffers = PyList::empty(py);
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("buffer_callback", buffers.getattr("append")?)?;
+        match p
+            .dumps
+            .bind(py)
+            .call((obj, p.protocol.bind(py)), Some(&kwargs))
+        {
+            Ok(data) if buffers.is_empty() => PyList::new(py, [data]),
+            Ok(data) => Ok(p.frame.bind(py).call1((data, buffers))?.cast_into::<PyList>()?),
+            Err(e) => Ok(p
+                .dumps_fallback
+                .bind(py)
+                .call1((obj, e.into_value(py)))?
+                .cast_into::<PyList>()?),
+        }
+    }
+
+    /// The object in message `m` (read in place from the ring where it can
+    /// be: the plain pickle path copies nothing first).
+    fn decode<'py>(py: Python<'py>, m: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        let p = pickling(py)?;
+        match m.first() {
+            Some(&TAG_PICKLE) => {
+                // SAFETY: `m` stays valid and unchanged until the read
+                // closure returns (the slot is claimed); the memoryview is
+                // read-only and released below, before that; pickle.loads
+                // copies what it keeps (a plain pickle has no out-of-band
+                // buffers to keep references to).
+                let view = unsafe {
+                    Bound::from_owned_ptr_or_err(
+                        py,
+                        pyo3::ffi::PyMemoryView_FromMemory(
+                            m.as_ptr() as *mut std::ffi::c_char,
+                            m.len() as pyo3::ffi::Py_ssize_t,
+                            pyo3::ffi::PyBUF_READ,
+                        ),
+                    )?
+                };
+                let obj = p.loads.bind(py).call1((&view,));
+                view.call_method0("release")?;
+                obj
+            }
+            Some(&TAG_BYTES) => Ok(PyBytes::new(py, &m[1..]).into_any()),
+            Some(&TAG_BYTEARRAY) => Ok(pyo3::types::PyByteArray::new(py, &m[1..]).into_any()),
+            Some(&TAG_FRAMED) => p.loads_framed.bind(py).call1((PyBytes::new(py, m),)),
+            _ => Err(PyValueError::new_err("not a tress.multiprocessing message")),
+        }
+    }
+}
+
 #[pymethods]
 impl PyShmQueue {
+    /// Pickles `obj` here and puts it (see `tress.multiprocessing`).
+    #[pyo3(signature = (obj, block=true, timeout=None))]
+    fn put_obj(
+        &self,
+        py: Python<'_>,
+        obj: &Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let parts = Self::encode(py, obj)?;
+        self.put_parts(py, &parts, deadline(block, timeout)?)
+    }
+
+    /// Takes the oldest message and unpickles it; an object that fails to
+    /// unpickle raises here (the message is consumed, the queue intact).
+    #[pyo3(signature = (block=true, timeout=None))]
+    fn get_obj<'py>(
+        &self,
+        py: Python<'py>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let until = deadline(block, timeout)?;
+        let mut interrupt = Blocking::interruptible(py);
+        match self.q.get_with(until, &mut interrupt, |m| Self::decode(py, m)) {
+            Ok(obj) => obj,
+            Err(GetError::Failed(e)) => Err(e),
+            Err(GetError::Empty | GetError::ShutDown) => Err(Empty::new_err(())),
+        }
+    }
+
+    /// Pickles every object of `objs` first (one that cannot be pickled
+    /// puts none), then puts them in order; how many were put (see
+    /// `put_many`).
+    #[pyo3(signature = (objs, block=true, timeout=None))]
+    fn put_objs(
+        &self,
+        py: Python<'_>,
+        objs: &Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<usize> {
+        let messages = PyList::empty(py);
+        for obj in objs.try_iter()? {
+            messages.append(Self::encode(py, &obj?)?)?;
+        }
+        self.put_many(py, &messages, block, timeout)
+    }
+
+    /// Up to `n` objects: waits for the first as `get_obj`, then takes
+    /// those ready without waiting.
+    #[pyo3(signature = (n, block=true, timeout=None))]
+    fn get_objs<'py>(
+        &self,
+        py: Python<'py>,
+        n: usize,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        if n == 0 {
+            return Ok(out);
+        }
+        out.append(self.get_obj(py, block, timeout)?)?;
+        let mut interrupt = Blocking::interruptible(py);
+        while out.len() < n {
+            match self
+                .q
+                .get_with(Some(Instant::now()), &mut interrupt, |m| Self::decode(py, m))
+            {
+                Ok(obj) => out.append(obj?)?,
+                Err(GetError::Failed(e)) => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(out)
+    }
+
     /// A new queue whose ring holds `capacity` bytes and at most
     /// `maxsize` messages (0: no bound but the bytes).
     #[new]

@@ -100,11 +100,11 @@ def _work(pool_ref, core, initializer, initargs):
     core.work()
 
 
-def _spawn(pool_ref):
-    """Starts one more worker for the pool, if it is still there."""
+def _spawn(pool_ref, index):
+    """Starts worker number ``index`` for the pool, if it is still there."""
     pool = pool_ref()
     if pool is not None:
-        pool._start_worker()
+        pool._start_worker(index)
 
 
 class ThreadPoolExecutor(_std.ThreadPoolExecutor):
@@ -151,9 +151,12 @@ class ThreadPoolExecutor(_std.ThreadPoolExecutor):
     def _broken(self):
         return self._core.broken or False
 
-    def _start_worker(self):
+    def _adjust_thread_count(self):
+        """Nothing to do: ``submit`` starts the workers (natively)."""
+
+    def _start_worker(self, index):
         thread = threading.Thread(
-            name=f"{self._thread_name_prefix}_{len(self._threads)}",
+            name=f"{self._thread_name_prefix}_{index}",
             target=_work,
             args=(self._ref, self._core, self._initializer, self._initargs),
         )
@@ -176,20 +179,20 @@ class ThreadPoolExecutor(_std.ThreadPoolExecutor):
         cancelled when the iterator is closed. ``chunksize`` is ignored, as
         by the stdlib.
 
-        A long map runs in chunks, about four per worker, the calls of a
-        chunk in turn on one worker: the same work on the same threads
-        without a future per call. Each result is published as soon as its
-        call returns, so a caller that waits for one result before a later
-        call can proceed is served as by the stdlib. A chunk stops at its
-        first exception.
+        A long map (at least eight calls per worker) makes no future per
+        call: one runner task per worker takes the calls in order from a
+        shared cursor and publishes each result as its call returns. As
+        many calls run at once as with the stdlib, a call that raises does
+        not stop the others, and the iterator behaves as the stdlib's
+        generator (closing it, or dropping it once started, stops the calls
+        not yet started; one never started lets them all run).
         """
         if timeout is not None:
             end_time = timeout + time.monotonic()
         calls = list(zip(*iterables))
-        size = len(calls) // (self._max_workers * 4)
-        if size < 2:
+        if len(calls) < self._max_workers * 8:
             return super().map(fn, *zip(*calls), timeout=timeout)
-        run = _ChunkedMap(fn, calls, size)
+        run = _ChunkedMap(fn, calls, self._max_workers)
         del calls
         futures = [self.submit(run.chunk, c) for c in range(run.count)]
         run.set_futures(futures)

@@ -432,3 +432,144 @@ def test_many_waiters_on_one_future(fmod):
     assert sorted(got) == sorted(
         [("result", 7), ("wait", 1), ("as_completed", 7)] * 3
     )
+
+
+# Regressions found in review of the native map and futures; each runs on
+# the stdlib too, which defines the expected behaviour.
+
+
+def test_long_map_dropped_while_an_exception_propagates(fmod):
+    """The iterator dies with an exception in flight: that exception comes
+    out, untouched (a native drop that ran Python code would clobber it)."""
+    with fmod.ThreadPoolExecutor(2) as ex:
+        with pytest.raises(ValueError, match="from the loop body"):
+            for _ in ex.map(time.sleep, [0.001] * 100, timeout=TIMEOUT):
+                raise ValueError("from the loop body")
+        with pytest.raises(TypeError):
+            sum(ex.map(str, range(100), timeout=TIMEOUT))
+
+
+def test_long_map_never_iterated_runs_every_call(fmod):
+    calls = []
+    with fmod.ThreadPoolExecutor(2) as ex:
+        ex.map(calls.append, range(100))  # fire and forget
+    assert sorted(calls) == list(range(100))
+
+
+def test_long_map_a_failing_call_does_not_stop_the_others(fmod):
+    ran = []
+
+    def first_fails(i):
+        ran.append(i)
+        if i == 0:
+            raise ValueError("item 0")
+        return i
+
+    with fmod.ThreadPoolExecutor(2) as ex:
+        it = ex.map(first_fails, range(100), timeout=TIMEOUT)
+        ex.shutdown(wait=True)  # every call has run or been cancelled
+        with pytest.raises(ValueError, match="item 0"):
+            next(it)
+    assert sorted(ran) == list(range(100))
+
+
+def test_long_map_calls_may_wait_for_later_calls(fmod):
+    """As with one future per call, two workers run two calls at once, so a
+    call that waits for the next one is not stuck behind it."""
+    events = [threading.Event() for _ in range(32)]
+
+    def pair(i):
+        if i % 2 == 0:
+            return events[i + 1].wait(TIMEOUT)
+        events[i].set()
+        return True
+
+    with fmod.ThreadPoolExecutor(2) as ex:
+        assert all(ex.map(pair, range(32), timeout=2 * TIMEOUT))
+
+
+def test_long_map_iterator_shared_by_two_threads(fmod):
+    with fmod.ThreadPoolExecutor(2) as ex:
+        gate = threading.Event()
+        it = ex.map(lambda i: gate.wait(TIMEOUT) and i, range(64), timeout=TIMEOUT)
+        errors, values = [], []
+
+        def consume():
+            try:
+                values.extend(it)
+            except ValueError as exc:
+                errors.append(str(exc))
+
+        t = threading.Thread(target=consume)
+        t.start()
+        deadline = time.monotonic() + TIMEOUT
+        # until the thread is inside next(), waiting for the first result
+        while not errors and time.monotonic() < deadline:
+            try:
+                next(it)
+            except ValueError as exc:
+                errors.append(str(exc))
+                break
+            else:
+                values.append(None)  # not reached while the other waits
+                break
+        gate.set()
+        t.join(TIMEOUT)
+        assert not t.is_alive()
+    assert errors == ["generator already executing"]
+    assert sorted(v for v in values if v is not None) == list(range(64))
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), 1e100, 10**30])
+def test_long_map_huge_timeouts_mean_no_limit(fmod, timeout):
+    if fmod is std_futures:
+        pytest.skip("the stdlib raises OverflowError when it has to wait that long")
+    with fmod.ThreadPoolExecutor(2) as ex:
+        assert sum(ex.map(abs, range(100), timeout=timeout)) == 4950
+
+
+def test_set_exception_none_finishes_without_an_exception(fmod):
+    f = fmod.Future()
+    f.set_running_or_notify_cancel()
+    f.set_exception(None)
+    assert f.done() and f.exception(0) is None and f.result(0) is None
+
+
+def test_worker_names_are_unique_when_threads_submit_at_once(fmod):
+    names = set()
+    lock = threading.Lock()
+    with fmod.ThreadPoolExecutor(8) as ex:
+        gate = threading.Barrier(8, timeout=TIMEOUT)
+
+        def blocker():
+            with lock:
+                names.add(threading.current_thread().name)
+            gate.wait()
+
+        submitters = [threading.Thread(target=ex.submit, args=(blocker,)) for _ in range(8)]
+        for s in submitters:
+            s.start()
+        for s in submitters:
+            s.join(TIMEOUT)
+    assert len(names) == 8, names
+
+
+def test_failing_initializer_with_a_cancelled_queued_future(fmod):
+    if fmod is std_futures:
+        pytest.skip("the stdlib's worker dies on InvalidStateError there and leaves "
+                    "the futures after the cancelled one pending")
+    gate = threading.Event()
+
+    def init():
+        gate.wait(TIMEOUT)
+        raise RuntimeError("init failed")
+
+    ex = fmod.ThreadPoolExecutor(1, initializer=init)
+    f1, f2, f3 = (ex.submit(int) for _ in range(3))
+    f2.cancel()
+    gate.set()
+    for f in (f1, f3):
+        with pytest.raises(BrokenThreadPool):
+            f.result(TIMEOUT)
+    assert f2.cancelled()
+    ex.shutdown(wait=True)

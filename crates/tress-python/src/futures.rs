@@ -204,9 +204,35 @@ impl PyFutureCore {
         if let Some(c) = &slf.borrow().condition {
             return Ok(c.bind(py).clone());
         }
-        let c = Bound::new(py, PyCondition::with_rlock(py)?)?;
-        slf.borrow_mut().condition = Some(c.clone().unbind());
-        Ok(c)
+        // Making it may run the garbage collector, whose finalizers may let
+        // another thread make one meanwhile: the first one stored wins.
+        let made = Bound::new(py, PyCondition::with_rlock(py)?)?;
+        let mut me = slf.borrow_mut();
+        match &me.condition {
+            Some(c) => Ok(c.bind(py).clone()),
+            None => {
+                me.condition = Some(made.clone().unbind());
+                Ok(made)
+            }
+        }
+    }
+
+    /// The list in `field` (`_waiters` or `_done_callbacks`), made if there
+    /// is none yet (outside any borrow: allocating may run the collector).
+    fn list_of<'py>(
+        slf: &Bound<'py, Self>,
+        field: fn(&mut Self) -> &mut Option<Py<PyList>>,
+    ) -> Bound<'py, PyList> {
+        let py = slf.py();
+        if let Some(l) = field(&mut slf.borrow_mut()) {
+            return l.bind(py).clone();
+        }
+        let made = PyList::empty(py);
+        let mut me = slf.borrow_mut();
+        field(&mut me)
+            .get_or_insert_with(|| made.clone().unbind())
+            .bind(py)
+            .clone()
     }
 
     /// What `result()` returns or raises once the future is done; `None`
@@ -322,7 +348,9 @@ impl PyFutureCore {
             }
             me.state = State::Finished;
             let old = if failed {
-                me.exception.replace(value.unbind())
+                // set_exception(None): as the stdlib, no exception after all
+                let v = (!value.is_none()).then(|| value.unbind());
+                std::mem::replace(&mut me.exception, v)
             } else {
                 me.result.replace(value.unbind())
             };
@@ -342,8 +370,13 @@ impl PyFutureCore {
     /// Sets the outcome from a worker: `set_result` or `set_exception`.
     fn settle(slf: &Bound<'_, Self>, outcome: PyResult<Bound<'_, PyAny>>) -> PyResult<()> {
         let py = slf.py();
-        // The fast path: nobody has looked at the future's insides.
-        {
+        let (value, failed) = match outcome {
+            Ok(v) => (v, false),
+            Err(e) => (e.into_value(py).into_bound(py).into_any(), true),
+        };
+        // The fast path: nobody has looked at the future's insides. Nothing
+        // here allocates or runs Python code while the future is borrowed.
+        let old = {
             let mut me = slf.borrow_mut();
             if me.state == State::Running
                 && me.condition.is_none()
@@ -351,22 +384,23 @@ impl PyFutureCore {
                 && me.callbacks.is_none()
             {
                 me.state = State::Finished;
-                match outcome {
-                    Ok(v) => me.result = Some(v.unbind()),
-                    Err(e) => me.exception = Some(e.into_value(py).into_any()),
+                let v = Some(value.unbind());
+                if failed {
+                    std::mem::replace(&mut me.exception, v)
+                } else {
+                    std::mem::replace(&mut me.result, v)
                 }
-                return Ok(());
+            } else {
+                drop(me);
+                return if failed {
+                    Self::finish(slf, value, true, "add_exception")
+                } else {
+                    Self::finish(slf, value, false, "add_result")
+                };
             }
-        }
-        match outcome {
-            Ok(v) => Self::finish(slf, v, false, "add_result"),
-            Err(e) => Self::finish(
-                slf,
-                e.into_value(py).into_bound(py).into_any(),
-                true,
-                "add_exception",
-            ),
-        }
+        };
+        drop(old);
+        Ok(())
     }
 
     /// `set_running_or_notify_cancel()`.
@@ -507,16 +541,16 @@ impl PyFutureCore {
     /// finishes (at once if it already did).
     #[pyo3(name = "add_done_callback")]
     fn add_done_callback_py(slf: &Bound<'_, Self>, func: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = slf.py();
         {
             let _held = Self::hold(slf)?;
-            let mut me = slf.borrow_mut();
-            if !me.state.is_done() {
-                let list = me
-                    .callbacks
-                    .get_or_insert_with(|| PyList::empty(py).unbind());
-                list.bind(py).append(func)?;
-                return Ok(());
+            if !slf.borrow().state.is_done() {
+                let list = Self::list_of(slf, |me| &mut me.callbacks);
+                // Making the list may have let another thread in (without
+                // a condition, only the GIL orders changes): look again.
+                if !slf.borrow().state.is_done() {
+                    list.append(func)?;
+                    return Ok(());
+                }
             }
         }
         Self::call_logged(slf, func)
@@ -549,11 +583,12 @@ impl PyFutureCore {
     }
 
     #[setter(_state)]
-    fn set_state(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn set_state(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
         let states = &base(py)?.states;
         for (s, name) in State::ALL.iter().zip(states) {
             if value.eq(name.bind(py))? {
-                self.state = *s;
+                slf.borrow_mut().state = *s;
                 return Ok(());
             }
         }
@@ -572,8 +607,10 @@ impl PyFutureCore {
     }
 
     #[setter(_result)]
-    fn set_result_attr(&mut self, value: Bound<'_, PyAny>) {
-        self.result = (!value.is_none()).then(|| value.unbind());
+    fn set_result_attr(slf: &Bound<'_, Self>, value: Bound<'_, PyAny>) {
+        let v = (!value.is_none()).then(|| value.unbind());
+        let old = std::mem::replace(&mut slf.borrow_mut().result, v);
+        drop(old);
     }
 
     #[getter]
@@ -584,32 +621,32 @@ impl PyFutureCore {
     }
 
     #[setter(_exception)]
-    fn set_exception_attr(&mut self, value: Bound<'_, PyAny>) {
-        self.exception = (!value.is_none()).then(|| value.unbind());
+    fn set_exception_attr(slf: &Bound<'_, Self>, value: Bound<'_, PyAny>) {
+        let v = (!value.is_none()).then(|| value.unbind());
+        let old = std::mem::replace(&mut slf.borrow_mut().exception, v);
+        drop(old);
     }
 
     #[getter]
-    fn _waiters(&mut self, py: Python<'_>) -> Py<PyList> {
-        self.waiters
-            .get_or_insert_with(|| PyList::empty(py).unbind())
-            .clone_ref(py)
+    fn _waiters<'py>(slf: &Bound<'py, Self>) -> Bound<'py, PyList> {
+        Self::list_of(slf, |me| &mut me.waiters)
     }
 
     #[setter(_waiters)]
-    fn set_waiters(&mut self, value: Bound<'_, PyList>) {
-        self.waiters = Some(value.unbind());
+    fn set_waiters(slf: &Bound<'_, Self>, value: Bound<'_, PyList>) {
+        let old = slf.borrow_mut().waiters.replace(value.unbind());
+        drop(old);
     }
 
     #[getter]
-    fn _done_callbacks(&mut self, py: Python<'_>) -> Py<PyList> {
-        self.callbacks
-            .get_or_insert_with(|| PyList::empty(py).unbind())
-            .clone_ref(py)
+    fn _done_callbacks<'py>(slf: &Bound<'py, Self>) -> Bound<'py, PyList> {
+        Self::list_of(slf, |me| &mut me.callbacks)
     }
 
     #[setter(_done_callbacks)]
-    fn set_done_callbacks(&mut self, value: Bound<'_, PyList>) {
-        self.callbacks = Some(value.unbind());
+    fn set_done_callbacks(slf: &Bound<'_, Self>, value: Bound<'_, PyList>) {
+        let old = slf.borrow_mut().callbacks.replace(value.unbind());
+        drop(old);
     }
 
     #[getter]
@@ -641,10 +678,19 @@ impl PyFutureCore {
 
 // ---------------------------------------------------------------- the pool
 
-/// A worker lets go of the GIL after this many tasks in a row, so calls
-/// that never enter the interpreter's loop (C functions) cannot keep other
-/// threads from it.
-const GIL_YIELD_EVERY: u32 = 128;
+/// A worker running tasks back to back lets go of the GIL when it has held
+/// it this long (Python's switch interval, `sys.getswitchinterval()`, read
+/// when the pool is made), so calls that never enter the interpreter's loop
+/// (C functions) cannot keep other threads from it longer than Python code
+/// would.
+fn switch_interval(py: Python<'_>) -> std::time::Duration {
+    py.import("sys")
+        .and_then(|sys| sys.call_method0("getswitchinterval"))
+        .and_then(|v| v.extract::<f64>())
+        .ok()
+        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(std::time::Duration::from_millis(5))
+}
 
 /// The interpreter is exiting: pools refuse new work (`_pools_exiting`).
 static EXITING: AtomicBool = AtomicBool::new(false);
@@ -682,6 +728,8 @@ pub(crate) struct PyPoolCore {
     /// `concurrent.futures.thread.BrokenThreadPool`.
     broken_class: Py<PyType>,
     max_workers: usize,
+    /// How long a worker keeps the GIL from one task to the next.
+    switch: std::time::Duration,
     /// Workers started.
     threads: AtomicUsize,
     /// Tasks finished that no submit has counted on yet: the stdlib's
@@ -760,6 +808,7 @@ impl PyPoolCore {
             spawn: spawn.map_or_else(OnceLock::new, |s| OnceLock::from(s.unbind())),
             broken_class,
             max_workers,
+            switch: switch_interval(py),
             threads: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
@@ -777,6 +826,11 @@ impl PyPoolCore {
         args: Bound<'py, PyTuple>,
         kwargs: Option<Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        // The future first: making it may run the collector, whose
+        // finalizers may let other threads in (a shutdown among them); from
+        // the checks to the put below nothing lets go of the GIL.
+        let future = self.future_type.bind(py).call0()?;
+        let core = future.cast::<PyFutureCore>()?.clone().unbind();
         if let Some(message) = self.broken_message() {
             return Err(error(&self.broken_class, py, message)?);
         }
@@ -790,8 +844,6 @@ impl PyPoolCore {
                 "cannot schedule new futures after interpreter shutdown",
             ));
         }
-        let future = self.future_type.bind(py).call0()?;
-        let core = future.cast::<PyFutureCore>()?.clone().unbind();
         self.jobs.put(Job::Call(Call {
             future: core,
             func: func.unbind(),
@@ -800,22 +852,25 @@ impl PyPoolCore {
         }));
         if !self.take_idle() && self.threads.load(Ordering::Relaxed) < self.max_workers {
             if let Some(spawn) = self.spawn.get() {
-                self.threads.fetch_add(1, Ordering::Relaxed);
-                spawn.bind(py).call0()?;
+                let index = self.threads.fetch_add(1, Ordering::Relaxed);
+                spawn.bind(py).call1((index,))?;
             }
         }
         Ok(future)
     }
 
-    /// The worker loop: runs calls until the pool stops.
+    /// The worker loop: runs calls until the pool stops. A failure of the
+    /// machinery itself (not of a call: those go to the futures) is
+    /// reported as unraisable and the worker carries on.
     fn work(&self, py: Python<'_>) -> PyResult<()> {
-        let mut streak = 0u32;
+        let mut held_since = Instant::now();
         loop {
             let job = match self.jobs.try_get() {
                 Some(job) => job,
                 None => {
-                    streak = 0;
-                    py.detach(|| self.jobs.get())
+                    let job = py.detach(|| self.jobs.get());
+                    held_since = Instant::now();
+                    job
                 }
             };
             match job {
@@ -824,14 +879,15 @@ impl PyPoolCore {
                     return Ok(());
                 }
                 Job::Call(call) => {
-                    Self::run(py, call)?;
+                    if let Err(e) = Self::run(py, call) {
+                        e.write_unraisable(py, None);
+                    }
                     self.idle.fetch_add(1, Ordering::AcqRel);
                 }
             }
-            streak += 1;
-            if streak == GIL_YIELD_EVERY {
-                streak = 0;
+            if held_since.elapsed() >= self.switch {
                 py.detach(|| ());
+                held_since = Instant::now();
             }
         }
     }
@@ -858,8 +914,16 @@ impl PyPoolCore {
         let calls = self.drain();
         let stopping = self.shutdown.load(Ordering::SeqCst);
         for call in calls {
+            let future = call.future.bind(py);
+            // A future cancelled meanwhile stays cancelled (the stdlib's
+            // set_exception would raise here and leave the rest pending).
+            if future.borrow().state.is_done() {
+                continue;
+            }
             let exc = self.broken_class.bind(py).call1((message.as_str(),))?;
-            PyFutureCore::finish(call.future.bind(py), exc, true, "add_exception")?;
+            if let Err(e) = PyFutureCore::finish(future, exc, true, "add_exception") {
+                e.write_unraisable(py, None);
+            }
         }
         if stopping {
             self.jobs.put(Job::Stop);
@@ -927,37 +991,45 @@ impl PyPoolCore {
 
 // ---------------------------------------------------------------- map
 
-/// No chunk is waited on.
+/// No item is waited on.
 const NOBODY: usize = usize::MAX;
 
-/// The shared state of a chunked `ThreadPoolExecutor.map`: each chunk's
-/// calls run in turn on one worker ([`chunk`](Self::chunk), the chunk's
-/// task), which publishes every result as it comes (a per-chunk count of
-/// finished calls); the caller's iterator ([`PyMapIter`]) takes them in
-/// order and waits on the condition only when the next one is not there yet
-/// (a worker notifies only the chunk the caller waits on).
+/// An item's state in a [`PyChunkedMap`].
+const PENDING_ITEM: u8 = 0;
+const VALUE: u8 = 1;
+const RAISED: u8 = 2;
+
+/// The shared state of a long `ThreadPoolExecutor.map`: a few runner
+/// tasks (one per worker) take the calls one at a time from a shared
+/// cursor, in order, and publish each result (or exception) as it comes;
+/// the caller's iterator ([`PyMapIter`]) takes them in order and waits on
+/// the condition only when the next one is not there yet (a runner
+/// notifies only the item the caller waits on). As with the stdlib's one
+/// future per call, as many calls run at once as there are runners, a call
+/// that raises does not stop the others, and a call that waits for a later
+/// one is not stuck behind it.
 #[pyclass(name = "ChunkedMap", module = "tress._tress", frozen)]
 pub(crate) struct PyChunkedMap {
     func: Py<PyAny>,
     /// The argument tuples; each is replaced by None once its call starts.
     calls: Py<PyList>,
-    /// The results; each is replaced by None once it is yielded.
+    /// The results (or exceptions); each is replaced by None once yielded.
     values: Py<PyList>,
-    size: usize,
     total: usize,
-    /// Calls finished, per chunk.
-    done: Box<[AtomicUsize]>,
-    /// The chunk's task is over (finished, failed or cancelled), per chunk.
-    over: Box<[AtomicBool]>,
-    /// The exception that stopped a chunk.
-    errors: Mutex<Vec<Option<Py<PyAny>>>>,
-    /// The chunk the caller waits on, or [`NOBODY`].
+    /// The next call to start.
+    cursor: AtomicUsize,
+    /// Per item: pending, a value, or an exception.
+    states: Box<[std::sync::atomic::AtomicU8]>,
+    /// Runner tasks, and how many are over (finished, failed, cancelled).
+    runners: usize,
+    over: AtomicUsize,
+    /// The item the caller waits on, or [`NOBODY`].
     waiting: AtomicUsize,
-    /// The caller is gone: running chunks stop after their current call.
+    /// The caller is gone: runners start no more calls.
     stopped: AtomicBool,
     cond: Py<PyCondition>,
-    /// The chunks' futures, in order.
-    futures: OnceLock<Py<PyList>>,
+    /// The runners' futures.
+    futures: Mutex<Option<Py<PyList>>>,
 }
 
 impl PyChunkedMap {
@@ -969,55 +1041,57 @@ impl PyChunkedMap {
         notified
     }
 
-    fn future<'py>(&self, py: Python<'py>, c: usize) -> PyResult<Bound<'py, PyAny>> {
-        match self.futures.get() {
-            Some(fs) => fs.bind(py).get_item(c),
-            None => Err(PyRuntimeError::new_err("map started without its futures")),
-        }
+    fn futures<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyList>> {
+        self.futures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|f| f.bind(py).clone())
     }
 
-    /// Stops the chunks and cancels those not started.
+    /// Stops the runners and cancels those not started.
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
         self.stopped.store(true, Ordering::SeqCst);
-        if let Some(fs) = self.futures.get() {
-            for f in fs.bind(py).iter() {
+        if let Some(fs) = self.futures(py) {
+            for f in fs.iter() {
                 f.call_method0("cancel")?;
             }
         }
         Ok(())
     }
 
-    /// Waits until call `offset` of chunk `c` has its result; raises the
-    /// exception that stopped the chunk there, the chunk's own failure
-    /// (cancelled, broken pool), or `TimeoutError` at `until`.
-    fn wait(
-        &self,
-        py: Python<'_>,
-        c: usize,
-        offset: usize,
-        until: Option<Instant>,
-    ) -> PyResult<()> {
+    /// Why item `k` will never come: every runner is over without it (the
+    /// pool broke, or the runners were cancelled).
+    fn lost(&self, py: Python<'_>) -> PyErr {
+        if let Some(fs) = self.futures(py) {
+            for f in fs.iter() {
+                if let Err(e) = f.call_method1("result", (0,)) {
+                    return e;
+                }
+            }
+        }
+        PyRuntimeError::new_err("map runners ended before every call ran")
+    }
+
+    /// Waits until item `k` is there (or raises why it never will be, or
+    /// `TimeoutError` at `until`).
+    fn wait(&self, py: Python<'_>, k: usize, until: Option<Instant>) -> PyResult<()> {
         let cond = self.cond.get();
         cond.lock_native(py)?;
-        self.waiting.store(c, Ordering::SeqCst);
-        let outcome = (|| loop {
-            if self.done[c].load(Ordering::Acquire) > offset {
-                return Ok(());
+        self.waiting.store(k, Ordering::SeqCst);
+        let outcome = (|| {
+            loop {
+                if self.states[k].load(Ordering::Acquire) != PENDING_ITEM {
+                    return Ok(());
+                }
+                if self.over.load(Ordering::Acquire) >= self.runners {
+                    return Err(self.lost(py));
+                }
+                if until.is_some_and(|u| Instant::now() >= u) {
+                    return Err(error0(&base(py)?.timeout_error, py)?);
+                }
+                cond.wait_native(py, until)?;
             }
-            if self.over[c].load(Ordering::Acquire) {
-                let error = self.errors.lock().unwrap_or_else(|e| e.into_inner())[c].take();
-                return Err(match error {
-                    Some(e) => PyErr::from_value(e.into_bound(py)),
-                    None => match self.future(py, c)?.call_method1("result", (0,)) {
-                        Err(e) => e,
-                        Ok(_) => PyRuntimeError::new_err("map chunk ended early"),
-                    },
-                });
-            }
-            if until.is_some_and(|u| Instant::now() >= u) {
-                return Err(error0(&base(py)?.timeout_error, py)?);
-            }
-            cond.wait_native(py, until)?;
         })();
         self.waiting.store(NOBODY, Ordering::SeqCst);
         cond.unlock_native(py)?;
@@ -1027,58 +1101,63 @@ impl PyChunkedMap {
 
 #[pymethods]
 impl PyChunkedMap {
-    /// `func` over the argument tuples `calls` (a list, consumed), in
-    /// chunks of `size` calls.
+    /// `func` over the argument tuples `calls` (a list, consumed), by
+    /// `runners` runner tasks.
     #[new]
     fn new(
         py: Python<'_>,
         func: Bound<'_, PyAny>,
         calls: Bound<'_, PyList>,
-        size: usize,
+        runners: usize,
     ) -> PyResult<Self> {
         let total = calls.len();
-        let size = size.max(1);
-        let count = total.div_ceil(size);
         let values = PyList::new(py, (0..total).map(|_| py.None()))?;
         Ok(Self {
             func: func.unbind(),
             calls: calls.unbind(),
             values: values.unbind(),
-            size,
             total,
-            done: (0..count).map(|_| AtomicUsize::new(0)).collect(),
-            over: (0..count).map(|_| AtomicBool::new(false)).collect(),
-            errors: Mutex::new((0..count).map(|_| None).collect()),
+            cursor: AtomicUsize::new(0),
+            states: (0..total)
+                .map(|_| std::sync::atomic::AtomicU8::new(PENDING_ITEM))
+                .collect(),
+            runners: runners.max(1),
+            over: AtomicUsize::new(0),
             waiting: AtomicUsize::new(NOBODY),
             stopped: AtomicBool::new(false),
             cond: Py::new(py, PyCondition::with_rlock(py)?)?,
-            futures: OnceLock::new(),
+            futures: Mutex::new(None),
         })
     }
 
-    /// How many chunks.
+    /// How many runner tasks to submit.
     #[getter]
     fn count(&self) -> usize {
-        self.done.len()
+        self.runners
     }
 
-    /// Records the chunks' futures (once).
+    /// Records the runners' futures (once).
     fn set_futures(&self, futures: Bound<'_, PyList>) -> PyResult<()> {
-        self.futures
-            .set(futures.unbind())
-            .map_err(|_| PyRuntimeError::new_err("the map's futures are already set"))
+        let mut slot = self.futures.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
+            return Err(PyRuntimeError::new_err("the map's futures are already set"));
+        }
+        *slot = Some(futures.unbind());
+        Ok(())
     }
 
-    /// Runs chunk `c`'s calls in turn (a worker's task).
-    fn chunk(&self, py: Python<'_>, c: usize) -> PyResult<()> {
+    /// A runner task: takes calls from the cursor until none is left or
+    /// the caller is gone. (`_c`, its number, is for the traceback.)
+    fn chunk(&self, py: Python<'_>, _c: usize) -> PyResult<()> {
         let func = self.func.bind(py);
         let calls = self.calls.bind(py);
         let values = self.values.bind(py);
-        let start = c * self.size;
-        let end = (start + self.size).min(self.total);
-        let mut finished = 0;
-        for k in start..end {
+        loop {
             if self.stopped.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let k = self.cursor.fetch_add(1, Ordering::Relaxed);
+            if k >= self.total {
                 return Ok(());
             }
             let args = calls.get_item(k)?;
@@ -1087,62 +1166,86 @@ impl PyChunkedMap {
                 Ok(t) => func.call(t, None),
                 Err(e) => Err(e.into()),
             };
-            match result {
-                Ok(v) => values.set_item(k, v)?,
-                Err(e) => {
-                    let value = e.into_value(py).into_any();
-                    self.errors.lock().unwrap_or_else(|e| e.into_inner())[c] = Some(value);
-                    return Ok(());
+            let state = match result {
+                Ok(v) => {
+                    values.set_item(k, v)?;
+                    VALUE
                 }
-            }
-            finished += 1;
-            self.done[c].store(finished, Ordering::Release);
-            if self.waiting.load(Ordering::SeqCst) == c {
+                Err(e) => {
+                    values.set_item(k, e.into_value(py))?;
+                    RAISED
+                }
+            };
+            self.states[k].store(state, Ordering::Release);
+            if self.waiting.load(Ordering::SeqCst) == k {
                 self.notify(py)?;
             }
         }
-        Ok(())
     }
 
-    /// The done callback of chunk `c`'s future.
-    fn chunk_done(&self, py: Python<'_>, c: usize, _future: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.over[c].store(true, Ordering::Release);
+    /// The done callback of runner `c`'s future.
+    fn chunk_done(&self, py: Python<'_>, _c: usize, _future: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.over.fetch_add(1, Ordering::AcqRel);
         self.notify(py)
     }
 
     /// The iterator of the results, in order, waiting at most `timeout`
-    /// seconds from now in all (None: no limit).
+    /// seconds from now in all (None, or more than a deadline can hold: no
+    /// limit).
     #[pyo3(signature = (timeout=None))]
-    fn results(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<PyMapIter> {
+    fn results(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyMapIter {
         let until = match timeout {
-            None => None,
             Some(t) if t <= 0.0 => Some(Instant::now()),
-            Some(t) => Some(
-                Instant::now()
-                    .checked_add(std::time::Duration::try_from_secs_f64(t).map_err(|_| {
-                        pyo3::exceptions::PyOverflowError::new_err("timeout value is too large")
-                    })?)
-                    .ok_or_else(|| {
-                        pyo3::exceptions::PyOverflowError::new_err("timeout value is too large")
-                    })?,
-            ),
+            Some(t) => std::time::Duration::try_from_secs_f64(t)
+                .ok()
+                .and_then(|d| Instant::now().checked_add(d)),
+            None => None,
         };
-        Ok(PyMapIter {
+        PyMapIter {
             run: slf.clone().unbind(),
             next: AtomicUsize::new(0),
+            started: AtomicBool::new(false),
+            executing: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             until,
-        })
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.func)?;
+        visit.call(&self.calls)?;
+        visit.call(&self.values)?;
+        visit.call(&self.cond)?;
+        if let Ok(f) = self.futures.try_lock()
+            && let Some(f) = f.as_ref()
+        {
+            visit.call(f)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let old = self
+            .futures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(old);
     }
 }
 
-/// The results of a chunked map, in order (see [`PyChunkedMap`]). Closing
-/// it, an exception out of it, or dropping it stops the map: running chunks
-/// stop after their current call, the others are cancelled.
+/// The results of a long map, in order (see [`PyChunkedMap`]), behaving as
+/// the stdlib's generator: closing it, an exception out of it, or dropping
+/// it once started stops the map (running calls finish, no new ones
+/// start); a map whose results are never asked for runs to the end.
 #[pyclass(name = "MapIterator", module = "tress._tress", frozen)]
 pub(crate) struct PyMapIter {
     run: Py<PyChunkedMap>,
     next: AtomicUsize,
+    /// `next` was called at least once.
+    started: AtomicBool,
+    /// A `next` is running (another thread's is an error, as for generators).
+    executing: AtomicBool,
     /// Exhausted, failed or closed.
     finished: AtomicBool,
     until: Option<Instant>,
@@ -1155,6 +1258,34 @@ impl PyMapIter {
         }
         self.run.get().stop(py)
     }
+
+    fn step(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        if self.finished.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        self.started.store(true, Ordering::Relaxed);
+        let run = self.run.get();
+        let k = self.next.load(Ordering::Relaxed);
+        if k >= run.total {
+            self.finish(py)?;
+            return Ok(None);
+        }
+        if run.states[k].load(Ordering::Acquire) == PENDING_ITEM
+            && let Err(e) = run.wait(py, k, self.until)
+        {
+            self.finish(py)?;
+            return Err(e);
+        }
+        let values = run.values.bind(py);
+        let value = values.get_item(k)?;
+        values.set_item(k, py.None())?;
+        self.next.store(k + 1, Ordering::Relaxed);
+        if run.states[k].load(Ordering::Acquire) == RAISED {
+            self.finish(py)?;
+            return Err(PyErr::from_value(value));
+        }
+        Ok(Some(value.unbind()))
+    }
 }
 
 #[pymethods]
@@ -1164,45 +1295,31 @@ impl PyMapIter {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        if self.finished.load(Ordering::Relaxed) {
-            return Ok(None);
+        if self.executing.swap(true, Ordering::Acquire) {
+            return Err(PyValueError::new_err("generator already executing"));
         }
-        let run = self.run.get();
-        let k = self.next.load(Ordering::Relaxed);
-        if k >= run.total {
-            self.finish(py)?;
-            return Ok(None);
-        }
-        let c = k / run.size;
-        let offset = k - c * run.size;
-        if run.done[c].load(Ordering::Acquire) <= offset
-            && let Err(e) = run.wait(py, c, offset, self.until)
-        {
-            self.finish(py)?;
-            return Err(e);
-        }
-        let values = run.values.bind(py);
-        let value = values.get_item(k)?;
-        values.set_item(k, py.None())?;
-        self.next.store(k + 1, Ordering::Relaxed);
-        Ok(Some(value.unbind()))
+        let r = self.step(py);
+        self.executing.store(false, Ordering::Release);
+        r
     }
 
-    /// Stops the map: running chunks stop after their current call, the
-    /// others are cancelled; later `next` calls raise `StopIteration`.
+    /// Stops the map: running calls finish, the others never start; later
+    /// `next` calls raise `StopIteration`.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.finish(py)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.run)
     }
 }
 
 impl Drop for PyMapIter {
     fn drop(&mut self) {
-        if !self.finished.load(Ordering::SeqCst) {
-            // Dropped with the GIL held (deallocation); cancelling runs the
-            // futures' callbacks, whose errors have nowhere to go.
-            Python::attach(|py| {
-                let _ = self.finish(py);
-            });
+        // As a generator: one dropped once started stops the map (no Python
+        // code here: the runners see the flag and start no more calls).
+        if self.started.load(Ordering::Relaxed) && !self.finished.load(Ordering::Relaxed) {
+            self.run.get().stopped.store(true, Ordering::SeqCst);
         }
     }
 }

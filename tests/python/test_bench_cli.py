@@ -83,6 +83,39 @@ POOL_TARGETS = {
     "pool-imap-unordered": (1.0, "stdlib"),
 }
 
+IPC_CASES = {"64B", "64B-vs-faster-fifo", "1KiB", "64KiB", "1MiB", "ping-pong"}
+
+#: ipc cases without a target (the issue sets none for 1 KiB and 64 KiB)
+IPC_UNTARGETED = {"1KiB", "64KiB"}
+
+#: ipc units, by case: messages/s for small payloads, MiB/s for large ones
+IPC_UNITS = {
+    "64B": "msgs/s",
+    "64B-vs-faster-fifo": "msgs/s",
+    "1KiB": "msgs/s",
+    "64KiB": "MiB/s",
+    "1MiB": "MiB/s",
+    "ping-pong": "round trips/s",
+}
+
+#: the stdlib's other channels, measured in every ipc case
+IPC_EXTRAS = {"mp.SimpleQueue", "mp.Pipe"}
+
+#: the peer: measured when installed, skipped with the reason otherwise
+IPC_PEER = "faster-fifo"
+
+#: the reference of the ipc scenario (bare os.pipe), and its one case
+IPC_REFERENCE = "os.pipe"
+IPC_REFERENCE_CASE = "ping-pong"
+
+#: ipc targets, by case: (ratio, versus)
+IPC_TARGETS = {
+    "64B": (10.0, "stdlib"),
+    "64B-vs-faster-fifo": (10.0, IPC_PEER),
+    "1MiB": (3.0, IPC_PEER),
+    "ping-pong": (1.0, IPC_REFERENCE),
+}
+
 
 def _env(pythonpath: list[str]) -> dict[str, str]:
     env = dict(os.environ)
@@ -176,6 +209,11 @@ def test_list_names_every_case():
     for case in POOL_CASES:
         assert f"pools/{case}:" in proc.stdout
     assert "ideal=ideal wall time 0.1 s" in proc.stdout
+    for case in IPC_CASES:
+        assert f"ipc/{case}:" in proc.stdout
+    assert "stdlib=multiprocessing.Queue," in proc.stdout
+    assert f"{IPC_PEER}=faster_fifo.Queue" in proc.stdout
+    assert f"{IPC_REFERENCE}=os.pipe + os.write/os.read" in proc.stdout
 
 
 def test_unknown_only_name_is_a_clear_error():
@@ -405,6 +443,82 @@ def test_pools_json_every_case_measured_or_skipped(pools_json):
                 assert "tress.pool" not in tress["reason"], name
 
 
+@pytest.fixture(scope="module")
+def ipc_json():
+    proc = run_tress("bench", "--quick", "--only", "ipc", "--json", *FAST)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return json.loads(proc.stdout)
+
+
+def test_ipc_json_structure(ipc_json):
+    doc = ipc_json
+    assert doc["errors"] == 0
+    (scenario,) = doc["scenarios"]
+    assert scenario["name"] == "ipc"
+    assert scenario["error"] is None
+    impls = {impl["name"]: impl for impl in scenario["implementations"]}
+    assert set(impls) == {"stdlib", "tress", IPC_PEER, IPC_REFERENCE} | IPC_EXTRAS
+    assert impls["stdlib"]["source"] == "multiprocessing.Queue"
+    assert impls["tress"]["source"].startswith("tress.multiprocessing.Queue(capacity=")
+    for name in {"stdlib", IPC_REFERENCE} | IPC_EXTRAS:
+        assert impls[name]["status"] == "ok", (name, impls[name])
+    assert impls[IPC_PEER]["kind"] == "peer"
+    for name in ("tress", IPC_PEER):
+        assert impls[name]["status"] in ("ok", "skipped"), name
+        if impls[name]["status"] == "skipped":
+            assert impls[name]["reason"], name
+    if impls[IPC_PEER]["status"] == "skipped":
+        assert "faster-fifo is not installed" in impls[IPC_PEER]["reason"]
+    assert {case["name"] for case in scenario["cases"]} == IPC_CASES
+    assert any("fork" in note for note in scenario["notes"])
+
+
+def test_ipc_json_every_case_measured_or_skipped(ipc_json):
+    (scenario,) = ipc_json["scenarios"]
+    for case in scenario["cases"]:
+        name = case["name"]
+        assert case["unit"] == IPC_UNITS[name], name
+        assert case["description"], name
+        if case["unit"] == "MiB/s":
+            assert case["ops_per_iteration"] == 1, name  # one MiB per iteration
+        target = case["target"]
+        if name in IPC_UNTARGETED:
+            assert target is None, name
+        else:
+            ratio, versus = IPC_TARGETS[name]
+            assert target["versus"] == versus, name
+            assert target["ratio"] == pytest.approx(ratio), name
+        if name == IPC_REFERENCE_CASE:
+            assert target["text"] == f">=1x {IPC_REFERENCE}"
+
+        results = case["results"]
+        # the reference is measured in its one case only; the peer in all
+        expected = {"stdlib", "tress", IPC_PEER} | IPC_EXTRAS | (
+            {IPC_REFERENCE} if name == IPC_REFERENCE_CASE else set()
+        )
+        assert set(results) == expected, name
+        for impl in expected - {"tress", IPC_PEER}:
+            assert results[impl]["status"] == "ok", (name, impl, results[impl])
+            assert results[impl]["median"] > 0, (name, impl)
+            assert case["ratios"].get(impl, 1) > 0, (name, impl)
+        for impl in ("tress", IPC_PEER):
+            if results[impl]["status"] == "ok":
+                assert results[impl]["median"] > 0, (name, impl)
+            else:
+                assert results[impl]["status"] == "skipped", (name, impl, results[impl])
+                assert results[impl]["reason"], (name, impl)
+                assert case["ratios"][impl] is None, (name, impl)
+
+        if target is not None:
+            mine, theirs = results["tress"], results[target["versus"]]
+            if mine["status"] == "ok" and theirs["status"] == "ok":
+                assert target["achieved"] == pytest.approx(mine["median"] / theirs["median"])
+                assert target["met"] in (True, False), name
+            else:  # e.g. faster-fifo not installed: not measured, not failed
+                assert target["achieved"] is None, name
+                assert target["met"] is None, name
+
+
 def test_json_only_one_case():
     proc = run_tress("bench", "--only", "primitives/lock-handoff", "--json", *FAST)
     assert proc.returncode == 0, proc.stderr
@@ -474,6 +588,34 @@ def test_text_table_pools_ideal_column():
     assert f">=1/1.05x {POOL_REFERENCE}" in rows[POOL_REFERENCE_CASE]
     assert "20.0k" in rows[POOL_REFERENCE_CASE].split()  # the ideal, tasks/s
     assert "95% of the ideal" in proc.stdout  # the note says what the target means
+
+
+def test_text_table_ipc_columns():
+    """The ipc scenario's extra channels and peer get columns; its os.pipe
+    reference only with ping-pong; a skipped faster-fifo says why."""
+    proc = run_tress("bench", "--only", "ipc/64B", f"ipc/{IPC_REFERENCE_CASE}", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    (header,) = [line for line in lines if line.startswith("scenario ")]
+    columns = header.split()
+    for name in sorted(IPC_EXTRAS) + [IPC_PEER]:
+        assert name in columns and f"{name}/stdlib" in columns, name
+    assert columns[-2:] == [IPC_REFERENCE, f"{IPC_REFERENCE}/stdlib"]
+    rows = {line.split()[1]: line for line in lines if line.startswith("ipc ")}
+    assert set(rows) == {"64B", IPC_REFERENCE_CASE}
+    assert ">=10x" in rows["64B"].split()
+    assert f">=1x {IPC_REFERENCE}" in rows[IPC_REFERENCE_CASE]
+    if f"{IPC_PEER} in ipc:" in proc.stdout:  # skipped, with the reason
+        assert "skipped:" in proc.stdout
+    assert "start method fork" in proc.stdout  # the note says how children start
+
+    proc = run_tress("bench", "--only", "ipc/1MiB", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    (header,) = [line for line in lines if line.startswith("scenario ")]
+    assert IPC_REFERENCE not in header.split()
+    (row,) = [line for line in lines if line.startswith("ipc ")]
+    assert "MiB/s" in row and f">=3x {IPC_PEER}" in row
 
 
 def test_quiet_has_no_progress():
@@ -724,3 +866,93 @@ def test_failing_pools_are_reported_not_fatal():
     assert cases["pool-map"]["lossy"]["status"] == "skipped"
     assert "no ThreadPool here" in cases["pool-map"]["lossy"]["reason"]
     assert cases["pool-map"]["neverstops"]["status"] == "ok"
+
+
+def test_failing_ipc_is_reported_not_fatal():
+    """A lost, a torn or a refused message, a child that never exits and a
+    receive that never returns each fail their case within the timeouts;
+    the stdlib keeps running and no child process is left behind."""
+    proc = run_snippet(
+        """
+        import json, multiprocessing, os, signal, threading, time, types
+        from tress.bench import threads
+        from tress.bench.measure import Settings, run_scenario
+        from tress.bench.model import Implementation, Scenario
+        from tress.bench.scenarios import ipc
+
+        threads.HANDOFF_TIMEOUT = 0.2
+        PARENT = os.getpid()
+
+        def broken(make, change):
+            # a channel whose put, in the child only, goes through change
+            def channel(size, timeout):
+                ch = make(size, timeout)
+                count = [0]
+                def put(obj):
+                    if os.getpid() == PARENT:
+                        return ch.put(obj)
+                    count[0] += 1
+                    return change(ch.put, obj, count[0])
+                return ipc._Channel(put, ch.get, ch.close)
+            return lambda: types.SimpleNamespace(__name__="broken", channel=channel,
+                                                 messages=True)
+
+        def lossy(put, obj, i):       # the 7th message is lost
+            if i != 7:
+                put(obj)
+
+        def torn(put, obj, i):        # every message loses its last byte
+            put(obj[:-1])
+
+        def refusing(put, obj, i):    # the 10th put raises
+            if i == 10:
+                raise ValueError("refused")
+            put(obj)
+
+        def stubborn(put, obj, i):    # the child ignores SIGTERM, never exits
+            if i == 1:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                threading.Thread(target=threading.Event().wait).start()
+            put(obj)
+
+        def mute(put, obj, i):        # nothing arrives: SimpleQueue.get waits forever
+            pass
+
+        scenario = Scenario(
+            "i", "test",
+            (ipc.SCENARIO.implementations[0],
+             Implementation("lossy", "peer", broken(ipc._mp_queue, lossy)),
+             Implementation("torn", "peer", broken(ipc._mp_queue, torn)),
+             Implementation("refusing", "peer", broken(ipc._mp_queue, refusing)),
+             Implementation("stubborn", "peer", broken(ipc._mp_queue, stubborn)),
+             Implementation("mute", "peer", broken(ipc._mp_simple_queue, mute))),
+            ipc.SCENARIO.cases,
+        )
+        started = time.monotonic()
+        result = run_scenario(scenario, Settings(0.01, 1), ["64B", "ping-pong"])
+        elapsed = time.monotonic() - started
+        print(json.dumps({"elapsed": elapsed,
+                          "children": len(multiprocessing.active_children()),
+                          "result": result.to_dict()}))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["elapsed"] < 30
+    assert out["children"] == 0  # every child stopped, killed if need be
+    cases = {case["name"]: case["results"] for case in out["result"]["cases"]}
+    assert set(cases) == {"64B", "ping-pong"}
+    for name, results in cases.items():
+        assert results["stdlib"]["status"] == "ok", name
+        for impl in ("lossy", "torn", "refusing", "stubborn", "mute"):
+            assert results[impl]["status"] == "error", (name, impl)
+        reasons = {impl: r.get("reason", "") for impl, r in results.items()}
+        assert "child process (broken) failed" in reasons["refusing"], name
+        assert "ValueError: refused" in reasons["refusing"], name
+        assert "did not stop" in reasons["stubborn"], name
+        assert "killed" in reasons["stubborn"], name
+        assert "batch still running" in reasons["mute"], name
+    assert "a message lost, duplicated" in cases["64B"]["lossy"]["reason"]
+    assert "expected 64 bytes" in cases["64B"]["torn"]["reason"]
+    assert "no reply within" in cases["ping-pong"]["lossy"]["reason"]
+    assert "reply differs" in cases["ping-pong"]["torn"]["reason"]

@@ -17,7 +17,8 @@ SCENARIO_MODULES: tuple[str, ...] = (
     "tress.bench.scenarios.primitives",
     "tress.bench.scenarios.queues",
     "tress.bench.scenarios.pools",
-    # next: process queue, event loop (one module each)
+    "tress.bench.scenarios.ipc",
+    # next: event loop (one module each)
 )
 
 

@@ -2,7 +2,8 @@
 must exit 0 and print its result.  Each example is also run with its
 one-line migration undone (`from tress import threading` back to
 `import threading`, `from tress import queue` back to `import queue`,
-`from tress import futures` back to `from concurrent import futures`),
+`from tress import futures` back to `from concurrent import futures`,
+`from tress import multiprocessing` back to `import multiprocessing`),
 which shows it is the same program on the stdlib."""
 
 import importlib
@@ -19,6 +20,9 @@ EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 THREADING = ("from tress import threading", "import threading", "tress.threading")
 QUEUE = ("from tress import queue", "import queue", "tress.queue")
 FUTURES = ("from tress import futures", "from concurrent import futures", "tress.futures")
+MULTIPROCESSING = (
+    "from tress import multiprocessing", "import multiprocessing", "tress.multiprocessing",
+)
 
 #: example -> (regular expression its output must match, its migration)
 EXPECTED = {
@@ -34,6 +38,10 @@ EXPECTED = {
         QUEUE,
     ),
     "thread_pool_fetch.py": (r"fetched 200 pages, 9295 bytes, 16 workers", FUTURES),
+    "process_queue.py": (
+        r"2000 numbers squared by 3 consumer processes: sum 2664667000 \(expected 2664667000\)",
+        MULTIPROCESSING,
+    ),
 }
 
 

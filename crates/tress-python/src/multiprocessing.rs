@@ -169,7 +169,11 @@ impl PyShmQueue {
             .call((obj, p.protocol.bind(py)), Some(&kwargs))
         {
             Ok(data) if buffers.is_empty() => PyList::new(py, [data]),
-            Ok(data) => Ok(p.frame.bind(py).call1((data, buffers))?.cast_into::<PyList>()?),
+            Ok(data) => Ok(p
+                .frame
+                .bind(py)
+                .call1((data, buffers))?
+                .cast_into::<PyList>()?),
             Err(e) => Ok(p
                 .dumps_fallback
                 .bind(py)
@@ -237,7 +241,10 @@ impl PyShmQueue {
     ) -> PyResult<Bound<'py, PyAny>> {
         let until = deadline(block, timeout)?;
         let mut interrupt = Blocking::interruptible(py);
-        match self.q.get_with(until, &mut interrupt, |m| Self::decode(py, m)) {
+        match self
+            .q
+            .get_with(until, &mut interrupt, |m| Self::decode(py, m))
+        {
             Ok(obj) => obj,
             Err(GetError::Failed(e)) => Err(e),
             Err(GetError::Empty | GetError::ShutDown) => Err(Empty::new_err(())),
@@ -279,10 +286,9 @@ impl PyShmQueue {
         out.append(self.get_obj(py, block, timeout)?)?;
         let mut interrupt = Blocking::interruptible(py);
         while out.len() < n {
-            match self
-                .q
-                .get_with(Some(Instant::now()), &mut interrupt, |m| Self::decode(py, m))
-            {
+            match self.q.get_with(Some(Instant::now()), &mut interrupt, |m| {
+                Self::decode(py, m)
+            }) {
                 Ok(obj) => out.append(obj?)?,
                 Err(GetError::Failed(e)) => return Err(e),
                 Err(_) => break,

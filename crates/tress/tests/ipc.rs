@@ -521,3 +521,92 @@ fn semaphore_timeouts_and_bounds() {
     assert!(b.release().is_err());
     assert_eq!(b.max(), Some(1));
 }
+
+/// A model check: long random sequences of puts (random sizes, so the ring
+/// wraps at every offset and pads its end), non-blocking gets and
+/// task_done against a `VecDeque`: every get returns the model's oldest
+/// message, a put is refused only when the model says the bytes or the
+/// count are taken, and a drained ring takes a message of the largest size.
+#[test]
+fn random_operations_match_a_model() {
+    use std::collections::VecDeque;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for (capacity, max_messages) in [(1024usize, 0usize), (4096, 7), (1 << 16, 0)] {
+        let q = ByteQueue::create(capacity, max_messages).unwrap();
+        let cap = q.capacity() as u64;
+        let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+        let mut undone = 0usize;
+        let slot = |len: usize| 16 + (len as u64).div_ceil(16) * 16;
+        // the ring's slots as the queue keeps them: (size, true for a message
+        // not yet taken; false for padding or a taken message not reclaimed)
+        let mut ring: VecDeque<(u64, bool)> = VecDeque::new();
+        let (mut head, mut tail) = (0u64, 0u64);
+        for step in 0..20_000u64 {
+            if rand() % 5 < 3 {
+                let len = (rand() % (cap / 3)) as usize;
+                let msg = message(step, len.max(16));
+                let need = slot(msg.len());
+                if head == tail && tail % cap != 0 && tail % cap + need > cap {
+                    tail += cap - tail % cap; // an empty ring starts over
+                    head = tail;
+                }
+                let off = tail % cap;
+                let pad = if off + need > cap { cap - off } else { 0 };
+                let fits = tail - head + pad + need <= cap
+                    && (max_messages == 0 || model.len() < max_messages);
+                match q.try_put(&[&msg]) {
+                    Ok(()) => {
+                        assert!(fits, "step {step}: a put the model says cannot fit went in");
+                        if pad > 0 {
+                            ring.push_back((pad, false));
+                        }
+                        ring.push_back((need, true));
+                        tail += pad + need;
+                        model.push_back(msg);
+                        undone += 1;
+                    }
+                    Err(SendError::Full) => {
+                        assert!(!fits, "step {step}: a put that fits was refused")
+                    }
+                    Err(e) => panic!("step {step}: {e}"),
+                }
+            } else {
+                match q.try_get(|m| m.to_vec()) {
+                    Ok(m) => {
+                        let expected = model.pop_front().expect("a get from an empty model");
+                        assert_eq!(check(&m), check(&expected), "step {step}");
+                        // the oldest message is taken; the head moves over
+                        // every slot from the front that holds none
+                        let taken = ring.iter_mut().find(|(_, live)| *live).unwrap();
+                        taken.1 = false;
+                        while let Some(&(size, false)) = ring.front() {
+                            ring.pop_front();
+                            head += size;
+                        }
+                    }
+                    Err(GetError::Empty) => assert!(model.is_empty(), "step {step}"),
+                    Err(e) => panic!("step {step}: {e}"),
+                }
+            }
+            if undone > 0 && rand() % 4 == 0 {
+                q.task_done().unwrap();
+                undone -= 1;
+            }
+            assert_eq!(q.len(), model.len());
+            assert_eq!(q.unfinished_tasks(), undone);
+        }
+        while let Ok(m) = q.try_get(|m| m.to_vec()) {
+            assert_eq!(check(&m), check(&model.pop_front().unwrap()));
+        }
+        assert!(model.is_empty());
+        let largest = vec![1u8; q.max_message()];
+        q.try_put(&[&largest])
+            .expect("a drained ring takes the largest message");
+    }
+}

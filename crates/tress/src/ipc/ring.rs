@@ -50,6 +50,8 @@ const SLOT: u64 = 16;
 /// How often a waiter looks for participants that died in the middle of an
 /// operation (and how long a lock holder may be dead before it is noticed).
 const REAP_SLICE: Duration = Duration::from_millis(20);
+/// The longest a get polls for a message before it sleeps (see `spin_on`).
+const SPIN_MAX_US: u32 = 20;
 
 // Slot states.
 const WRITING: u32 = 1;
@@ -158,6 +160,9 @@ fn slot_size(len: u64) -> u64 {
 #[derive(Debug)]
 pub struct ByteQueue {
     seg: Segment,
+    /// How long this process's gets poll before sleeping, in microseconds:
+    /// adaptive (see `spin_on`).
+    spin_us: AtomicU32,
 }
 
 impl ByteQueue {
@@ -171,7 +176,10 @@ impl ByteQueue {
             .and_then(|c| c.checked_add(HEADER))
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "capacity too large"))?;
         let seg = Segment::create(len, "queue")?;
-        let q = ByteQueue { seg };
+        let q = ByteQueue {
+            seg,
+            spin_us: AtomicU32::new(SPIN_MAX_US),
+        };
         let h = q.header();
         h.capacity.store(cap, Ordering::Relaxed);
         h.max_messages.store(max_messages as u64, Ordering::Relaxed);
@@ -188,7 +196,10 @@ impl ByteQueue {
                 "not a tress queue segment (too small)",
             ));
         }
-        let q = ByteQueue { seg };
+        let q = ByteQueue {
+            seg,
+            spin_us: AtomicU32::new(SPIN_MAX_US),
+        };
         let h = q.header();
         let cap = h.capacity.load(Ordering::Relaxed);
         if h.magic.load(Ordering::Acquire) != MAGIC
@@ -534,11 +545,16 @@ impl ByteQueue {
         if max != 0 && h.messages.load(Ordering::Relaxed) >= max {
             return None;
         }
-        let (head, mut tail) = (
-            h.head.load(Ordering::Relaxed),
-            h.tail.load(Ordering::Relaxed),
-        );
+        let mut tail = h.tail.load(Ordering::Relaxed);
         let need = slot_size(len);
+        if h.head.load(Ordering::Relaxed) == tail && tail % cap != 0 && tail % cap + need > cap {
+            // An empty ring: start over at its beginning rather than pad,
+            // so a message as large as the ring fits whenever it is empty.
+            tail += cap - tail % cap;
+            h.head.store(tail, Ordering::Release);
+            h.tail.store(tail, Ordering::Release);
+        }
+        let head = h.head.load(Ordering::Relaxed);
         let off = tail % cap;
         let pad = if off + need > cap { cap - off } else { 0 };
         if tail - head + pad + need > cap {
@@ -588,6 +604,45 @@ impl ByteQueue {
         Ok(Parked::Retry)
     }
 
+    /// Polls `word` for a while (having let go of what the interrupt
+    /// holds, Python's GIL) before a get goes to sleep: a reply from a
+    /// process busy on the other core then costs no sleep and no wake-up
+    /// system call. Adaptive, as glibc's adaptive mutexes: a poll that sees
+    /// the word move keeps (or doubles) the budget, up to
+    /// [`SPIN_MAX_US`]; one that ends in a sleep anyway halves it, so on a
+    /// busy machine, where the other side cannot run while this one polls,
+    /// polling fades out (a poll of 1 µs is still tried, to notice when
+    /// it pays again). Whether the word moved.
+    fn spin_on<I: Interrupt + ?Sized>(
+        &self,
+        word: &AtomicU32,
+        seen: u32,
+        interrupt: &mut I,
+    ) -> bool {
+        let budget = self.spin_us.load(Ordering::Relaxed).max(1);
+        interrupt.before_sleep();
+        let start = Instant::now();
+        let limit = Duration::from_micros(u64::from(budget));
+        let mut moved = false;
+        'spin: while start.elapsed() < limit {
+            for _ in 0..64 {
+                if word.load(Ordering::Acquire) != seen {
+                    moved = true;
+                    break 'spin;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        interrupt.after_sleep();
+        let next = if moved {
+            (budget * 2).min(SPIN_MAX_US)
+        } else {
+            budget / 2
+        };
+        self.spin_us.store(next, Ordering::Relaxed);
+        moved
+    }
+
     // ------------------------------------------------------------ get
 
     /// Takes the oldest ready message, waiting as long as it takes, and
@@ -618,6 +673,7 @@ impl ByteQueue {
         read: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, GetError<I::Error>> {
         let h = self.header();
+        let mut spun = false;
         let pos = loop {
             let seen = h.put_seq.load(Ordering::SeqCst);
             if h.ready.load(Ordering::SeqCst) > 0 {
@@ -630,6 +686,12 @@ impl ByteQueue {
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(GetError::Empty);
+            }
+            if !spun {
+                spun = true;
+                if self.spin_on(&h.put_seq, seen, interrupt) {
+                    continue;
+                }
             }
             h.getters.fetch_add(1, Ordering::SeqCst);
             let parked = self.park(&h.put_seq, seen, deadline, interrupt);

@@ -610,3 +610,78 @@ fn random_operations_match_a_model() {
             .expect("a drained ring takes the largest message");
     }
 }
+
+/// The child half of `a_spawned_process_reattaches_by_descriptor`: a no-op
+/// unless run by it (with the descriptors of the data and the reply queue
+/// in `TRESS_IPC_TEST_FDS`).
+#[test]
+fn spawned_child_entry() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let Ok(fds) = std::env::var("TRESS_IPC_TEST_FDS") else {
+        return;
+    };
+    let open = |fd: &str| {
+        let fd: i32 = fd.parse().unwrap();
+        // SAFETY: the parent left this descriptor open for us (not CLOEXEC).
+        let seg = tress::ipc::Segment::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+        ByteQueue::open(seg).unwrap()
+    };
+    let (data, reply) = fds.split_once(',').unwrap();
+    let (q, reply) = (open(data), open(reply));
+    let mut sum = 0u64;
+    for _ in 0..1000 {
+        sum += q
+            .get_with(soon(), &mut tress::Uninterruptible, check)
+            .expect("spawned child: no message");
+    }
+    reply.put(&[&sum.to_le_bytes()]).unwrap();
+}
+
+/// Spawn-self: a new process (this test binary, exec'd) maps the queues
+/// from inherited descriptors, as Python's spawn start method does.
+#[test]
+fn a_spawned_process_reattaches_by_descriptor() {
+    use std::os::fd::{AsFd, AsRawFd};
+    let q = ByteQueue::create(1 << 16, 0).unwrap();
+    let reply = ByteQueue::create(4096, 0).unwrap();
+    let fds: Vec<_> = [&q, &reply]
+        .iter()
+        .map(|x| x.segment().try_clone_fd().unwrap())
+        .collect();
+    for fd in &fds {
+        // SAFETY: clearing FD_CLOEXEC on a descriptor we own, so the exec'd
+        // child inherits it.
+        unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_SETFD, 0) };
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "spawned_child_entry", "--test-threads=1"])
+        .env(
+            "TRESS_IPC_TEST_FDS",
+            format!("{},{}", fds[0].as_raw_fd(), fds[1].as_raw_fd()),
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(fds);
+    for i in 0..1000u64 {
+        q.put(&[&message(i, 16 + (i as usize % 100))]).unwrap();
+    }
+    let sum = reply
+        .get_with(soon(), &mut tress::Uninterruptible, |m| {
+            u64::from_le_bytes(m.try_into().unwrap())
+        })
+        .unwrap();
+    assert_eq!(sum, 999 * 1000 / 2);
+    let end = Instant::now() + BOUND;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success());
+            break;
+        }
+        if Instant::now() > end {
+            child.kill().unwrap();
+            panic!("spawned child did not finish");
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -146,8 +146,9 @@ class Queue:
         return self.get(False)
 
     def put_many(self, objs, block=True, timeout=None):
-        """Put every item of ``objs`` in order (all pickled first, so an
-        unpicklable item puts none); returns how many were put. With
+        """Put every item of ``objs`` in order (all pickled and sized first,
+        so an unpicklable or too large item puts none); returns how many
+        were put. With
         ``block`` false or a timeout, stops at the first that finds no room
         (``queue.Full`` if it is the first)."""
         if self._closed:
@@ -156,7 +157,9 @@ class Queue:
 
     def get_many(self, n, block=True, timeout=None):
         """Up to ``n`` items: waits for the first as ``get`` does, then takes
-        those ready without waiting."""
+        those ready without waiting. An item after the first that fails to
+        unpickle ends the batch: the items before it are returned, its
+        error is raised by the next ``get``/``get_many``."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
         return self._ring.get_objs(n, block, timeout)
@@ -225,16 +228,25 @@ class SimpleQueue:
         self._ring = _ShmQueue(DEFAULT_CAPACITY if capacity is None else capacity, 0)
         self._closed = False
 
+    def _check_closed(self):
+        if self._closed:
+            raise OSError("handle is closed")
+
     def put(self, obj):
+        self._check_closed()
         self._ring.put_obj(obj)
 
     def get(self):
+        self._check_closed()
         return self._ring.get_obj()
 
     def empty(self):
+        self._check_closed()
         return self._ring.empty()
 
     def close(self):
+        """Close this process's handle: later calls raise ``OSError``, as
+        multiprocessing's once its pipe ends are closed."""
         self._closed = True
 
     def __getstate__(self):
@@ -365,4 +377,4 @@ class Event:
 
     def __repr__(self):
         set_status = "set" if self.is_set() else "unset"
-        return f"<{type(self).__qualname__}({set_status})>"
+        return f"<{type(self).__qualname__} at {id(self):#x} {set_status}>"

@@ -65,9 +65,34 @@ fn send_error(e: SendError<PyErr>) -> PyErr {
 #[pyclass(name = "ShmQueue", module = "tress._tress", frozen)]
 pub(crate) struct PyShmQueue {
     q: ByteQueue,
+    /// The error of an object that `get_objs` took after others and could
+    /// not unpickle: raised by this object's next get, so the others are
+    /// returned first and nothing is lost.
+    pending: std::sync::Mutex<Option<PyErr>>,
 }
 
 impl PyShmQueue {
+    fn take_pending(&self) -> PyResult<()> {
+        match self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The size of the message made of `parts`, in bytes.
+    fn message_size(parts: &Bound<'_, PyList>) -> PyResult<usize> {
+        let mut size = 0;
+        for p in parts.iter() {
+            size += PyBuffer::<u8>::get(&p)?.len_bytes();
+        }
+        Ok(size)
+    }
+
     fn put_parts(
         &self,
         py: Python<'_>,
@@ -239,6 +264,7 @@ impl PyShmQueue {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        self.take_pending()?;
         let until = deadline(block, timeout)?;
         let mut interrupt = Blocking::interruptible(py);
         match self
@@ -289,7 +315,12 @@ impl PyShmQueue {
             match self.q.get_with(Some(Instant::now()), &mut interrupt, |m| {
                 Self::decode(py, m)
             }) {
-                Ok(obj) => out.append(obj?)?,
+                Ok(Ok(obj)) => out.append(obj)?,
+                Ok(Err(e)) => {
+                    // raised by the next get; these are returned now
+                    *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    break;
+                }
                 Err(GetError::Failed(e)) => return Err(e),
                 Err(_) => break,
             }
@@ -304,6 +335,7 @@ impl PyShmQueue {
     fn new(capacity: usize, maxsize: usize) -> PyResult<Self> {
         Ok(Self {
             q: ByteQueue::create(capacity, maxsize).map_err(os_error)?,
+            pending: std::sync::Mutex::new(None),
         })
     }
 
@@ -319,6 +351,7 @@ impl PyShmQueue {
         let seg = Segment::from_fd(fd).map_err(os_error)?;
         Ok(Self {
             q: ByteQueue::open(seg).map_err(os_error)?,
+            pending: std::sync::Mutex::new(None),
         })
     }
 
@@ -351,6 +384,15 @@ impl PyShmQueue {
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let until = deadline(block, timeout)?;
+        // Every message must fit before any is put, so a failure leaves
+        // the queue as it was.
+        let max = self.q.max_message();
+        for m in messages.iter() {
+            let size = Self::message_size(m.cast::<PyList>()?)?;
+            if size > max {
+                return Err(send_error(SendError::TooLarge { size, max }));
+            }
+        }
         let mut n = 0;
         for m in messages.iter() {
             let parts = m.cast_into::<PyList>()?;

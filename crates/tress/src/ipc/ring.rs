@@ -139,7 +139,10 @@ fn slot_size(len: u64) -> u64 {
 /// - killed **writing** a message: the slot is dropped (DEAD) by the next
 ///   waiter that looks (within 20 ms); readers never see a part of it;
 /// - killed **reading** a message: the message is made ready again and
-///   delivered to another reader — what was fully put is delivered.
+///   delivered to another reader — what was fully put is delivered;
+/// - killed in the two instructions between publishing a message and
+///   counting it: the message is delivered all the same (waiters look at
+///   the ring itself every 20 ms), [`len`](Self::len) stays one short.
 ///
 /// Liveness is judged by pid (`/proc/<pid>/stat`; a zombie counts as gone),
 /// so the participants must share a pid namespace; a pid reused within the
@@ -597,6 +600,10 @@ impl ByteQueue {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(Parked::TimedOut);
             }
+            // The end of a slice is also where a signal that came while
+            // this thread was not asleep in the futex (so no EINTR) is
+            // seen: Ctrl-C must not wait for the caller's deadline.
+            interrupt.check()?;
             self.lock(interrupt);
             self.reap();
             self.unlock();
@@ -674,9 +681,13 @@ impl ByteQueue {
     ) -> Result<R, GetError<I::Error>> {
         let h = self.header();
         let mut spun = false;
+        // After a wait, look at the ring itself rather than trust `ready`: a
+        // producer killed between publishing a message and counting it
+        // leaves the count one short, and the message must still go out.
+        let mut look = false;
         let pos = loop {
             let seen = h.put_seq.load(Ordering::SeqCst);
-            if h.ready.load(Ordering::SeqCst) > 0 {
+            if look || h.ready.load(Ordering::SeqCst) > 0 {
                 self.lock(interrupt);
                 let claimed = self.claim();
                 self.unlock();
@@ -701,6 +712,7 @@ impl ByteQueue {
                 sys::wake_shared(&h.put_seq, 1);
                 return Err(GetError::Failed(e));
             }
+            look = true;
         };
         struct Release<'a, I: Interrupt + ?Sized> {
             q: &'a ByteQueue,
@@ -709,8 +721,10 @@ impl ByteQueue {
         }
         impl<I: Interrupt + ?Sized> Drop for Release<'_, I> {
             fn drop(&mut self) {
-                self.q.slot(self.pos).state.store(FREE, Ordering::Release);
+                // Freed under the lock, with the count: a process killed
+                // here leaves both to the lock's next holder's recount.
                 self.q.lock(self.interrupt);
+                self.q.slot(self.pos).state.store(FREE, Ordering::Release);
                 self.q.header().messages.fetch_sub(1, Ordering::Relaxed);
                 self.q.reclaim();
                 self.q.unlock();
@@ -745,7 +759,9 @@ impl ByteQueue {
             if s.state.load(Ordering::Acquire) == READY {
                 s.pid.store(me, Ordering::Relaxed);
                 s.state.store(READING, Ordering::Release);
-                h.ready.fetch_sub(1, Ordering::SeqCst);
+                let _ = h
+                    .ready
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
                 return Some(pos);
             }
             pos += self.size_at(pos);

@@ -52,6 +52,8 @@ const SLOT: u64 = 16;
 const REAP_SLICE: Duration = Duration::from_millis(20);
 /// The longest a get polls for a message before it sleeps (see `spin_on`).
 const SPIN_MAX_US: u32 = 20;
+/// While polling does not pay, one get in this many polls anyway.
+const SPIN_PROBE: u32 = 16;
 
 // Slot states.
 const WRITING: u32 = 1;
@@ -164,8 +166,9 @@ fn slot_size(len: u64) -> u64 {
 pub struct ByteQueue {
     seg: Segment,
     /// How long this process's gets poll before sleeping, in microseconds:
-    /// adaptive (see `spin_on`).
+    /// adaptive (see `spin_on`), and the gets since the last poll.
     spin_us: AtomicU32,
+    spin_skipped: AtomicU32,
 }
 
 impl ByteQueue {
@@ -182,6 +185,7 @@ impl ByteQueue {
         let q = ByteQueue {
             seg,
             spin_us: AtomicU32::new(SPIN_MAX_US),
+            spin_skipped: AtomicU32::new(0),
         };
         let h = q.header();
         h.capacity.store(cap, Ordering::Relaxed);
@@ -202,6 +206,7 @@ impl ByteQueue {
         let q = ByteQueue {
             seg,
             spin_us: AtomicU32::new(SPIN_MAX_US),
+            spin_skipped: AtomicU32::new(0),
         };
         let h = q.header();
         let cap = h.capacity.load(Ordering::Relaxed);
@@ -614,19 +619,26 @@ impl ByteQueue {
     /// Polls `word` for a while (having let go of what the interrupt
     /// holds, Python's GIL) before a get goes to sleep: a reply from a
     /// process busy on the other core then costs no sleep and no wake-up
-    /// system call. Adaptive, as glibc's adaptive mutexes: a poll that sees
-    /// the word move keeps (or doubles) the budget, up to
-    /// [`SPIN_MAX_US`]; one that ends in a sleep anyway halves it, so on a
-    /// busy machine, where the other side cannot run while this one polls,
-    /// polling fades out (a poll of 1 µs is still tried, to notice when
-    /// it pays again). Whether the word moved.
+    /// system call. Adaptive: a poll that sees the word move sets the
+    /// budget to [`SPIN_MAX_US`]; one that ends in a sleep anyway halves
+    /// it, so where polling does not pay (the other side waits for this
+    /// core, on a busy machine or when the scheduler put both processes on
+    /// one core) it stops; then one get in [`SPIN_PROBE`] polls with the
+    /// full budget, to notice when it pays again. Whether the word moved.
     fn spin_on<I: Interrupt + ?Sized>(
         &self,
         word: &AtomicU32,
         seen: u32,
         interrupt: &mut I,
     ) -> bool {
-        let budget = self.spin_us.load(Ordering::Relaxed).max(1);
+        let mut budget = self.spin_us.load(Ordering::Relaxed);
+        if budget == 0 {
+            if self.spin_skipped.fetch_add(1, Ordering::Relaxed) + 1 < SPIN_PROBE {
+                return false;
+            }
+            self.spin_skipped.store(0, Ordering::Relaxed);
+            budget = SPIN_MAX_US;
+        }
         interrupt.before_sleep();
         let start = Instant::now();
         let limit = Duration::from_micros(u64::from(budget));
@@ -641,11 +653,7 @@ impl ByteQueue {
             }
         }
         interrupt.after_sleep();
-        let next = if moved {
-            (budget * 2).min(SPIN_MAX_US)
-        } else {
-            budget / 2
-        };
+        let next = if moved { SPIN_MAX_US } else { budget / 2 };
         self.spin_us.store(next, Ordering::Relaxed);
         moved
     }

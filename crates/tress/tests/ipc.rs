@@ -685,3 +685,129 @@ fn a_spawned_process_reattaches_by_descriptor() {
         thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[test]
+fn condition_notify_n_wakes_n_across_processes() {
+    use tress::ipc::{ShmCondition, ShmEvent, ShmSemaphore};
+    let lock = ShmSemaphore::create(1, Some(1)).unwrap();
+    let cond = ShmCondition::create().unwrap();
+    let woken = ShmSemaphore::create(0, None).unwrap();
+    let ready = ShmSemaphore::create(0, None).unwrap();
+    let go = ShmEvent::create().unwrap();
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            fork_child(|| {
+                lock.acquire();
+                ready.release().unwrap();
+                let notified = cond
+                    .wait_with(
+                        || lock.release().unwrap(),
+                        || lock.acquire(),
+                        soon(),
+                        &mut tress::Uninterruptible,
+                    )
+                    .unwrap();
+                assert!(notified, "child timed out instead of being notified");
+                lock.release().unwrap();
+                woken.release().unwrap();
+                assert!(go.wait_with(soon(), &mut tress::Uninterruptible).unwrap());
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        assert!(
+            ready
+                .acquire_with(soon(), &mut tress::Uninterruptible)
+                .unwrap()
+        );
+    }
+    // every child is inside wait once the parent can take the lock
+    lock.acquire();
+    cond.notify(2);
+    lock.release().unwrap();
+    for _ in 0..2 {
+        assert!(
+            woken
+                .acquire_with(soon(), &mut tress::Uninterruptible)
+                .unwrap()
+        );
+    }
+    // exactly two: the third stays asleep until notified
+    let extra = woken
+        .acquire_with(
+            Some(Instant::now() + Duration::from_millis(100)),
+            &mut tress::Uninterruptible,
+        )
+        .unwrap();
+    assert!(!extra, "notify(2) woke three waiters");
+    lock.acquire();
+    cond.notify_all();
+    lock.release().unwrap();
+    assert!(
+        woken
+            .acquire_with(soon(), &mut tress::Uninterruptible)
+            .unwrap()
+    );
+    go.set();
+    for c in children {
+        assert_eq!(reap(c), 0);
+    }
+}
+
+#[test]
+fn barrier_lets_parties_through_together_across_processes() {
+    use tress::ipc::{ShmBarrier, ShmBarrierError};
+    const ROUNDS: u32 = 20;
+    let b = ShmBarrier::create(3).unwrap();
+    // each round's indexes, reported by every party
+    let seen = ByteQueue::create(1 << 16, 0).unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            fork_child(|| {
+                for round in 0..ROUNDS {
+                    let i = b.wait_with(soon(), &mut tress::Uninterruptible).unwrap();
+                    seen.put(&[&round.to_le_bytes(), &i.to_le_bytes()]).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut mine = Vec::new();
+    for round in 0..ROUNDS {
+        let i = b.wait_with(soon(), &mut tress::Uninterruptible).unwrap();
+        mine.push((round, i));
+    }
+    for c in children {
+        assert_eq!(reap(c), 0);
+    }
+    let mut all: Vec<(u32, u32)> = mine;
+    while let Ok(pair) = seen.try_get(|m| {
+        (
+            u32::from_le_bytes(m[..4].try_into().unwrap()),
+            u32::from_le_bytes(m[4..].try_into().unwrap()),
+        )
+    }) {
+        all.push(pair);
+    }
+    all.sort_unstable();
+    let expected: Vec<(u32, u32)> = (0..ROUNDS)
+        .flat_map(|r| (0..3).map(move |i| (r, i)))
+        .collect();
+    assert_eq!(all, expected, "every round hands out each index once");
+    assert_eq!(b.n_waiting(), 0);
+
+    // a wait that times out breaks the barrier for everyone, until reset
+    let r = b.wait_with(
+        Some(Instant::now() + Duration::from_millis(30)),
+        &mut tress::Uninterruptible,
+    );
+    assert_eq!(r, Err(ShmBarrierError::Broken));
+    assert!(b.is_broken());
+    assert_eq!(
+        b.wait_with(soon(), &mut tress::Uninterruptible),
+        Err(ShmBarrierError::Broken)
+    );
+    b.reset();
+    assert!(!b.is_broken());
+    let one = ShmBarrier::create(1).unwrap();
+    assert_eq!(one.wait_with(None, &mut tress::Uninterruptible), Ok(0));
+}

@@ -13,9 +13,10 @@
 //!   docs for what the others see).
 //! - [`ShmSemaphore`] (also a bounded semaphore and a lock), [`ShmRLock`]
 //!   and [`ShmEvent`]: multiprocessing's synchronization primitives, each
-//!   a few futex words in its own segment. Python's bindings build
-//!   `Condition` and `Barrier` from them as `multiprocessing` builds its
-//!   own from its semaphores.
+//!   a few futex words in its own segment; [`ShmCondition`] and
+//!   [`ShmBarrier`] built from them with multiprocessing's and threading's
+//!   algorithms (Python's bindings use multiprocessing's own classes over
+//!   the native locks for those two).
 //!
 //! Waiting is on futexes in the shared memory itself (`FUTEX_WAIT` without
 //! `FUTEX_PRIVATE_FLAG`), so a process sleeps until another one, any one,
@@ -27,4 +28,4 @@ mod sync;
 
 pub use ring::{ByteQueue, SendError};
 pub use segment::Segment;
-pub use sync::{ShmEvent, ShmRLock, ShmSemaphore};
+pub use sync::{ShmBarrier, ShmBarrierError, ShmCondition, ShmEvent, ShmRLock, ShmSemaphore};

@@ -413,3 +413,331 @@ impl ShmEvent {
         }
     }
 }
+
+/// A condition variable shared between processes: Python's
+/// `multiprocessing.Condition`, on the algorithm multiprocessing uses (three
+/// semaphores: sleepers, wake tokens, and the woken count that rebalances
+/// the books after a wait that timed out), here over [`ShmSemaphore`]s.
+///
+/// The lock it goes with is the caller's: [`wait_with`](Self::wait_with)
+/// takes two closures, one that lets go of the lock entirely and one that
+/// takes it back, so any lock (a [`ShmSemaphore`] of one, a [`ShmRLock`]
+/// held several times) fits. `notify` and `notify_all` must be called with
+/// that lock held, as in Python.
+///
+/// # Examples
+///
+/// ```
+/// use tress::ipc::{ShmCondition, ShmSemaphore};
+///
+/// let lock = ShmSemaphore::create(1, Some(1)).unwrap();
+/// let cond = ShmCondition::create().unwrap();
+/// lock.acquire();
+/// cond.notify(1); // nobody waits: nothing happens
+/// let deadline = std::time::Instant::now() + std::time::Duration::from_millis(10);
+/// let woken = cond
+///     .wait_with(
+///         || lock.release().unwrap(),
+///         || lock.acquire(),
+///         Some(deadline),
+///         &mut tress::Uninterruptible,
+///     )
+///     .unwrap();
+/// assert!(!woken, "timed out");
+/// lock.release().unwrap();
+/// ```
+#[derive(Debug)]
+pub struct ShmCondition {
+    sleeping: ShmSemaphore,
+    woken: ShmSemaphore,
+    wake: ShmSemaphore,
+}
+
+impl ShmCondition {
+    /// A new condition.
+    pub fn create() -> io::Result<ShmCondition> {
+        Ok(ShmCondition {
+            sleeping: ShmSemaphore::create(0, None)?,
+            woken: ShmSemaphore::create(0, None)?,
+            wake: ShmSemaphore::create(0, None)?,
+        })
+    }
+
+    /// The condition in these segments (those of [`segments`](Self::segments),
+    /// in order).
+    pub fn open(segments: [Segment; 3]) -> io::Result<ShmCondition> {
+        let [a, b, c] = segments;
+        Ok(ShmCondition {
+            sleeping: ShmSemaphore::open(a)?,
+            woken: ShmSemaphore::open(b)?,
+            wake: ShmSemaphore::open(c)?,
+        })
+    }
+
+    /// The shared memory it lives in.
+    pub fn segments(&self) -> [&Segment; 3] {
+        [
+            self.sleeping.segment(),
+            self.woken.segment(),
+            self.wake.segment(),
+        ]
+    }
+
+    /// Waits until notified or `deadline`: `unlock` lets go of the caller's
+    /// lock, `relock` takes it back (also when the wait fails). Whether it
+    /// was notified.
+    pub fn wait_with<I: Interrupt + ?Sized>(
+        &self,
+        unlock: impl FnOnce(),
+        relock: impl FnOnce(),
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+    ) -> Result<bool, I::Error> {
+        self.sleeping.release().expect("unbounded");
+        unlock();
+        let woke = self.wake.acquire_with(deadline, interrupt);
+        // Counted as woken whatever happened, so `notify` can rebalance.
+        self.woken.release().expect("unbounded");
+        relock();
+        woke
+    }
+
+    /// Wakes at most `n` waiters (the caller holds the lock).
+    pub fn notify(&self, n: usize) {
+        // Waiters that timed out counted themselves as sleeping and as
+        // woken: take both back first.
+        while self.woken.try_acquire() {
+            let was_sleeping = self.sleeping.try_acquire();
+            debug_assert!(was_sleeping, "a woken waiter was not sleeping");
+        }
+        let mut sleepers = 0;
+        while sleepers < n && self.sleeping.try_acquire() {
+            self.wake.release().expect("unbounded");
+            sleepers += 1;
+        }
+        if sleepers > 0 {
+            // Wait for each to be woken (they release `woken` on the way
+            // out), then take back tokens nobody used.
+            for _ in 0..sleepers {
+                self.woken.acquire();
+            }
+            while self.wake.try_acquire() {}
+        }
+    }
+
+    /// Wakes every waiter (the caller holds the lock).
+    pub fn notify_all(&self) {
+        self.notify(usize::MAX);
+    }
+}
+
+/// Why a [`ShmBarrier`] wait failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShmBarrierError<E> {
+    /// The barrier is broken (or was reset, or a wait timed out).
+    Broken,
+    /// The [`Interrupt`] abandoned the wait; the barrier is broken for the
+    /// others, as Python's is when a waiter is interrupted.
+    Interrupted(E),
+}
+
+/// The barrier's state word.
+const FILLING: u32 = 0;
+const DRAINING: u32 = 1;
+const RESETTING: u32 = 2;
+const BROKEN: u32 = 3;
+
+/// A barrier for `parties` threads of any processes: Python's
+/// `multiprocessing.Barrier` (CPython's `threading.Barrier` algorithm, its
+/// state and count in shared memory, over a [`ShmSemaphore`] lock and a
+/// [`ShmCondition`]).
+///
+/// # Examples
+///
+/// ```
+/// use tress::ipc::ShmBarrier;
+///
+/// let b = ShmBarrier::create(1).unwrap();
+/// assert_eq!(b.wait_with(None, &mut tress::Uninterruptible), Ok(0));
+/// assert_eq!(b.parties(), 1);
+/// ```
+#[derive(Debug)]
+pub struct ShmBarrier {
+    lock: ShmSemaphore,
+    cond: ShmCondition,
+    /// `value`: the state; `max`: the parties; `count`: the waiters in.
+    s: Shared,
+}
+
+const KIND_BARRIER: u32 = 4;
+
+impl ShmBarrier {
+    /// A barrier for `parties` waiters (at least 1).
+    pub fn create(parties: u32) -> io::Result<ShmBarrier> {
+        if parties == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "parties must be at least 1",
+            ));
+        }
+        Ok(ShmBarrier {
+            lock: ShmSemaphore::create(1, Some(1))?,
+            cond: ShmCondition::create()?,
+            s: Shared::create(KIND_BARRIER, FILLING, parties, "barrier")?,
+        })
+    }
+
+    /// The barrier in these segments (those of [`segments`](Self::segments),
+    /// in order).
+    pub fn open(segments: [Segment; 5]) -> io::Result<ShmBarrier> {
+        let [lock, c1, c2, c3, s] = segments;
+        Ok(ShmBarrier {
+            lock: ShmSemaphore::open(lock)?,
+            cond: ShmCondition::open([c1, c2, c3])?,
+            s: Shared::open(s, KIND_BARRIER)?,
+        })
+    }
+
+    /// The shared memory it lives in.
+    pub fn segments(&self) -> [&Segment; 5] {
+        let [c1, c2, c3] = self.cond.segments();
+        [self.lock.segment(), c1, c2, c3, &self.s.seg]
+    }
+
+    /// The number of waiters the barrier lets through at once.
+    pub fn parties(&self) -> u32 {
+        self.s.words().max.load(Ordering::Relaxed)
+    }
+
+    /// The waiters in the barrier now.
+    pub fn n_waiting(&self) -> u32 {
+        let w = self.s.words();
+        if w.value.load(Ordering::Relaxed) == FILLING {
+            w.count.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    /// Whether the barrier is broken.
+    pub fn is_broken(&self) -> bool {
+        self.s.words().value.load(Ordering::Relaxed) == BROKEN
+    }
+
+    fn state(&self) -> u32 {
+        self.s.words().value.load(Ordering::Relaxed)
+    }
+
+    fn set_state(&self, v: u32) {
+        self.s.words().value.store(v, Ordering::Relaxed);
+    }
+
+    fn count(&self) -> &AtomicU32 {
+        &self.s.words().count
+    }
+
+    /// Waits on the condition, the barrier's lock held.
+    fn cond_wait<I: Interrupt + ?Sized>(
+        &self,
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+    ) -> Result<bool, I::Error> {
+        self.cond.wait_with(
+            || self.lock.release().expect("held"),
+            || self.lock.acquire(),
+            deadline,
+            interrupt,
+        )
+    }
+
+    /// Waits until `parties` waiters are in, as `threading.Barrier.wait`;
+    /// returns this waiter's index (0 to `parties - 1`, each once). A
+    /// deadline that passes breaks the barrier.
+    pub fn wait_with<I: Interrupt + ?Sized>(
+        &self,
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+    ) -> Result<u32, ShmBarrierError<I::Error>> {
+        self.lock.acquire();
+        let r = self.wait_locked(deadline, interrupt);
+        self.lock.release().expect("held");
+        r
+    }
+
+    fn wait_locked<I: Interrupt + ?Sized>(
+        &self,
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+    ) -> Result<u32, ShmBarrierError<I::Error>> {
+        // enter: wait for a previous round to drain or reset
+        while matches!(self.state(), DRAINING | RESETTING) {
+            self.cond_wait(None, interrupt)
+                .map_err(ShmBarrierError::Interrupted)?;
+        }
+        if self.state() == BROKEN {
+            return Err(ShmBarrierError::Broken);
+        }
+        let index = self.count().fetch_add(1, Ordering::Relaxed);
+        let outcome = if index + 1 == self.parties() {
+            self.set_state(DRAINING);
+            self.cond.notify_all();
+            Ok(index)
+        } else {
+            loop {
+                if self.state() != FILLING {
+                    break Ok(());
+                }
+                match self.cond_wait(deadline, interrupt) {
+                    Err(e) => {
+                        self.set_state(BROKEN);
+                        self.cond.notify_all();
+                        break Err(ShmBarrierError::Interrupted(e));
+                    }
+                    Ok(false) if self.state() == FILLING => {
+                        self.set_state(BROKEN);
+                        self.cond.notify_all();
+                        break Err(ShmBarrierError::Broken);
+                    }
+                    Ok(_) => {}
+                }
+            }
+            .and_then(|()| {
+                if matches!(self.state(), BROKEN | RESETTING) {
+                    Err(ShmBarrierError::Broken)
+                } else {
+                    Ok(index)
+                }
+            })
+        };
+        // exit: the last one out lets the next round in
+        let left = self.count().fetch_sub(1, Ordering::Relaxed) - 1;
+        if left == 0 && matches!(self.state(), RESETTING | DRAINING) {
+            self.set_state(FILLING);
+            self.cond.notify_all();
+        }
+        outcome
+    }
+
+    /// Breaks the barrier: current and later waits fail until
+    /// [`reset`](Self::reset).
+    pub fn abort(&self) {
+        self.lock.acquire();
+        self.set_state(BROKEN);
+        self.cond.notify_all();
+        self.lock.release().expect("held");
+    }
+
+    /// Back to the empty state; waits in progress fail.
+    pub fn reset(&self) {
+        self.lock.acquire();
+        if self.count().load(Ordering::Relaxed) > 0 {
+            if matches!(self.state(), FILLING | BROKEN) {
+                self.set_state(RESETTING);
+            }
+        } else {
+            self.set_state(FILLING);
+        }
+        self.cond.notify_all();
+        self.lock.release().expect("held");
+    }
+}

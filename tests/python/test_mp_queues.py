@@ -1512,3 +1512,33 @@ def test_ctrl_c_handled_on_another_thread_still_interrupts_the_wait(modname, run
     for op in ("get", "put"):
         assert res[op]["out"] == "interrupted", res
         assert res[op]["latency"] < 1.0, res
+
+
+# --- objects handed to a Pool's initializer ----------------------------------
+
+_POOL_STATE = {}
+
+
+def _pool_init(q, lock, event, sem):
+    _POOL_STATE.update(q=q, lock=lock, event=event, sem=sem)
+
+
+def _pool_task(i):
+    s = _POOL_STATE
+    assert s["event"].wait(REAP)
+    with s["lock"]:
+        with s["sem"]:
+            s["q"].put((os.getpid(), i))
+    return i
+
+
+def test_objects_reach_a_pool_initializer(tm, ctx):
+    """Every start method: a queue, a lock, an event and a semaphore given
+    as a Pool initializer's arguments reattach in the workers."""
+    q, lock, event, sem = tm.Queue(), tm.Lock(), tm.Event(), tm.BoundedSemaphore(2)
+    event.set()
+    with ctx.Pool(2, initializer=_pool_init, initargs=(q, lock, event, sem)) as pool:
+        assert pool.map_async(_pool_task, range(8)).get(REAP) == list(range(8))
+        got = sorted(i for _, i in (q.get(timeout=REAP) for _ in range(8)))
+    assert got == list(range(8))
+    assert q.empty() and sem.get_value() == 2 and lock.acquire(timeout=0)

@@ -40,7 +40,7 @@ from tress._tress import Lock as _Lock
 from tress._tress import ThreadPoolCore as _PoolCore
 from tress._tress import _pools_exiting
 
-__all__ = list(_std.__all__) + ["BrokenThreadPool"]
+__all__ = list(_std.__all__) + ["BrokenThreadPool", "WorkerDied"]
 
 
 class Future(_FutureCore, _std.Future):
@@ -208,3 +208,7 @@ class ThreadPoolExecutor(_std.ThreadPoolExecutor):
                 thread.join()
 
     shutdown.__doc__ = _std.Executor.shutdown.__doc__
+
+
+# The process pool lives in its own module (it needs tress.multiprocessing).
+from tress._process_pool import ProcessPoolExecutor, WorkerDied  # noqa: E402

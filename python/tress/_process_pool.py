@@ -1,0 +1,439 @@
+"""``tress.futures.ProcessPoolExecutor``: a process pool on tress's
+shared-memory queues whose workers may die without breaking it.
+
+Tasks go to the workers through one ``tress.multiprocessing`` queue (each
+message: the task's number, then the pickled call), results come back
+through another; a manager thread in the parent reads the results, sets the
+futures, and watches the workers. Each worker writes the number of the task
+it runs (and when it started it) into a shared array, so when a worker dies
+(SIGKILL, a crash, ``os._exit``) the manager fails exactly that task, with
+:class:`WorkerDied` (a ``BrokenProcessPool``, so stdlib-style handlers
+catch it), and starts a replacement; every other task completes. A task
+that is still in the queue when its worker dies is not lost: the queue
+delivers a message whose reader died to another reader.
+
+Beyond the stdlib, opt in: ``task_timeout`` (seconds) fails a task that runs
+longer with ``TimeoutError`` and replaces its worker. ``map`` chunks by
+default (``chunksize=None``: about four chunks per worker, as
+``multiprocessing.Pool`` does); an explicit ``chunksize`` wins.
+
+What differs from the stdlib's, on purpose: a dead worker fails its task,
+not the pool (the stdlib breaks the whole pool and fails every pending
+future); futures stay PENDING until their result is in (there is no call
+queue of "running" items), so ``cancel()`` succeeds on a task whose worker
+may already have started it, and its result is then dropped.
+"""
+
+import functools
+import itertools
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import threading
+import time
+import weakref
+from concurrent.futures import _base
+from concurrent.futures import process as _std
+from concurrent.futures.process import BrokenProcessPool
+from queue import Empty
+
+from tress import multiprocessing as _tmp
+
+__all__ = ["ProcessPoolExecutor", "WorkerDied"]
+
+TASKS_CAPACITY = 4 << 20
+"""Bytes of the shared ring tasks go through (a pickled call must fit)."""
+RESULTS_CAPACITY = 8 << 20
+"""Bytes of the shared ring results come back through."""
+WATCH_INTERVAL = 0.02
+"""Seconds between the manager's looks at the workers when no result
+comes: how soon a dead worker's task fails."""
+
+_STOP = b""
+_ID = 8  # bytes of a task number in a task message
+
+
+class WorkerDied(BrokenProcessPool):
+    """The worker process running this task died (killed, crashed, or
+    exited). Only this task failed; the pool started a replacement."""
+
+
+def _describe_exit(code):
+    if code is None:
+        return "is gone"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name}"
+    return f"exited with code {code}"
+
+
+# --------------------------------------------------------------------------
+# the worker
+
+
+def _put_result(results, message):
+    try:
+        results.put(message)
+    except BaseException as exc:  # the result cannot be pickled (or is too large)
+        results.put(("err", message[1], _std._ExceptionWithTraceback(exc, exc.__traceback__)))
+
+
+def _worker(tasks, results, running, started, index, initializer, initargs, max_tasks):
+    """A worker process: the initializer, then tasks until told to stop."""
+    if initializer is not None:
+        try:
+            initializer(*initargs)
+        except BaseException:
+            _base.LOGGER.critical("Exception in initializer:", exc_info=True)
+            results.put(("broken", index))
+            return
+    done = 0
+    while True:
+        message = tasks.get()
+        if not message:
+            return
+        task = int.from_bytes(message[:_ID], "little")
+        started[index] = time.monotonic()
+        running[index] = task
+        result = None
+        try:
+            fn, args, kwargs = pickle.loads(memoryview(message)[_ID:])
+            del message
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            outcome = ("err", task, _std._ExceptionWithTraceback(exc, exc.__traceback__))
+        else:
+            outcome = ("ok", task, result)
+        del result
+        _put_result(results, outcome)
+        del outcome
+        running[index] = 0
+        done += 1
+        if max_tasks is not None and done >= max_tasks:
+            results.put(("retired", index))
+            return
+
+
+# --------------------------------------------------------------------------
+# the parent's side
+
+
+class _Pool:
+    """What the executor and its manager thread share (the manager holds no
+    reference to the executor, so an unreferenced executor is collected and
+    shuts its pool down)."""
+
+    def __init__(self, ctx, workers, initializer, initargs, max_tasks, task_timeout):
+        self.ctx = ctx
+        self.size = workers
+        self.initializer = initializer
+        self.initargs = initargs
+        self.max_tasks = max_tasks
+        self.task_timeout = task_timeout
+        self.tasks = _tmp.Queue(capacity=TASKS_CAPACITY)
+        self.results = _tmp.Queue(capacity=RESULTS_CAPACITY)
+        self.running = ctx.RawArray("q", workers)
+        self.started = ctx.RawArray("d", workers)
+        self.procs = [None] * workers
+        self.pending = {}  # task number -> (future, what it runs)
+        self.numbers = itertools.count(1)
+        self.lock = threading.Lock()
+        self.broken = False
+        self.stopping = False
+        self.manager = None
+
+    # -- workers
+
+    def start_worker(self, index):
+        self.running[index] = 0
+        p = self.ctx.Process(
+            target=_worker,
+            args=(self.tasks, self.results, self.running, self.started, index,
+                  self.initializer, self.initargs, self.max_tasks),
+            name=f"tress-ProcessPool-{index}",
+        )
+        p.start()
+        self.procs[index] = p
+
+    def start(self):
+        for i in range(self.size):
+            self.start_worker(i)
+        self.manager = threading.Thread(target=self.manage, name="tress-ProcessPool-manager",
+                                        daemon=True)
+        self.manager.start()
+        _live_pools.add(self)
+
+    # -- results
+
+    def settle(self, message):
+        kind = message[0]
+        if kind in ("ok", "err"):
+            with self.lock:
+                entry = self.pending.pop(message[1], None)
+            if entry is None:
+                return  # cancelled, or failed when its worker died
+            future = entry[0]
+            if future.cancelled():
+                return
+            if kind == "ok":
+                future.set_result(message[2])
+            else:
+                future.set_exception(message[2])
+        elif kind == "broken":
+            self.break_pool("A child process terminated abruptly, the process pool is not "
+                            "usable anymore (its initializer failed)")
+        elif kind == "retired":
+            index = message[1]
+            p = self.procs[index]
+            p.join(5)
+            if not self.stopping and not self.broken:
+                self.start_worker(index)
+
+    def drain(self):
+        while True:
+            try:
+                messages = self.results.get_many(256, block=False)
+            except Empty:
+                return
+            for m in messages:
+                self.settle(m)
+
+    def break_pool(self, why):
+        with self.lock:
+            if self.broken:
+                return
+            self.broken = why
+            entries = list(self.pending.values())
+            self.pending.clear()
+        for future, _ in entries:
+            if not future.done():
+                future.set_exception(BrokenProcessPool(why))
+        self.stop_workers(terminate=True)
+
+    # -- watching the workers
+
+    def fail(self, index, error):
+        task = self.running[index]
+        self.running[index] = 0
+        if not task:
+            return
+        with self.lock:
+            entry = self.pending.pop(task, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_exception(error)
+
+    def watch(self):
+        now = time.monotonic()
+        for index, p in enumerate(self.procs):
+            if p is None:
+                continue
+            if p.exitcode is None:
+                limit = self.task_timeout
+                if (limit is not None and self.running[index]
+                        and now - self.started[index] > limit):
+                    task = self.running[index]
+                    what = self.pending.get(task, (None, "?"))[1]
+                    p.kill()
+                    p.join(5)
+                    self.fail(index, TimeoutError(
+                        f"task {task} ({what}) ran longer than task_timeout={limit:g} s; "
+                        f"its worker (pid {p.pid}) was killed and replaced"))
+                    self.procs[index] = None
+                    if not self.stopping:
+                        self.start_worker(index)
+                continue
+            # the worker is gone: its results are in (drained before this)
+            if self.running[index]:
+                task = self.running[index]
+                what = self.pending.get(task, (None, "?"))[1]
+                self.fail(index, WorkerDied(
+                    f"A process in the process pool was terminated abruptly while running "
+                    f"task {task} ({what}): worker pid {p.pid} {_describe_exit(p.exitcode)}; "
+                    "the pool replaced it and goes on"))
+            self.procs[index] = None
+            if not self.stopping and not self.broken:
+                self.start_worker(index)
+
+    def manage(self):
+        results = self.results
+        while True:
+            try:
+                message = results.get(timeout=WATCH_INTERVAL)
+            except Empty:
+                message = None
+            if message is not None:
+                self.settle(message)
+                self.drain()
+            self.watch()
+            if self.stopping and all(p is None or p.exitcode is not None for p in self.procs):
+                self.drain()
+                self.watch()
+                break
+        # whatever is still pending now never runs
+        with self.lock:
+            entries = list(self.pending.values())
+            self.pending.clear()
+        for future, _ in entries:
+            if not future.done():
+                future.cancel() or future.set_exception(
+                    BrokenProcessPool("the pool shut down before this task ran"))
+        _live_pools.discard(self)
+
+    # -- stopping
+
+    def stop_workers(self, terminate=False):
+        self.stopping = True
+        if terminate:
+            for p in self.procs:
+                if p is not None and p.exitcode is None:
+                    p.terminate()
+        else:
+            for _ in range(self.size):
+                self.tasks.put(_STOP)
+
+    def cancel_queued(self):
+        """Takes the queued tasks out and cancels their futures."""
+        while True:
+            try:
+                messages = self.tasks._ring.get_many(256, False)
+            except Empty:
+                return
+            for m in messages:
+                if not m:
+                    continue
+                task = int.from_bytes(m[:_ID], "little")
+                with self.lock:
+                    entry = self.pending.pop(task, None)
+                if entry is not None:
+                    entry[0].cancel()
+
+
+_live_pools = weakref.WeakSet()
+
+
+def _describe(fn):
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+class ProcessPoolExecutor(_std.ProcessPoolExecutor):
+    """``concurrent.futures.ProcessPoolExecutor`` whose workers may die
+    without breaking the pool (see the module docs), with an opt-in
+    ``task_timeout`` and automatic ``map`` chunking."""
+
+    def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(), *,
+                 max_tasks_per_child=None, task_timeout=None):
+        if max_workers is None:
+            max_workers = os.cpu_count() or 1
+        elif max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        if mp_context is None:
+            mp_context = mp.get_context("spawn" if max_tasks_per_child is not None else None)
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if max_tasks_per_child is not None:
+            if not isinstance(max_tasks_per_child, int):
+                raise TypeError("max_tasks_per_child must be an integer")
+            elif max_tasks_per_child <= 0:
+                raise ValueError("max_tasks_per_child must be >= 1")
+            if mp_context.get_start_method(allow_none=False) == "fork":
+                raise ValueError("max_tasks_per_child is incompatible with the 'fork' "
+                                 "multiprocessing start method; supply a different "
+                                 "mp_context.")
+        if task_timeout is not None and not task_timeout > 0:
+            raise ValueError("task_timeout must be a positive number of seconds")
+        self._max_workers = max_workers
+        self._mp_context = mp_context
+        self._max_tasks_per_child = max_tasks_per_child
+        self._pool = _Pool(mp_context, max_workers, initializer, initargs,
+                           max_tasks_per_child, task_timeout)
+        self._shutdown_thread = False
+        self._shutdown_lock = threading.Lock()
+        self._started = False
+        weakref.finalize(self, _Pool.stop_workers, self._pool)
+
+    @property
+    def _broken(self):
+        return self._pool.broken
+
+    def submit(self, fn, /, *args, **kwargs):
+        pool = self._pool
+        with self._shutdown_lock:
+            if pool.broken:
+                raise BrokenProcessPool(pool.broken)
+            if self._shutdown_thread:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            if _std._global_shutdown:
+                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+            if not self._started:
+                pool.start()
+                self._started = True
+            from tress.futures import Future
+
+            future = Future()
+            try:
+                call = pickle.dumps((fn, args, kwargs), 5)
+            except Exception as exc:
+                # as the stdlib: the pickling error goes to the future
+                future.set_exception(exc)
+                return future
+            task = next(pool.numbers)
+            with pool.lock:
+                pool.pending[task] = (future, _describe(fn))
+            try:
+                pool.tasks.put(task.to_bytes(_ID, "little") + call)
+            except BaseException:
+                with pool.lock:
+                    pool.pending.pop(task, None)
+                raise
+            return future
+
+    submit.__doc__ = _base.Executor.submit.__doc__
+
+    def map(self, fn, *iterables, timeout=None, chunksize=None):
+        """``map(fn, *iterables)`` on the pool, results in order. With
+        ``chunksize=None`` the calls go in about four chunks per worker (as
+        ``multiprocessing.Pool.map``); an explicit ``chunksize`` wins."""
+        if chunksize is None:
+            items = list(zip(*iterables))
+            chunksize, extra = divmod(len(items), self._max_workers * 4)
+            chunksize += bool(extra)
+            iterables = tuple(zip(*items)) if items else ((),)
+            chunksize = max(chunksize, 1)
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        results = _base.Executor.map(self, functools.partial(_std._process_chunk, fn),
+                                     _std._get_chunks(*iterables, chunksize=chunksize),
+                                     timeout=timeout)
+        return _std._chain_from_iterable_of_lists(results)
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        pool = self._pool
+        with self._shutdown_lock:
+            self._shutdown_thread = True
+            if cancel_futures:
+                pool.cancel_queued()
+            if self._started and not pool.stopping:
+                pool.stop_workers()
+        if wait and pool.manager is not None:
+            pool.manager.join()
+            for p in pool.procs:
+                if p is not None:
+                    p.join()
+
+    shutdown.__doc__ = _base.Executor.shutdown.__doc__
+
+
+def _at_exit():
+    for pool in list(_live_pools):
+        if not pool.stopping:
+            pool.stop_workers()
+    for pool in list(_live_pools):
+        if pool.manager is not None:
+            pool.manager.join(30)
+
+
+threading._register_atexit(_at_exit)

@@ -1,0 +1,232 @@
+"""tress.futures.ProcessPoolExecutor (first version): the executor API as
+the stdlib's (checked side by side where the behaviour is the same), and
+what it does beyond it: a worker that dies fails its task alone, with an
+error naming the task and how the worker died, and the pool goes on;
+``task_timeout``; automatic ``map`` chunking; unpicklable arguments and
+results fail their task only. Every wait has a timeout; process counts are
+checked before and after."""
+
+import concurrent.futures as std_futures
+import multiprocessing
+import os
+import signal
+import time
+from concurrent.futures.process import BrokenProcessPool
+
+import pytest
+
+try:
+    import tress.futures as tress_futures
+except Exception as exc:  # noqa: BLE001 - ImportError, or a broken build
+    tress_futures = None
+    IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+
+TIMEOUT = 60.0
+
+
+@pytest.fixture(params=["concurrent.futures", "tress"])
+def fmod(request):
+    if request.param == "concurrent.futures":
+        return std_futures
+    if tress_futures is None:
+        pytest.skip(f"tress.futures is not importable ({IMPORT_ERROR})")
+    return tress_futures
+
+
+@pytest.fixture
+def tf():
+    if tress_futures is None:
+        pytest.skip(f"tress.futures is not importable ({IMPORT_ERROR})")
+    return tress_futures
+
+
+@pytest.fixture(autouse=True)
+def no_children_left():
+    before = set(multiprocessing.active_children())
+    yield
+    deadline = time.monotonic() + 10
+    while set(multiprocessing.active_children()) - before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    left = set(multiprocessing.active_children()) - before
+    assert not left, f"processes left behind: {left}"
+
+
+def square(x):
+    return x * x
+
+
+def fail(x):
+    raise ValueError(f"failed on {x}")
+
+
+def die_on_sevens(x):
+    if x % 100 == 7:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def exit_now(code):
+    os._exit(code)
+
+
+def sleep_for(t):
+    time.sleep(t)
+    return t
+
+
+def unpicklable_result():
+    return lambda: None
+
+
+def pid():
+    return os.getpid()
+
+
+def test_submit_map_and_exceptions_as_the_stdlib(fmod):
+    with fmod.ProcessPoolExecutor(2) as ex:
+        assert ex.submit(square, 12).result(TIMEOUT) == 144
+        assert list(ex.map(square, range(50), timeout=TIMEOUT)) == [x * x for x in range(50)]
+        assert list(ex.map(square, range(50), chunksize=7)) == [x * x for x in range(50)]
+        f = ex.submit(fail, 3)
+        with pytest.raises(ValueError, match="failed on 3") as info:
+            f.result(TIMEOUT)
+        # the worker's traceback comes as the cause, as the stdlib does it
+        assert type(info.value.__cause__).__name__ == "_RemoteTraceback"
+        assert "fail" in str(info.value.__cause__)
+        assert isinstance(f, std_futures.Future)
+        done, _ = std_futures.wait([ex.submit(square, 2)], timeout=TIMEOUT)
+        assert [d.result() for d in done] == [4]
+    with pytest.raises(RuntimeError, match="cannot schedule new futures after shutdown"):
+        ex.submit(square, 1)
+
+
+def test_constructor_errors_as_the_stdlib(fmod):
+    with pytest.raises(ValueError, match="max_workers must be greater than 0"):
+        fmod.ProcessPoolExecutor(0)
+    with pytest.raises(TypeError, match="initializer must be a callable"):
+        fmod.ProcessPoolExecutor(1, initializer=5)
+    with pytest.raises(ValueError, match="incompatible with the 'fork'"):
+        fmod.ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("fork"), max_tasks_per_child=2)
+
+
+def test_unpicklable_argument_fails_that_task_only(fmod):
+    with fmod.ProcessPoolExecutor(2) as ex:
+        bad = ex.submit(square, lambda: 1)
+        with pytest.raises(Exception) as info:
+            bad.result(TIMEOUT)
+        assert "pickle" in str(info.value).lower()
+        assert ex.submit(square, 5).result(TIMEOUT) == 25
+
+
+def test_unpicklable_result_fails_that_task_only(tf):
+    with tf.ProcessPoolExecutor(2) as ex:
+        with pytest.raises(Exception, match="(?i)pickle"):
+            ex.submit(unpicklable_result).result(TIMEOUT)
+        assert ex.submit(square, 6).result(TIMEOUT) == 36
+
+
+def test_thousand_tasks_ten_kill_their_worker(tf):
+    """Exactly the ten tasks whose worker died fail, each with WorkerDied
+    naming the task and the signal; the 990 others are correct."""
+    with tf.ProcessPoolExecutor(2) as ex:
+        futures = [ex.submit(die_on_sevens, i) for i in range(1000)]
+        died, results = [], {}
+        for i, f in enumerate(futures):
+            try:
+                results[i] = f.result(TIMEOUT)
+            except tf.WorkerDied as exc:
+                assert isinstance(exc, BrokenProcessPool)
+                assert "die_on_sevens" in str(exc) and "SIGKILL" in str(exc)
+                died.append(i)
+        assert died == [i for i in range(1000) if i % 100 == 7]
+        assert results == {i: i for i in range(1000) if i % 100 != 7}
+        assert ex.submit(square, 3).result(TIMEOUT) == 9
+
+
+def test_a_worker_that_exits_fails_its_task_with_its_exit_code(tf):
+    with tf.ProcessPoolExecutor(1) as ex:
+        with pytest.raises(tf.WorkerDied, match="exited with code 3"):
+            ex.submit(exit_now, 3).result(TIMEOUT)
+        assert ex.submit(square, 4).result(TIMEOUT) == 16
+
+
+def test_task_timeout_fails_the_task_and_replaces_the_worker(tf):
+    with tf.ProcessPoolExecutor(2, task_timeout=0.5) as ex:
+        slow = ex.submit(sleep_for, 30)
+        quick = ex.submit(sleep_for, 0.01)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match="task_timeout=0.5"):
+            slow.result(TIMEOUT)
+        assert time.monotonic() - start < 10
+        assert quick.result(TIMEOUT) == 0.01
+        assert ex.submit(square, 7).result(TIMEOUT) == 49
+    with pytest.raises(ValueError, match="task_timeout"):
+        tf.ProcessPoolExecutor(1, task_timeout=0)
+
+
+def test_failing_initializer_breaks_the_pool(fmod):
+    ex = fmod.ProcessPoolExecutor(1, initializer=fail, initargs=(1,))
+    f = ex.submit(square, 2)
+    with pytest.raises(BrokenProcessPool):
+        f.result(TIMEOUT)
+    deadline = time.monotonic() + TIMEOUT
+    while not ex._broken and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(BrokenProcessPool):
+        ex.submit(square, 2)
+    ex.shutdown(wait=True)
+
+
+def test_max_tasks_per_child_replaces_workers(fmod):
+    ctx = multiprocessing.get_context("spawn")
+    with fmod.ProcessPoolExecutor(1, mp_context=ctx, max_tasks_per_child=2) as ex:
+        pids = [ex.submit(pid).result(TIMEOUT) for _ in range(6)]
+    assert len(set(pids)) == 3, pids
+
+
+def test_cancel_futures_cancels_the_queued_ones(fmod):
+    ex = fmod.ProcessPoolExecutor(1)
+    first = ex.submit(sleep_for, 0.5)
+    queued = [ex.submit(square, i) for i in range(20)]
+    time.sleep(0.1)
+    ex.shutdown(wait=True, cancel_futures=True)
+    assert first.result(TIMEOUT) == 0.5
+    cancelled = [f for f in queued if f.cancelled()]
+    assert cancelled, "no queued future was cancelled"
+    for f in queued:
+        assert f.cancelled() or f.result(0) is not None
+
+
+def test_default_map_chunks_and_keeps_the_order(tf):
+    with tf.ProcessPoolExecutor(2) as ex:
+        n = 20_000
+        assert sum(ex.map(square, range(n), timeout=TIMEOUT)) == sum(x * x for x in range(n))
+        assert list(ex.map(square, [])) == []
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_other_start_methods(tf, method):
+    with tf.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context(method)) as ex:
+        assert list(ex.map(square, range(10))) == [x * x for x in range(10)]
+        with pytest.raises(tf.WorkerDied):
+            ex.submit(exit_now, 1).result(TIMEOUT)
+        assert ex.submit(square, 3).result(TIMEOUT) == 9
+
+
+def test_nothing_left_in_dev_shm(tf):
+    def listing():
+        try:
+            return {n for n in os.listdir("/dev/shm") if not n.startswith("sem.mp")}
+        except FileNotFoundError:
+            return set()
+
+    before = listing()
+    with tf.ProcessPoolExecutor(2) as ex:
+        futures = [ex.submit(die_on_sevens, i) for i in range(200)]
+        for f in futures:
+            try:
+                f.result(TIMEOUT)
+            except tf.WorkerDied:
+                pass
+    assert listing() - before == set()

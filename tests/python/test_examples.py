@@ -38,6 +38,11 @@ EXPECTED = {
         QUEUE,
     ),
     "thread_pool_fetch.py": (r"fetched 200 pages, 9295 bytes, 16 workers", FUTURES),
+    "cpu_bound_pools.py": (
+        r"8 tasks counting 6057 primes, \d+ workers: threads \d+\.\d\d s, "
+        r"processes \d+\.\d\d s \(\d+\.\dx: one thread at a time runs Python\)",
+        FUTURES,
+    ),
     "process_queue.py": (
         r"2000 numbers squared by 3 consumer processes: sum 2664667000 \(expected 2664667000\)",
         MULTIPROCESSING,

@@ -75,6 +75,16 @@ def _describe_exit(code):
 # the worker
 
 
+def _map_chunk(fn, chunk):
+    """One chunk of a ``map`` over one iterable (its items, not 1-tuples)."""
+    return list(map(fn, chunk))
+
+
+def _starmap_chunk(fn, chunk):
+    """One chunk of a ``map`` over several iterables (argument tuples)."""
+    return list(itertools.starmap(fn, chunk))
+
+
 def _put_result(results, message):
     try:
         results.put(message)
@@ -397,18 +407,19 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
         """``map(fn, *iterables)`` on the pool, results in order. With
         ``chunksize=None`` the calls go in about four chunks per worker (as
         ``multiprocessing.Pool.map``); an explicit ``chunksize`` wins."""
-        if chunksize is None:
-            items = list(zip(*iterables))
-            chunksize, extra = divmod(len(items), self._max_workers * 4)
-            chunksize += bool(extra)
-            iterables = tuple(zip(*items)) if items else ((),)
-            chunksize = max(chunksize, 1)
-        if chunksize < 1:
+        if chunksize is not None and chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
-        results = _base.Executor.map(self, functools.partial(_std._process_chunk, fn),
-                                     _std._get_chunks(*iterables, chunksize=chunksize),
-                                     timeout=timeout)
-        return _std._chain_from_iterable_of_lists(results)
+        if len(iterables) == 1:
+            items, run = list(iterables[0]), functools.partial(_map_chunk, fn)
+        else:
+            items, run = list(zip(*iterables)), functools.partial(_starmap_chunk, fn)
+        if chunksize is None:
+            chunksize, extra = divmod(len(items), self._max_workers * 4)
+            chunksize = max(chunksize + bool(extra), 1)
+        chunks = (items[i:i + chunksize] for i in range(0, len(items), chunksize))
+        results = _base.Executor.map(self, run, chunks, timeout=timeout)
+        del items
+        return itertools.chain.from_iterable(results)
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         pool = self._pool

@@ -26,6 +26,7 @@ may already have started it, and its result is then dropped.
 
 import functools
 import itertools
+import mmap
 import multiprocessing as mp
 import os
 import pickle
@@ -36,6 +37,8 @@ import weakref
 from concurrent.futures import _base
 from concurrent.futures import process as _std
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import context as _context
+from multiprocessing import reduction as _reduction
 from queue import Empty
 
 from tress import multiprocessing as _tmp
@@ -71,6 +74,34 @@ def _describe_exit(code):
     return f"exited with code {code}"
 
 
+class _Slots:
+    """Per worker: the number of the task it runs (0: none) and when it
+    started it. Shared memory of our own (an anonymous memory file, mapped;
+    a few microseconds to make, where a ``RawArray`` takes milliseconds),
+    handed to spawn and forkserver children by descriptor."""
+
+    def __init__(self, n):
+        self._n = n
+        self._fd = os.memfd_create("tress-pool-slots", os.MFD_CLOEXEC)
+        os.ftruncate(self._fd, 16 * n)
+        self._attach()
+
+    def _attach(self):
+        self._map = mmap.mmap(self._fd, 16 * self._n)
+        view = memoryview(self._map)
+        self.running = view[:8 * self._n].cast("q")
+        self.started = view[8 * self._n:].cast("d")
+
+    def __getstate__(self):
+        _context.assert_spawning(self)
+        return (_reduction.DupFd(self._fd), self._n)
+
+    def __setstate__(self, state):
+        fd, self._n = state
+        self._fd = fd.detach()
+        self._attach()
+
+
 # --------------------------------------------------------------------------
 # the worker
 
@@ -92,8 +123,9 @@ def _put_result(results, message):
         results.put(("err", message[1], _std._ExceptionWithTraceback(exc, exc.__traceback__)))
 
 
-def _worker(tasks, results, running, started, index, initializer, initargs, max_tasks):
+def _worker(tasks, results, slots, index, initializer, initargs, max_tasks):
     """A worker process: the initializer, then tasks until told to stop."""
+    running, started = slots.running, slots.started
     if initializer is not None:
         try:
             initializer(*initargs)
@@ -146,8 +178,9 @@ class _Pool:
         self.task_timeout = task_timeout
         self.tasks = _tmp.Queue(capacity=TASKS_CAPACITY)
         self.results = _tmp.Queue(capacity=RESULTS_CAPACITY)
-        self.running = ctx.RawArray("q", workers)
-        self.started = ctx.RawArray("d", workers)
+        self.slots = _Slots(workers)
+        self.running = self.slots.running
+        self.started = self.slots.started
         self.procs = [None] * workers
         self.pending = {}  # task number -> (future, what it runs)
         self.numbers = itertools.count(1)
@@ -162,7 +195,7 @@ class _Pool:
         self.running[index] = 0
         p = self.ctx.Process(
             target=_worker,
-            args=(self.tasks, self.results, self.running, self.started, index,
+            args=(self.tasks, self.results, self.slots, index,
                   self.initializer, self.initargs, self.max_tasks),
             name=f"tress-ProcessPool-{index}",
         )

@@ -117,6 +117,41 @@ IPC_TARGETS = {
 }
 
 
+PROCPOOL_CASES = {"map", "map-vs-pool", "map-tuned", "cpu", "round-trip", "start"}
+
+#: procpool cases without a target (the tuned map is reported beside the default)
+PROCPOOL_UNTARGETED = {"map-tuned"}
+
+#: procpool units, by case
+PROCPOOL_UNITS = {
+    "map": "items/s",
+    "map-vs-pool": "items/s",
+    "map-tuned": "items/s",
+    "cpu": "tasks/s",
+    "round-trip": "round trips/s",
+    "start": "starts/s",
+}
+
+#: the stdlib's other pool, measured in every procpool case
+PROCPOOL_EXTRA = "mp.Pool"
+
+#: the peers: measured when installed, skipped with the reason otherwise
+PROCPOOL_PEERS = {"loky", "mpire"}
+
+#: the reference of the procpool scenario (serial time / 2 workers), and its one case
+PROCPOOL_REFERENCE = "ideal"
+PROCPOOL_REFERENCE_CASE = "cpu"
+
+#: procpool targets, by case: (ratio, versus)
+PROCPOOL_TARGETS = {
+    "map": (100.0, "stdlib"),
+    "map-vs-pool": (1.0, PROCPOOL_EXTRA),
+    "cpu": (0.95, PROCPOOL_REFERENCE),
+    "round-trip": (10.0, "stdlib"),
+    "start": (1.0, "stdlib"),
+}
+
+
 def _env(pythonpath: list[str]) -> dict[str, str]:
     env = dict(os.environ)
     parts = pythonpath + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -214,6 +249,14 @@ def test_list_names_every_case():
     assert "stdlib=multiprocessing.Queue," in proc.stdout
     assert f"{IPC_PEER}=faster_fifo.Queue" in proc.stdout
     assert f"{IPC_REFERENCE}=os.pipe + os.write/os.read" in proc.stdout
+    for case in PROCPOOL_CASES:
+        assert f"procpool/{case}:" in proc.stdout
+    assert "stdlib=concurrent.futures.ProcessPoolExecutor(max_workers=2)" in proc.stdout
+    assert "tress=tress.futures.ProcessPoolExecutor(max_workers=2)" in proc.stdout
+    assert f"{PROCPOOL_EXTRA}=multiprocessing.Pool(processes=2)" in proc.stdout
+    for peer in PROCPOOL_PEERS:
+        assert f"{peer}={peer}." in proc.stdout
+    assert f"{PROCPOOL_REFERENCE}=200 tasks one after the other" in proc.stdout
 
 
 def test_unknown_only_name_is_a_clear_error():
@@ -519,6 +562,83 @@ def test_ipc_json_every_case_measured_or_skipped(ipc_json):
                 assert target["met"] is None, name
 
 
+@pytest.fixture(scope="module")
+def procpool_json():
+    proc = run_tress("bench", "--quick", "--only", "procpool", "--json", *FAST)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return json.loads(proc.stdout)
+
+
+def test_procpool_json_structure(procpool_json):
+    doc = procpool_json
+    assert doc["errors"] == 0
+    (scenario,) = doc["scenarios"]
+    assert scenario["name"] == "procpool"
+    assert scenario["error"] is None
+    impls = {impl["name"]: impl for impl in scenario["implementations"]}
+    assert set(impls) == {"stdlib", "tress", PROCPOOL_EXTRA, PROCPOOL_REFERENCE} | PROCPOOL_PEERS
+    assert impls["stdlib"]["source"] == "concurrent.futures.ProcessPoolExecutor(max_workers=2)"
+    assert impls["tress"]["source"] == "tress.futures.ProcessPoolExecutor(max_workers=2)"
+    for name in ("stdlib", PROCPOOL_EXTRA, PROCPOOL_REFERENCE):
+        assert impls[name]["status"] == "ok", (name, impls[name])
+    for name in {"tress"} | PROCPOOL_PEERS:
+        assert impls[name]["status"] in ("ok", "skipped"), name
+        if impls[name]["status"] == "skipped":
+            assert impls[name]["reason"], name
+    for peer in PROCPOOL_PEERS:
+        assert impls[peer]["kind"] == "peer"
+        if impls[peer]["status"] == "skipped":
+            assert f"{peer} is not installed" in impls[peer]["reason"], peer
+    assert {case["name"] for case in scenario["cases"]} == PROCPOOL_CASES
+    assert any("fork" in note for note in scenario["notes"])
+    assert any("95% efficiency" in note for note in scenario["notes"])
+
+
+def test_procpool_json_every_case_measured_or_skipped(procpool_json):
+    (scenario,) = procpool_json["scenarios"]
+    for case in scenario["cases"]:
+        name = case["name"]
+        assert case["unit"] == PROCPOOL_UNITS[name], name
+        assert case["description"], name
+        target = case["target"]
+        if name in PROCPOOL_UNTARGETED:
+            assert target is None, name
+        else:
+            ratio, versus = PROCPOOL_TARGETS[name]
+            assert target["versus"] == versus, name
+            assert target["ratio"] == pytest.approx(ratio), name
+        if name == PROCPOOL_REFERENCE_CASE:
+            assert target["text"] == f">=1/1.05x {PROCPOOL_REFERENCE}"
+            assert case["ops_per_iteration"] == 200, name  # the issue's 200 tasks
+
+        results = case["results"]
+        # the reference is measured in its one case only; the peers in all
+        expected = {"stdlib", "tress", PROCPOOL_EXTRA} | PROCPOOL_PEERS | (
+            {PROCPOOL_REFERENCE} if name == PROCPOOL_REFERENCE_CASE else set()
+        )
+        assert set(results) == expected, name
+        for impl in expected - {"tress"} - PROCPOOL_PEERS:
+            assert results[impl]["status"] == "ok", (name, impl, results[impl])
+            assert results[impl]["median"] > 0, (name, impl)
+            assert case["ratios"].get(impl, 1) > 0, (name, impl)
+        for impl in {"tress"} | PROCPOOL_PEERS:
+            if results[impl]["status"] == "ok":
+                assert results[impl]["median"] > 0, (name, impl)
+            else:
+                assert results[impl]["status"] == "skipped", (name, impl, results[impl])
+                assert results[impl]["reason"], (name, impl)
+                assert case["ratios"][impl] is None, (name, impl)
+
+        if target is not None:
+            mine, theirs = results["tress"], results[target["versus"]]
+            if mine["status"] == "ok" and theirs["status"] == "ok":
+                assert target["achieved"] == pytest.approx(mine["median"] / theirs["median"])
+                assert target["met"] in (True, False), name
+            else:
+                assert target["achieved"] is None, name
+                assert target["met"] is None, name
+
+
 def test_json_only_one_case():
     proc = run_tress("bench", "--only", "primitives/lock-handoff", "--json", *FAST)
     assert proc.returncode == 0, proc.stderr
@@ -616,6 +736,28 @@ def test_text_table_ipc_columns():
     assert IPC_REFERENCE not in header.split()
     (row,) = [line for line in lines if line.startswith("ipc ")]
     assert "MiB/s" in row and f">=3x {IPC_PEER}" in row
+
+
+def test_text_table_procpool_columns():
+    """The procpool scenario's multiprocessing.Pool and peers get columns;
+    its ideal reference only with cpu (not run here: it takes seconds)."""
+    proc = run_tress("bench", "--only", "procpool/round-trip", "procpool/start", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    (header,) = [line for line in lines if line.startswith("scenario ")]
+    columns = header.split()
+    for name in [PROCPOOL_EXTRA] + sorted(PROCPOOL_PEERS):
+        assert name in columns and f"{name}/stdlib" in columns, name
+    assert PROCPOOL_REFERENCE not in columns
+    rows = {line.split()[1]: line for line in lines if line.startswith("procpool ")}
+    assert set(rows) == {"round-trip", "start"}
+    assert "round trips/s" in rows["round-trip"] and ">=10x" in rows["round-trip"].split()
+    assert "starts/s" in rows["start"] and ">=1x" in rows["start"].split()
+    for peer in PROCPOOL_PEERS:
+        if f"{peer} in procpool:" in proc.stdout:  # skipped, with the reason
+            assert f"{peer} is not installed" in proc.stdout
+    assert "start method fork" in proc.stdout  # the note says how workers start
+    assert "shutdown after it is not timed" in proc.stdout
 
 
 def test_quiet_has_no_progress():
@@ -956,3 +1098,67 @@ def test_failing_ipc_is_reported_not_fatal():
     assert "expected 64 bytes" in cases["64B"]["torn"]["reason"]
     assert "no reply within" in cases["ping-pong"]["lossy"]["reason"]
     assert "reply differs" in cases["ping-pong"]["torn"]["reason"]
+
+
+def test_failing_procpools_are_reported_not_fatal():
+    """A future that never completes and a pool whose shutdown never returns
+    each fail their case within the timeouts, the workers of the latter are
+    terminated; the stdlib keeps running and no child process is left."""
+    proc = run_snippet(
+        """
+        import concurrent.futures as cf, json, multiprocessing, threading, time, types
+        from tress.bench import threads
+        from tress.bench.measure import Settings, run_scenario
+        from tress.bench.model import Implementation, Scenario
+        from tress.bench.scenarios import procpool
+
+        threads.HANDOFF_TIMEOUT = 0.2
+
+        class Lossy(cf.ProcessPoolExecutor):   # every 20th future never completes
+            submits = 0
+            def submit(self, fn, /, *args, **kwargs):
+                self.submits += 1
+                if self.submits % 20 == 0:
+                    return cf.Future()
+                return super().submit(fn, *args, **kwargs)
+
+        class NeverStops(cf.ProcessPoolExecutor):  # shutdown() never returns
+            def shutdown(self, wait=True, *, cancel_futures=False):
+                threading.Event().wait()            # (its workers stay up)
+
+        def broken(cls):
+            def make():
+                ex = cls(max_workers=procpool.WORKERS, mp_context=procpool._context())
+                return procpool._executor_pool(cls.__name__, ex)
+            return lambda: types.SimpleNamespace(__name__="broken", make=make)
+
+        scenario = Scenario(
+            "pp", "test",
+            (procpool.SCENARIO.implementations[0],
+             Implementation("lossy", "peer", broken(Lossy)),
+             Implementation("neverstops", "peer", broken(NeverStops))),
+            procpool.SCENARIO.cases,
+        )
+        started = time.monotonic()
+        result = run_scenario(scenario, Settings(0.01, 1), ["map", "round-trip", "start"])
+        elapsed = time.monotonic() - started
+        print(json.dumps({"elapsed": elapsed,
+                          "children": len(multiprocessing.active_children()),
+                          "result": result.to_dict()}))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["elapsed"] < 60
+    assert out["children"] == 0  # every worker stopped, terminated if need be
+    cases = {case["name"]: case["results"] for case in out["result"]["cases"]}
+    assert set(cases) == {"map", "round-trip", "start"}
+    for name, results in cases.items():
+        assert results["stdlib"]["status"] == "ok", (name, results["stdlib"])
+        assert results["neverstops"]["status"] == "error", name
+        reason = results["neverstops"]["reason"]
+        assert "shutdown failed" in reason and "terminated" in reason, (name, reason)
+    for name in ("map", "round-trip"):
+        assert cases[name]["lossy"]["status"] == "error", name
+        assert "TimeoutError" in cases[name]["lossy"]["reason"], name
+    assert cases["start"]["lossy"]["status"] == "ok"  # its first task is never lost

@@ -18,6 +18,7 @@ SCENARIO_MODULES: tuple[str, ...] = (
     "tress.bench.scenarios.queues",
     "tress.bench.scenarios.pools",
     "tress.bench.scenarios.ipc",
+    "tress.bench.scenarios.procpool",
     # next: event loop (one module each)
 )
 

@@ -178,6 +178,9 @@ class _Pool:
         self.task_timeout = task_timeout
         self.tasks = _tmp.Queue(capacity=TASKS_CAPACITY)
         self.results = _tmp.Queue(capacity=RESULTS_CAPACITY)
+        # The manager shares this process with the caller: polling for
+        # results would take a core from it (and from the workers).
+        self.results._ring.set_polling(False)
         self.slots = _Slots(workers)
         self.running = self.slots.running
         self.started = self.slots.started
@@ -237,7 +240,7 @@ class _Pool:
                 self.start_worker(index)
 
     def drain(self):
-        while True:
+        while not self.results.empty():
             try:
                 messages = self.results.get_many(256, block=False)
             except Empty:
@@ -303,6 +306,7 @@ class _Pool:
 
     def manage(self):
         results = self.results
+        watched = time.monotonic()
         while True:
             try:
                 message = results.get(timeout=WATCH_INTERVAL)
@@ -311,7 +315,10 @@ class _Pool:
             if message is not None:
                 self.settle(message)
                 self.drain()
+                if time.monotonic() - watched < WATCH_INTERVAL:
+                    continue  # results keep coming: the workers are watched on a timer
             self.watch()
+            watched = time.monotonic()
             if self.stopping and all(p is None or p.exitcode is not None for p in self.procs):
                 self.drain()
                 self.watch()

@@ -448,6 +448,11 @@ impl PyShmQueue {
         Ok(out)
     }
 
+    /// Whether gets through this handle poll briefly before they sleep.
+    fn set_polling(&self, on: bool) {
+        self.q.set_polling(on);
+    }
+
     /// Messages ready now.
     fn qsize(&self) -> usize {
         self.q.len()

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::Segment;
 use crate::error::{GetError, TooManyTaskDone};
-use crate::interrupt::{Interrupt, Parked, Uninterruptible, infallible, park_on};
+use crate::interrupt::{Interrupt, Parked, Uninterruptible, infallible};
 use crate::sys;
 
 /// Why a [`ByteQueue`] put did not happen; the queue is unchanged.
@@ -169,6 +169,8 @@ pub struct ByteQueue {
     /// adaptive (see `spin_on`), and the gets since the last poll.
     spin_us: AtomicU32,
     spin_skipped: AtomicU32,
+    /// Whether this process's gets poll at all (see [`set_polling`](Self::set_polling)).
+    polling: std::sync::atomic::AtomicBool,
 }
 
 impl ByteQueue {
@@ -186,6 +188,7 @@ impl ByteQueue {
             seg,
             spin_us: AtomicU32::new(SPIN_MAX_US),
             spin_skipped: AtomicU32::new(0),
+            polling: std::sync::atomic::AtomicBool::new(true),
         };
         let h = q.header();
         h.capacity.store(cap, Ordering::Relaxed);
@@ -207,6 +210,7 @@ impl ByteQueue {
             seg,
             spin_us: AtomicU32::new(SPIN_MAX_US),
             spin_skipped: AtomicU32::new(0),
+            polling: std::sync::atomic::AtomicBool::new(true),
         };
         let h = q.header();
         let cap = h.capacity.load(Ordering::Relaxed);
@@ -254,6 +258,15 @@ impl ByteQueue {
         debug_assert!(off as u64 + len <= self.cap());
         // SAFETY: in bounds: a slot never wraps around the ring's end.
         unsafe { self.seg.as_ptr().add(HEADER + off) }
+    }
+
+    /// Whether this process's gets (through this handle) poll briefly
+    /// before they sleep (the default). A reader that shares a small
+    /// machine with busy threads of its own process should not: its poll
+    /// takes a core from them (a process pool's result reader, whose
+    /// process also runs the caller).
+    pub fn set_polling(&self, on: bool) {
+        self.polling.store(on, Ordering::Relaxed);
     }
 
     /// The ring's size in bytes.
@@ -521,9 +534,7 @@ impl ByteQueue {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(SendError::Full);
             }
-            h.putters.fetch_add(1, Ordering::SeqCst);
-            let parked = self.park(&h.get_seq, seen, deadline, interrupt);
-            h.putters.fetch_sub(1, Ordering::SeqCst);
+            let parked = self.park(&h.get_seq, seen, deadline, interrupt, &h.putters, false);
             if let Err(e) = parked {
                 return Err(SendError::Failed(e));
             }
@@ -587,50 +598,74 @@ impl ByteQueue {
     }
 
     /// One wait on `word` (still `seen`), in slices of [`REAP_SLICE`]
-    /// after which dead participants are looked for.
+    /// after which dead participants are looked for (and signals that came
+    /// while this thread was not in the futex are seen); counted in
+    /// `waiters` while it sleeps. With `spin`, it first polls (see
+    /// [`spin`](Self::spin)) in the same stretch with the interrupt's
+    /// resource (Python's GIL) let go of, so a poll that fails goes
+    /// straight to sleep without taking the GIL back in between.
     fn park<I: Interrupt + ?Sized>(
         &self,
         word: &AtomicU32,
         seen: u32,
         deadline: Option<Instant>,
         interrupt: &mut I,
+        waiters: &AtomicU32,
+        spin: bool,
     ) -> Result<Parked, I::Error> {
-        let slice_end = Instant::now().checked_add(REAP_SLICE);
-        let until = match (deadline, slice_end) {
-            (Some(d), Some(s)) => Some(d.min(s)),
-            (d, s) => d.or(s),
-        };
-        let parked = park_on(word, seen, until, interrupt, true)?;
-        if parked == Parked::TimedOut {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(Parked::TimedOut);
-            }
-            // The end of a slice is also where a signal that came while
-            // this thread was not asleep in the futex (so no EINTR) is
-            // seen: Ctrl-C must not wait for the caller's deadline.
-            interrupt.check()?;
-            self.lock(interrupt);
-            self.reap();
-            self.unlock();
+        let now = Instant::now();
+        let mut until = now.checked_add(REAP_SLICE);
+        if let Some(slice) = interrupt.slice().and_then(|s| now.checked_add(s)) {
+            until = Some(until.map_or(slice, |u| u.min(slice)));
         }
-        Ok(Parked::Retry)
+        if let Some(d) = deadline {
+            until = Some(until.map_or(d, |u| u.min(d)));
+        }
+        interrupt.before_sleep();
+        let wake = if spin && self.spin(word, seen) {
+            sys::Wake::Woken
+        } else {
+            waiters.fetch_add(1, Ordering::SeqCst);
+            let wake = sys::wait_shared(word, seen, until);
+            waiters.fetch_sub(1, Ordering::SeqCst);
+            wake
+        };
+        interrupt.after_sleep();
+        match wake {
+            sys::Wake::Woken => Ok(Parked::Retry),
+            sys::Wake::Interrupted => {
+                interrupt.check()?;
+                Ok(Parked::Retry)
+            }
+            sys::Wake::TimedOut => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(Parked::TimedOut);
+                }
+                // The end of a slice is also where a signal that came while
+                // this thread was not asleep in the futex (so no EINTR) is
+                // seen: Ctrl-C must not wait for the caller's deadline.
+                interrupt.check()?;
+                self.lock(interrupt);
+                self.reap();
+                self.unlock();
+                Ok(Parked::Retry)
+            }
+        }
     }
 
-    /// Polls `word` for a while (having let go of what the interrupt
-    /// holds, Python's GIL) before a get goes to sleep: a reply from a
-    /// process busy on the other core then costs no sleep and no wake-up
-    /// system call. Adaptive: a poll that sees the word move sets the
-    /// budget to [`SPIN_MAX_US`]; one that ends in a sleep anyway halves
-    /// it, so where polling does not pay (the other side waits for this
-    /// core, on a busy machine or when the scheduler put both processes on
-    /// one core) it stops; then one get in [`SPIN_PROBE`] polls with the
-    /// full budget, to notice when it pays again. Whether the word moved.
-    fn spin_on<I: Interrupt + ?Sized>(
-        &self,
-        word: &AtomicU32,
-        seen: u32,
-        interrupt: &mut I,
-    ) -> bool {
+    /// Polls `word` for a while before a get goes to sleep (the caller has
+    /// let go of the GIL): a message from a process busy on the other core
+    /// then costs no sleep and no wake-up system call. Adaptive: a poll
+    /// that sees the word move sets the budget to [`SPIN_MAX_US`]; one that
+    /// ends in a sleep anyway halves it, so where polling does not pay (the
+    /// other side waits for this core, on a busy machine or when the
+    /// scheduler put both processes on one core) it stops; then one get in
+    /// [`SPIN_PROBE`] polls with the full budget, to notice when it pays
+    /// again. Whether the word moved.
+    fn spin(&self, word: &AtomicU32, seen: u32) -> bool {
+        if !self.polling.load(Ordering::Relaxed) {
+            return false;
+        }
         let mut budget = self.spin_us.load(Ordering::Relaxed);
         if budget == 0 {
             if self.spin_skipped.fetch_add(1, Ordering::Relaxed) + 1 < SPIN_PROBE {
@@ -639,7 +674,6 @@ impl ByteQueue {
             self.spin_skipped.store(0, Ordering::Relaxed);
             budget = SPIN_MAX_US;
         }
-        interrupt.before_sleep();
         let start = Instant::now();
         let limit = Duration::from_micros(u64::from(budget));
         let mut moved = false;
@@ -652,7 +686,6 @@ impl ByteQueue {
                 std::hint::spin_loop();
             }
         }
-        interrupt.after_sleep();
         let next = if moved { SPIN_MAX_US } else { budget / 2 };
         self.spin_us.store(next, Ordering::Relaxed);
         moved
@@ -706,15 +739,8 @@ impl ByteQueue {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(GetError::Empty);
             }
-            if !spun {
-                spun = true;
-                if self.spin_on(&h.put_seq, seen, interrupt) {
-                    continue;
-                }
-            }
-            h.getters.fetch_add(1, Ordering::SeqCst);
-            let parked = self.park(&h.put_seq, seen, deadline, interrupt);
-            h.getters.fetch_sub(1, Ordering::SeqCst);
+            let parked = self.park(&h.put_seq, seen, deadline, interrupt, &h.getters, !spun);
+            spun = true;
             if let Err(e) = parked {
                 // The wake this getter may have taken goes to another.
                 sys::wake_shared(&h.put_seq, 1);
@@ -814,9 +840,7 @@ impl ByteQueue {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);
             }
-            h.joiners.fetch_add(1, Ordering::SeqCst);
-            let parked = self.park(&h.join_seq, seen, deadline, interrupt);
-            h.joiners.fetch_sub(1, Ordering::SeqCst);
+            let parked = self.park(&h.join_seq, seen, deadline, interrupt, &h.joiners, false);
             parked?;
         }
     }

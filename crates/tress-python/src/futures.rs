@@ -37,6 +37,10 @@ use crate::wait::wait_deadline;
 
 /// Registers the classes and functions on the extension module.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Imported now, not on first use: a first use that imports runs Python
+    // code, which may hand the GIL to another thread in the middle of a
+    // method that holds a future borrowed.
+    base(m.py())?;
     m.add_class::<PyFutureCore>()?;
     m.add_class::<PyPoolCore>()?;
     m.add_class::<PyChunkedMap>()?;
@@ -578,8 +582,9 @@ impl PyFutureCore {
     }
 
     #[getter]
-    fn _state(&self, py: Python<'_>) -> PyResult<Py<PyString>> {
-        Ok(base(py)?.states[self.state.index()].clone_ref(py))
+    fn _state(slf: &Bound<'_, Self>) -> PyResult<Py<PyString>> {
+        let state = slf.borrow().state;
+        Ok(base(slf.py())?.states[state.index()].clone_ref(slf.py()))
     }
 
     #[setter(_state)]
@@ -678,18 +683,16 @@ impl PyFutureCore {
 
 // ---------------------------------------------------------------- the pool
 
-/// A worker running tasks back to back lets go of the GIL when it has held
-/// it this long (Python's switch interval, `sys.getswitchinterval()`, read
-/// when the pool is made), so calls that never enter the interpreter's loop
-/// (C functions) cannot keep other threads from it longer than Python code
-/// would.
-fn switch_interval(py: Python<'_>) -> std::time::Duration {
-    py.import("sys")
-        .and_then(|sys| sys.call_method0("getswitchinterval"))
-        .and_then(|v| v.extract::<f64>())
-        .ok()
-        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
-        .unwrap_or(std::time::Duration::from_millis(5))
+/// How often a worker running tasks back to back passes through the
+/// interpreter's eval loop (see [`PyPoolCore::work`]).
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// A no-op Python function: calling it runs the eval loop's check for a
+/// request to drop the GIL, which is how CPython hands the GIL to a thread
+/// that has waited for it a switch interval.
+fn checkpoint(py: Python<'_>) -> PyResult<&'static Py<PyAny>> {
+    static CHECKPOINT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    CHECKPOINT.get_or_try_init(py, || Ok(py.eval(c"lambda: None", None, None)?.unbind()))
 }
 
 /// The interpreter is exiting: pools refuse new work (`_pools_exiting`).
@@ -728,8 +731,6 @@ pub(crate) struct PyPoolCore {
     /// `concurrent.futures.thread.BrokenThreadPool`.
     broken_class: Py<PyType>,
     max_workers: usize,
-    /// How long a worker keeps the GIL from one task to the next.
-    switch: std::time::Duration,
     /// Workers started.
     threads: AtomicUsize,
     /// Tasks finished that no submit has counted on yet: the stdlib's
@@ -808,7 +809,6 @@ impl PyPoolCore {
             spawn: spawn.map_or_else(OnceLock::new, |s| OnceLock::from(s.unbind())),
             broken_class,
             max_workers,
-            switch: switch_interval(py),
             threads: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
@@ -879,14 +879,33 @@ impl PyPoolCore {
                     return Ok(());
                 }
                 Job::Call(call) => {
-                    if let Err(e) = Self::run(py, call) {
-                        e.write_unraisable(py, None);
+                    // A failure of the machinery (not of the call, which goes
+                    // to its future) is reported, and the worker carries on.
+                    let future = call.future.clone_ref(py);
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        Self::run(py, call)
+                    })) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => e.write_unraisable(py, None),
+                        Err(_) => {
+                            PyRuntimeError::new_err(
+                                "tress: internal error in a thread-pool worker",
+                            )
+                            .write_unraisable(py, Some(future.bind(py).as_any()));
+                        }
                     }
                     self.idle.fetch_add(1, Ordering::AcqRel);
                 }
             }
-            if held_since.elapsed() >= self.switch {
-                py.detach(|| ());
+            // Tasks that are C calls never reach the eval loop, so another
+            // thread's request for the GIL would go unanswered: pass through
+            // it now and then. (Letting go of the GIL and taking it straight
+            // back instead would restart that thread's wait each time and
+            // starve it: CPython counts a switch, not who got the GIL.)
+            if held_since.elapsed() >= CHECKPOINT_EVERY {
+                if let Err(e) = checkpoint(py).and_then(|c| c.call0(py)) {
+                    e.write_unraisable(py, None);
+                }
                 held_since = Instant::now();
             }
         }

@@ -18,9 +18,10 @@
 //! with the stdlib's bookkeeping (idle credits, lazily started workers,
 //! shutdown, broken pool) and the loop its worker threads run. The threads
 //! are `threading.Thread`s started by the Python side; their loop is here:
-//! it keeps the GIL from one task to the next while there is work (letting
-//! it go every [`GIL_YIELD_EVERY`] tasks so a stream of C-level calls does
-//! not starve other threads) and lets go of it only to wait for work.
+//! it keeps the GIL from one task to the next while there is work (passing
+//! through the eval loop's GIL-drop check every [`CHECKPOINT_EVERY`], so a
+//! stream of C-level calls does not starve other threads) and lets go of it
+//! only to wait for work.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};

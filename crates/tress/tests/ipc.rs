@@ -811,3 +811,42 @@ fn barrier_lets_parties_through_together_across_processes() {
     let one = ShmBarrier::create(1).unwrap();
     assert_eq!(one.wait_with(None, &mut tress::Uninterruptible), Ok(0));
 }
+
+#[test]
+fn batches_put_and_get_many() {
+    let q = ByteQueue::create(4096, 5).unwrap();
+    let msgs: Vec<Vec<u8>> = (0..8).map(|i| message(i, 20)).collect();
+    let batch: Vec<Vec<&[u8]>> = msgs.iter().map(|m| vec![m.as_slice()]).collect();
+    let batch: Vec<&[&[u8]]> = batch.iter().map(|v| v.as_slice()).collect();
+    // bounded at 5 messages: 5 go in, then Full ends the batch
+    let put = q
+        .put_many_with(&batch, Some(Instant::now()), &mut tress::Uninterruptible)
+        .unwrap();
+    assert_eq!(put, 5);
+    let mut seen = Vec::new();
+    let got = q
+        .get_many_with(3, soon(), &mut tress::Uninterruptible, |m| {
+            seen.push(check(m))
+        })
+        .unwrap();
+    assert_eq!((got, seen.clone()), (3, vec![0, 1, 2]));
+    let got = q
+        .get_many_with(10, soon(), &mut tress::Uninterruptible, |m| {
+            seen.push(check(m))
+        })
+        .unwrap();
+    assert_eq!((got, seen), (2, vec![0, 1, 2, 3, 4]));
+    // a message that can never fit puts none of the batch
+    let huge = vec![0u8; 5000];
+    let small = message(9, 16);
+    let parts: [&[&[u8]]; 2] = [&[small.as_slice()], &[huge.as_slice()]];
+    assert!(matches!(
+        q.put_many_with(&parts, None, &mut tress::Uninterruptible),
+        Err(SendError::TooLarge { size: 5000, .. })
+    ));
+    assert!(q.is_empty());
+    assert_eq!(
+        q.get_many_with(4, Some(Instant::now()), &mut tress::Uninterruptible, |_| ()),
+        Err(GetError::Empty)
+    );
+}

@@ -7,7 +7,8 @@
 //!   left there.
 //! - [`ByteQueue`]: a multi-producer, multi-consumer queue of byte
 //!   messages in a ring in a segment, with blocking and non-blocking
-//!   put/get (deadlines and [`Interrupt`](crate::Interrupt)s as the thread
+//!   put/get and their batches (`put_many_with`/`get_many_with`; deadlines
+//!   and [`Interrupt`](crate::Interrupt)s as the thread
 //!   queues), `task_done`/`join` across processes, and a design that
 //!   survives participants killed with `SIGKILL` at any point (see its
 //!   docs for what the others see).

@@ -142,9 +142,8 @@ fn slot_size(len: u64) -> u64 {
 ///   waiter that looks (within 20 ms); readers never see a part of it;
 /// - killed **reading** a message: the message is made ready again and
 ///   delivered to another reader — what was fully put is delivered;
-/// - killed in the two instructions between publishing a message and
-///   counting it: the message is delivered all the same (waiters look at
-///   the ring itself every 20 ms), [`len`](Self::len) stays one short.
+/// - killed while publishing a message (under the lock): as for any lock
+///   holder, the next one recounts.
 ///
 /// Liveness is judged by pid (`/proc/<pid>/stat`; a zombie counts as gone),
 /// so the participants must share a pid namespace; a pid reused within the
@@ -549,8 +548,13 @@ impl ByteQueue {
                 dst = dst.add(part.len());
             }
         }
+        // Published and counted under the lock, as claims uncount: `ready`
+        // is then exact (and a process killed in between leaves both to the
+        // lock's next holder's recount).
+        self.lock(interrupt);
         self.slot(pos).state.store(READY, Ordering::Release);
         h.ready.fetch_add(1, Ordering::SeqCst);
+        self.unlock();
         self.message_ready();
         Ok(())
     }
@@ -722,9 +726,8 @@ impl ByteQueue {
     ) -> Result<R, GetError<I::Error>> {
         let h = self.header();
         let mut spun = false;
-        // After a wait, look at the ring itself rather than trust `ready`: a
-        // producer killed between publishing a message and counting it
-        // leaves the count one short, and the message must still go out.
+        // After a wait, look at the ring itself (under the lock) rather than
+        // trust a snapshot of `ready` taken before the wake.
         let mut look = false;
         let pos = loop {
             let seen = h.put_seq.load(Ordering::SeqCst);
@@ -801,6 +804,60 @@ impl ByteQueue {
             pos += self.size_at(pos);
         }
         None
+    }
+
+    // ------------------------------------------------------------ batches
+
+    /// Puts several messages in order (each the concatenation of its
+    /// parts): every size is checked first, so a message that can never
+    /// fit puts none; then each waits for room until `deadline`. Returns
+    /// how many were put; `Full` only if none was.
+    pub fn put_many_with<I: Interrupt + ?Sized>(
+        &self,
+        messages: &[&[&[u8]]],
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+    ) -> Result<usize, SendError<I::Error>> {
+        let max = self.max_message();
+        for parts in messages {
+            let size: usize = parts.iter().map(|p| p.len()).sum();
+            if size > max {
+                return Err(SendError::TooLarge { size, max });
+            }
+        }
+        for (n, parts) in messages.iter().enumerate() {
+            match self.put_with(parts, deadline, interrupt) {
+                Ok(()) => {}
+                Err(SendError::Full) if n > 0 => return Ok(n),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(messages.len())
+    }
+
+    /// Takes up to `max` messages: waits for the first until `deadline`,
+    /// then takes those ready without waiting; `read` sees each in order.
+    /// Returns how many were taken (an error only if none was).
+    pub fn get_many_with<I: Interrupt + ?Sized>(
+        &self,
+        max: usize,
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+        mut read: impl FnMut(&[u8]),
+    ) -> Result<usize, GetError<I::Error>> {
+        if max == 0 {
+            return Ok(0);
+        }
+        self.get_with(deadline, interrupt, &mut read)?;
+        let mut n = 1;
+        while n < max {
+            match self.get_with(Some(Instant::now()), interrupt, &mut read) {
+                Ok(()) => n += 1,
+                Err(GetError::Failed(e)) => return Err(GetError::Failed(e)),
+                Err(_) => break,
+            }
+        }
+        Ok(n)
     }
 
     // ------------------------------------------------------------ tasks

@@ -76,9 +76,9 @@ def _describe_exit(code):
 
 class _Slots:
     """Per worker: the number of the task it runs (0: none) and when it
-    started it. Shared memory of our own (an anonymous memory file, mapped;
-    a few microseconds to make, where a ``RawArray`` takes milliseconds),
-    handed to spawn and forkserver children by descriptor."""
+    started it. Shared memory of our own (one anonymous memory file, mapped:
+    a ``RawArray`` would set up multiprocessing's whole shared heap at the
+    pool's start), handed to spawn and forkserver children by descriptor."""
 
     def __init__(self, n):
         self._n = n

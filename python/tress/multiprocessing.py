@@ -61,8 +61,9 @@ __all__ = [
 DEFAULT_CAPACITY = 8 << 20
 """Bytes of shared memory a queue reserves unless told otherwise (8 MiB):
 the largest item it takes pickles to 8 MiB less 16 bytes. Reserving is paid
-at creation (about 0.5 ms per MiB here), so a larger default would slow
-every ``Queue()``; pass ``capacity=`` for larger items."""
+at creation, in proportion to the size (the kernel zeroes every page), so a
+larger default would slow every ``Queue()``; pass ``capacity=`` for larger
+items."""
 
 _PROTOCOL = 5
 _FRAMED = b"F"  # a message with out-of-band buffers; plain ones start b"\x80"

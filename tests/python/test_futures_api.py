@@ -489,35 +489,37 @@ def test_long_map_calls_may_wait_for_later_calls(fmod):
 
 
 def test_long_map_iterator_shared_by_two_threads(fmod):
+    """Two threads iterate one map: the first blocks in next() until the
+    gate opens, so the other's next() is always the concurrent one and
+    raises, as a generator's does."""
     with fmod.ThreadPoolExecutor(2) as ex:
         gate = threading.Event()
         it = ex.map(lambda i: gate.wait(TIMEOUT) and i, range(64), timeout=TIMEOUT)
         errors, values = [], []
+        lock = threading.Lock()
 
         def consume():
             try:
-                values.extend(it)
+                got = list(it)
             except ValueError as exc:
-                errors.append(str(exc))
-
-        t = threading.Thread(target=consume)
-        t.start()
-        deadline = time.monotonic() + TIMEOUT
-        # until the thread is inside next(), waiting for the first result
-        while not errors and time.monotonic() < deadline:
-            try:
-                next(it)
-            except ValueError as exc:
-                errors.append(str(exc))
-                break
+                with lock:
+                    errors.append(str(exc))
             else:
-                values.append(None)  # not reached while the other waits
-                break
+                with lock:
+                    values.extend(got)
+
+        threads = [threading.Thread(target=consume) for _ in range(2)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + TIMEOUT
+        while not errors and time.monotonic() < deadline:
+            time.sleep(0.001)  # bounded: until the second next() has raised
         gate.set()
-        t.join(TIMEOUT)
-        assert not t.is_alive()
+        for t in threads:
+            t.join(TIMEOUT)
+        assert not any(t.is_alive() for t in threads)
     assert errors == ["generator already executing"]
-    assert sorted(v for v in values if v is not None) == list(range(64))
+    assert values == list(range(64))
 
 
 @pytest.mark.parametrize("timeout", [float("inf"), 1e100, 10**30])

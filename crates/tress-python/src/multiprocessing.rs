@@ -84,13 +84,35 @@ impl PyShmQueue {
         }
     }
 
-    /// The size of the message made of `parts`, in bytes.
-    fn message_size(parts: &Bound<'_, PyList>) -> PyResult<usize> {
-        let mut size = 0;
-        for p in parts.iter() {
-            size += PyBuffer::<u8>::get(&p)?.len_bytes();
-        }
-        Ok(size)
+    /// The buffers of a message's parts, exported (so they cannot be
+    /// resized) for as long as the result lives.
+    fn exported(parts: &Bound<'_, PyList>) -> PyResult<Vec<PyBuffer<u8>>> {
+        parts
+            .iter()
+            .map(|p| {
+                let b = PyBuffer::<u8>::get(&p)?;
+                if b.is_c_contiguous() {
+                    Ok(b)
+                } else {
+                    Err(PyValueError::new_err(
+                        "message parts must be contiguous buffers",
+                    ))
+                }
+            })
+            .collect()
+    }
+
+    /// The bytes of exported buffers.
+    fn slices(buffers: &[PyBuffer<u8>]) -> Vec<&[u8]> {
+        buffers
+            .iter()
+            // SAFETY: each buffer is C-contiguous (checked by `exported`),
+            // `len_bytes` long, and kept alive (and exported, so not
+            // resized) by `buffers`, which outlives the slices; the GIL is
+            // held whenever the bytes are copied (a put lets it go only
+            // while it sleeps, before copying).
+            .map(|b| unsafe { std::slice::from_raw_parts(b.buf_ptr() as *const u8, b.len_bytes()) })
+            .collect()
     }
 
     fn put_parts(
@@ -99,28 +121,10 @@ impl PyShmQueue {
         parts: &Bound<'_, PyList>,
         until: Option<Instant>,
     ) -> PyResult<()> {
-        let buffers = parts
-            .iter()
-            .map(|p| PyBuffer::<u8>::get(&p))
-            .collect::<PyResult<Vec<_>>>()?;
-        let mut slices: Vec<&[u8]> = Vec::with_capacity(buffers.len());
-        for b in &buffers {
-            if !b.is_c_contiguous() {
-                return Err(PyValueError::new_err(
-                    "message parts must be contiguous buffers",
-                ));
-            }
-            // SAFETY: the buffer is C-contiguous, `len_bytes` long, and kept
-            // alive (and exported, so not resized) by `buffers` until the
-            // put returns; the GIL is held whenever the bytes are copied
-            // (the put lets it go only while it sleeps, before copying).
-            slices.push(unsafe {
-                std::slice::from_raw_parts(b.buf_ptr() as *const u8, b.len_bytes())
-            });
-        }
+        let buffers = Self::exported(parts)?;
         let mut interrupt = Blocking::interruptible(py);
         self.q
-            .put_with(&slices, until, &mut interrupt)
+            .put_with(&Self::slices(&buffers), until, &mut interrupt)
             .map_err(send_error)
     }
 
@@ -317,8 +321,14 @@ impl PyShmQueue {
             }) {
                 Ok(Ok(obj)) => out.append(obj)?,
                 Ok(Err(e)) => {
-                    // raised by the next get; these are returned now
-                    *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    // raised by the next get; these are returned now (the
+                    // slot was empty: `get_obj` above took what it held)
+                    let old = self
+                        .pending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .replace(e);
+                    drop(old);
                     break;
                 }
                 Err(GetError::Failed(e)) => return Err(e),
@@ -332,9 +342,12 @@ impl PyShmQueue {
     /// `maxsize` messages (0: no bound but the bytes).
     #[new]
     #[pyo3(signature = (capacity, maxsize=0))]
-    fn new(capacity: usize, maxsize: usize) -> PyResult<Self> {
+    fn new(py: Python<'_>, capacity: usize, maxsize: usize) -> PyResult<Self> {
+        // Reserving the pages takes a while for a large ring: other threads
+        // run meanwhile.
+        let q = py.detach(|| ByteQueue::create(capacity, maxsize));
         Ok(Self {
-            q: ByteQueue::create(capacity, maxsize).map_err(os_error)?,
+            q: q.map_err(os_error)?,
             pending: std::sync::Mutex::new(None),
         })
     }
@@ -384,25 +397,16 @@ impl PyShmQueue {
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let until = deadline(block, timeout)?;
-        // Every message must fit before any is put, so a failure leaves
-        // the queue as it was.
-        let max = self.q.max_message();
-        for m in messages.iter() {
-            let size = Self::message_size(m.cast::<PyList>()?)?;
-            if size > max {
-                return Err(send_error(SendError::TooLarge { size, max }));
-            }
-        }
-        let mut n = 0;
-        for m in messages.iter() {
-            let parts = m.cast_into::<PyList>()?;
-            match self.put_parts(py, &parts, until) {
-                Ok(()) => n += 1,
-                Err(e) if n > 0 && e.is_instance_of::<Full>(py) => return Ok(n),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(n)
+        let buffers = messages
+            .iter()
+            .map(|m| Self::exported(m.cast::<PyList>()?))
+            .collect::<PyResult<Vec<_>>>()?;
+        let slices: Vec<Vec<&[u8]>> = buffers.iter().map(|b| Self::slices(b)).collect();
+        let messages: Vec<&[&[u8]]> = slices.iter().map(Vec::as_slice).collect();
+        let mut interrupt = Blocking::interruptible(py);
+        self.q
+            .put_many_with(&messages, until, &mut interrupt)
+            .map_err(send_error)
     }
 
     /// Takes the oldest message (bytes); `queue.Empty` if none came in time.
@@ -432,20 +436,22 @@ impl PyShmQueue {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let out = PyList::empty(py);
         if n == 0 {
-            return Ok(out);
+            return Ok(PyList::empty(py));
         }
-        out.append(self.get(py, block, timeout)?)?;
-        let mut interrupt = Blocking::interruptible(py);
-        while out.len() < n {
-            match self.get_one(py, Some(Instant::now()), &mut interrupt) {
-                Ok(b) => out.append(b)?,
-                Err(GetError::Failed(e)) => return Err(e),
-                Err(_) => break,
-            }
+        let until = deadline(block, timeout)?;
+        let mut taken = Vec::new();
+        let got = self
+            .q
+            .get_many_with(n, until, &mut Blocking::interruptible(py), |m| {
+                taken.push(PyBytes::new(py, m))
+            });
+        match got {
+            Ok(_) => {}
+            Err(GetError::Failed(e)) => return Err(e),
+            Err(GetError::Empty | GetError::ShutDown) => return Err(Empty::new_err(())),
         }
-        Ok(out)
+        PyList::new(py, taken)
     }
 
     /// Whether gets through this handle poll briefly before they sleep.

@@ -343,25 +343,12 @@ class _Child:
         wait for it at most ``4 * HANDOFF_TIMEOUT``, then for the child's
         ``done``; a failure is reported with the child's error, if any."""
         limit = 4 * threads.HANDOFF_TIMEOUT
-        out: list[float] = []
-        errors: list[BaseException] = []
-
-        def target() -> None:
-            try:
-                out.append(body())
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
-                errors.append(exc)
-
-        thread = threading.Thread(target=target, name=f"bench-ipc-{self.name}", daemon=True)
-        thread.start()
-        thread.join(limit)
         try:
-            if thread.is_alive():
+            try:
+                elapsed = threads.bounded(body, f"{self.name}: batch", limit)
+            except threads.StillRunning:
                 self.abandoned = True
-                raise HandoffError(f"{self.name}: batch still running after {limit:g} s "
-                                   "(left behind as a daemon)")
-            if errors:
-                raise errors[0]
+                raise
         except BaseException as exc:
             self.failed = True
             detail = self._failure()
@@ -373,7 +360,7 @@ class _Child:
         except BaseException:
             self.failed = True
             raise
-        return out[0]
+        return elapsed
 
     def _failure(self) -> str | None:
         """The child's error report, if it sent one (looked for briefly)."""

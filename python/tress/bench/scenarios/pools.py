@@ -44,7 +44,7 @@ import importlib
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from time import perf_counter
 from types import SimpleNamespace
@@ -58,11 +58,9 @@ from tress.bench.model import (
     Implementation,
     Runner,
     Scenario,
-    Setup,
     Target,
     Unsupported,
 )
-from tress.bench.threads import HandoffError
 
 UNROLL = 10
 """``submit(...).result()`` calls per loop iteration in ``submit``."""
@@ -137,25 +135,6 @@ def _load_ideal() -> SimpleNamespace:
 # bounded shutdown
 
 
-def _bounded(call: Callable[[], None], what: str, limit: float) -> None:
-    """Run ``call`` in a daemon thread and wait at most ``limit`` seconds."""
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            call()
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name=f"bench-{what}", daemon=True)
-    thread.start()
-    thread.join(limit)
-    if thread.is_alive():
-        raise HandoffError(f"{what} still running after {limit:g} s (left behind as a daemon)")
-    if errors:
-        raise errors[0]
-
-
 @contextmanager
 def _executor(impl: Any, workers: int | None, warm: int) -> Iterator[Any]:
     """A new executor of ``impl``, ``warm`` tasks run first, shut down after."""
@@ -171,7 +150,7 @@ def _executor(impl: Any, workers: int | None, warm: int) -> Iterator[Any]:
             f.result(timeout)
         yield ex
     finally:
-        _bounded(ex.shutdown, "executor shutdown", 4 * threads.HANDOFF_TIMEOUT)
+        threads.bounded(ex.shutdown, "executor shutdown", 4 * threads.HANDOFF_TIMEOUT)
 
 
 # --------------------------------------------------------------------------
@@ -332,7 +311,7 @@ def _thread_pool(impl: Any) -> Iterator[Any]:
             pool.close()
             pool.join()
 
-        _bounded(stop, "ThreadPool close+join", 4 * threads.HANDOFF_TIMEOUT)
+        threads.bounded(stop, "ThreadPool close+join", 4 * threads.HANDOFF_TIMEOUT)
 
 
 def _pool_map(impl: Any) -> Any:

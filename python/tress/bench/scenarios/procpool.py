@@ -87,7 +87,6 @@ from __future__ import annotations
 import importlib
 import itertools
 import math
-import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -233,8 +232,8 @@ def _mpire_pool(name: str, pool: Any) -> _Pool:
 
     def map_(fn: Callable[[Any], Any], items: Iterable[Any], chunksize: int | None) -> Any:
         if chunksize is None:
-            return _bounded(lambda: mpire_map(fn, items), "mpire map", 4 * t)
-        return _bounded(lambda: mpire_map(fn, items, chunk_size=chunksize), "mpire map", 4 * t)
+            return threads.bounded(lambda: mpire_map(fn, items), "mpire map", 4 * t)
+        return threads.bounded(lambda: mpire_map(fn, items, chunk_size=chunksize), "mpire map", 4 * t)
 
     def call(fn: Callable[[Any], Any], arg: Any) -> Any:
         return apply_async(fn, args=(arg,)).get(t)
@@ -314,27 +313,6 @@ def _load_ideal() -> SimpleNamespace:
 # bounded waits, start and shutdown
 
 
-def _bounded(call: Callable[[], Any], what: str, limit: float) -> Any:
-    """``call()`` in a daemon thread, waited for at most ``limit`` seconds."""
-    out: list[Any] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            out.append(call())
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name=f"bench-{what}", daemon=True)
-    thread.start()
-    thread.join(limit)
-    if thread.is_alive():
-        raise HandoffError(f"{what} still running after {limit:g} s (left behind as a daemon)")
-    if errors:
-        raise errors[0]
-    return out[0]
-
-
 def _alive(process: Any) -> bool:
     try:
         return process.exitcode is None
@@ -372,7 +350,7 @@ def _close(pool: _Pool) -> None:
     already (its workers are then stopped all the same)."""
     limit = 4 * threads.HANDOFF_TIMEOUT
     try:
-        _bounded(pool.close, f"{pool.name} shutdown", limit)
+        threads.bounded(pool.close, f"{pool.name} shutdown", limit)
     except BaseException as exc:
         what = _kill(pool.processes)
         if not pool.failed:

@@ -171,6 +171,7 @@ class _Pool:
 
     def __init__(self, ctx, workers, initializer, initargs, max_tasks, task_timeout):
         self.ctx = ctx
+        self.pid = os.getpid()  # the pool belongs to this process alone
         self.size = workers
         self.initializer = initializer
         self.initargs = initargs
@@ -336,6 +337,10 @@ class _Pool:
     # -- stopping
 
     def stop_workers(self, terminate=False):
+        if os.getpid() != self.pid:
+            # A forked child's copy (its finalizer or exit hook): the queue
+            # and the workers are the parent's, not this process's to stop.
+            return
         self.stopping = True
         if terminate:
             for p in self.procs:
@@ -463,6 +468,10 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         pool = self._pool
+        if os.getpid() != pool.pid:
+            # A forked child's copy: the workers and queues are the parent's.
+            self._shutdown_thread = True
+            return
         with self._shutdown_lock:
             self._shutdown_thread = True
             if cancel_futures:

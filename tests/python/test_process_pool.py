@@ -230,3 +230,34 @@ def test_nothing_left_in_dev_shm(tf):
             except tf.WorkerDied:
                 pass
     assert listing() - before == set()
+
+
+_FORKED_CHILD_LEAVES = """
+import gc, os, sys
+from tress.futures import ProcessPoolExecutor
+
+def square(x):
+    return x * x
+
+with ProcessPoolExecutor(2) as ex:
+    assert ex.submit(square, 2).result(60) == 4
+    pid = os.fork()
+    if pid == 0:
+        # the child: drop its copy of the executor, then leave normally,
+        # through the interpreter's exit hooks
+        del ex
+        gc.collect()
+        sys.exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    print(sorted(ex.submit(square, i).result(60) for i in range(6)))
+"""
+
+
+def test_a_forked_child_leaving_does_not_stop_the_parents_pool(tf, run_python):
+    """A child forked while the pool runs inherits the pool (with its exit
+    hook and finalizer); its leaving must not tell the parent's workers to
+    stop."""
+    proc = run_python(_FORKED_CHILD_LEAVES, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[0, 1, 4, 9, 16, 25]"

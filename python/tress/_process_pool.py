@@ -1,5 +1,6 @@
-"""``tress.futures.ProcessPoolExecutor``: a process pool on tress's
-shared-memory queues whose workers may die without breaking it.
+"""The process pools' engine and ``tress.futures.ProcessPoolExecutor``:
+worker processes on tress's shared-memory queues that may die without
+breaking the pool.
 
 Tasks go to the workers through one ``tress.multiprocessing`` queue (each
 message: the task's number, then the pickled call), results come back
@@ -10,18 +11,28 @@ it runs (and when it started it) into a shared array, so when a worker dies
 :class:`WorkerDied` (a ``BrokenProcessPool``, so stdlib-style handlers
 catch it), and starts a replacement; every other task completes. A task
 that is still in the queue when its worker dies is not lost: the queue
-delivers a message whose reader died to another reader.
+delivers a message whose reader died to another reader. The engine
+(:class:`_Pool`) serves both ``ProcessPoolExecutor`` (here) and
+``tress.pool.Pool``.
 
 Beyond the stdlib, opt in: ``task_timeout`` (seconds) fails a task that runs
-longer with ``TimeoutError`` and replaces its worker. ``map`` chunks by
-default (``chunksize=None``: about four chunks per worker, as
-``multiprocessing.Pool`` does); an explicit ``chunksize`` wins.
+longer with ``TimeoutError`` and replaces its worker; ``map(...,
+progress=True)`` shows a progress bar (tqdm's when installed, else a
+one-line counter). ``map`` chunks by default (``chunksize=None``: about
+four chunks per worker, as ``multiprocessing.Pool`` does); an explicit
+``chunksize`` wins. Lambdas, closures and functions of an interactive
+``__main__`` are sent with cloudpickle when it is installed; without it
+their pickling error says so.
 
 What differs from the stdlib's, on purpose: a dead worker fails its task,
 not the pool (the stdlib breaks the whole pool and fails every pending
 future); futures stay PENDING until their result is in (there is no call
 queue of "running" items), so ``cancel()`` succeeds on a task whose worker
-may already have started it, and its result is then dropped.
+may already have started it, and its result is then dropped; leaving a
+``with`` block by ``KeyboardInterrupt``, or an interpreter that exits on an
+uncaught one, stops the workers at once instead of waiting for the queued
+tasks. Workers ignore SIGINT (a Ctrl-C at the terminal reaches the whole
+process group; the parent decides what stops).
 """
 
 import functools
@@ -31,6 +42,7 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -38,9 +50,11 @@ from concurrent.futures import _base
 from concurrent.futures import process as _std
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import context as _context
+from multiprocessing import pool as _mp_pool
 from multiprocessing import reduction as _reduction
-from queue import Empty
+from queue import Empty, Full
 
+from tress import _progress
 from tress import multiprocessing as _tmp
 
 __all__ = ["ProcessPoolExecutor", "WorkerDied"]
@@ -55,6 +69,12 @@ comes: how soon a dead worker's task fails."""
 
 _STOP = b""
 _ID = 8  # bytes of a task number in a task message
+
+CLOUDPICKLE_HINT = (
+    "lambdas, closures and functions defined in an interactive __main__ can be "
+    "sent to worker processes when cloudpickle is installed: pip install cloudpickle "
+    "(or tress[cloudpickle])"
+)
 
 
 class WorkerDied(BrokenProcessPool):
@@ -103,6 +123,70 @@ class _Slots:
 
 
 # --------------------------------------------------------------------------
+# pickling a call
+
+
+def _cloudpickle():
+    try:
+        import cloudpickle
+    except ImportError:
+        return None
+    return cloudpickle
+
+
+def _main_reimportable():
+    """Whether spawn and forkserver children can import ``__main__`` again
+    (a script or ``-m`` module can; ``python -c``, a REPL, a notebook cannot)."""
+    main = sys.modules.get("__main__")
+    return bool(getattr(main, "__file__", None) or getattr(main, "__spec__", None))
+
+
+def _with_hint(exc):
+    """``exc`` with :data:`CLOUDPICKLE_HINT` added to its message (same type
+    when it takes a message alone, else ``PicklingError``)."""
+    text = f"{exc}; {CLOUDPICKLE_HINT}"
+    try:
+        hinted = type(exc)(text)
+    except Exception:
+        hinted = pickle.PicklingError(text)
+    hinted.__cause__ = exc
+    return hinted
+
+
+def _needs_cloudpickle(exc):
+    text = str(exc)
+    return any(s in text for s in ("<lambda>", "<locals>", "local object", "attribute lookup"))
+
+
+def dumps_call(call, fn, start_method):
+    """The pickled ``call`` (``(fn, args, kwargs)``). ``fn`` from a
+    ``__main__`` that children cannot import again goes by value
+    (cloudpickle) under spawn and forkserver; what plain pickle refuses goes
+    through cloudpickle when it is installed; otherwise the pickling error,
+    with the fix named when cloudpickle is what would send it."""
+    by_value = (start_method != "fork" and getattr(fn, "__module__", None) == "__main__"
+                and not _main_reimportable())
+    if not by_value:
+        try:
+            return pickle.dumps(call, 5)
+        except Exception as exc:
+            error = exc
+    else:
+        error = pickle.PicklingError(
+            f"{fn!r} is defined in __main__, which {start_method} worker processes "
+            "cannot import")
+    cloudpickle = _cloudpickle()
+    if cloudpickle is None:
+        if by_value or _needs_cloudpickle(error):
+            raise _with_hint(error)
+        raise error
+    try:
+        return cloudpickle.dumps(call, 5)
+    except Exception:
+        raise error from None
+
+
+# --------------------------------------------------------------------------
 # the worker
 
 
@@ -116,16 +200,35 @@ def _starmap_chunk(fn, chunk):
     return list(itertools.starmap(fn, chunk))
 
 
-def _put_result(results, message):
+def _send(results, task, result, pool_api):
+    """Puts a task's ``("ok", task, result)``; a result that cannot be sent
+    (unpicklable, too large) becomes the task's error: the pickling error
+    for the executor (as the stdlib's), ``MaybeEncodingError`` for the
+    ``Pool`` (as multiprocessing's)."""
     try:
-        results.put(message)
-    except BaseException as exc:  # the result cannot be pickled (or is too large)
-        results.put(("err", message[1], _std._ExceptionWithTraceback(exc, exc.__traceback__)))
+        results.put(("ok", task, result))
+        return
+    except Exception as exc:
+        if pool_api:
+            error = _mp_pool.MaybeEncodingError(exc, result)
+        else:
+            error = _std._ExceptionWithTraceback(exc, exc.__traceback__)
+    _send_error(results, task, error)
 
 
-def _worker(tasks, results, slots, index, initializer, initargs, max_tasks):
+def _send_error(results, task, error):
+    try:
+        results.put(("err", task, error))
+    except Exception as exc:  # the exception itself cannot be pickled
+        text = f"the task's exception could not be sent back: {exc!r}"
+        results.put(("err", task, pickle.PicklingError(text)))
+
+
+def _worker(tasks, results, slots, index, initializer, initargs, max_tasks, pool_api):
     """A worker process: the initializer, then tasks until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     running, started = slots.running, slots.started
+    wrap = _mp_pool.ExceptionWithTraceback if pool_api else _std._ExceptionWithTraceback
     if initializer is not None:
         try:
             initializer(*initargs)
@@ -141,18 +244,16 @@ def _worker(tasks, results, slots, index, initializer, initargs, max_tasks):
         task = int.from_bytes(message[:_ID], "little")
         started[index] = time.monotonic()
         running[index] = task
-        result = None
         try:
             fn, args, kwargs = pickle.loads(memoryview(message)[_ID:])
             del message
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            outcome = ("err", task, _std._ExceptionWithTraceback(exc, exc.__traceback__))
+            _send_error(results, task, wrap(exc, exc.__traceback__))
+            del exc
         else:
-            outcome = ("ok", task, result)
-        del result
-        _put_result(results, outcome)
-        del outcome
+            _send(results, task, result, pool_api)
+            del result
         running[index] = 0
         done += 1
         if max_tasks is not None and done >= max_tasks:
@@ -165,18 +266,25 @@ def _worker(tasks, results, slots, index, initializer, initargs, max_tasks):
 
 
 class _Pool:
-    """What the executor and its manager thread share (the manager holds no
-    reference to the executor, so an unreferenced executor is collected and
-    shuts its pool down)."""
+    """The engine: the queues, the workers and the manager thread, shared by
+    an executor or a ``Pool`` and its manager (which holds no reference to
+    its owner, so an unreferenced owner is collected and stops its pool).
 
-    def __init__(self, ctx, workers, initializer, initargs, max_tasks, task_timeout):
+    ``pool_api``: results and errors as ``multiprocessing.Pool``'s, and
+    the workers stopped at once (not after the queued tasks) when the
+    interpreter exits, as multiprocessing's pools are."""
+
+    def __init__(self, ctx, workers, initializer, initargs, max_tasks, task_timeout,
+                 pool_api=False):
         self.ctx = ctx
+        self.start_method = ctx.get_start_method()
         self.pid = os.getpid()  # the pool belongs to this process alone
         self.size = workers
         self.initializer = initializer
         self.initargs = initargs
         self.max_tasks = max_tasks
         self.task_timeout = task_timeout
+        self.pool_api = pool_api
         self.tasks = _tmp.Queue(capacity=TASKS_CAPACITY)
         self.results = _tmp.Queue(capacity=RESULTS_CAPACITY)
         # The manager shares this process with the caller: polling for
@@ -191,7 +299,12 @@ class _Pool:
         self.lock = threading.Lock()
         self.broken = False
         self.stopping = False
+        self.terminated = False
         self.manager = None
+        # Tasks submitted by the manager thread itself (a done callback)
+        # while the task ring was full: it must not block on a ring that
+        # only the results it reads can drain.
+        self.overflow = []
 
     # -- workers
 
@@ -200,7 +313,7 @@ class _Pool:
         p = self.ctx.Process(
             target=_worker,
             args=(self.tasks, self.results, self.slots, index,
-                  self.initializer, self.initargs, self.max_tasks),
+                  self.initializer, self.initargs, self.max_tasks, self.pool_api),
             name=f"tress-ProcessPool-{index}",
         )
         p.start()
@@ -213,6 +326,51 @@ class _Pool:
                                         daemon=True)
         self.manager.start()
         _live_pools.add(self)
+
+    # -- tasks
+
+    def submit(self, fn, args, kwargs, user_fn=None):
+        """A new future for ``fn(*args, **kwargs)`` run by a worker. A call
+        that cannot be pickled fails its future (as the stdlib's)."""
+        from tress.futures import Future
+
+        future = Future()
+        user_fn = fn if user_fn is None else user_fn
+        try:
+            call = dumps_call((fn, args, kwargs), user_fn, self.start_method)
+        except Exception as exc:
+            future.set_exception(exc)
+            return future
+        task = next(self.numbers)
+        with self.lock:
+            self.pending[task] = (future, _describe(user_fn))
+        try:
+            self.put_task(task.to_bytes(_ID, "little") + call)
+        except BaseException:
+            with self.lock:
+                self.pending.pop(task, None)
+            raise
+        return future
+
+    def put_task(self, message):
+        if threading.current_thread() is self.manager:
+            if not self.overflow:
+                try:
+                    self.tasks.put(message, False)
+                    return
+                except Full:
+                    pass
+            self.overflow.append(message)
+            return
+        self.tasks.put(message)
+
+    def flush_overflow(self):
+        while self.overflow:
+            try:
+                self.tasks.put(self.overflow[0], False)
+            except Full:
+                return
+            del self.overflow[0]
 
     # -- results
 
@@ -237,6 +395,7 @@ class _Pool:
             index = message[1]
             p = self.procs[index]
             p.join(5)
+            self.procs[index] = None
             if not self.stopping and not self.broken:
                 self.start_worker(index)
 
@@ -297,10 +456,16 @@ class _Pool:
             if self.running[index]:
                 task = self.running[index]
                 what = self.pending.get(task, (None, "?"))[1]
-                self.fail(index, WorkerDied(
-                    f"A process in the process pool was terminated abruptly while running "
-                    f"task {task} ({what}): worker pid {p.pid} {_describe_exit(p.exitcode)}; "
-                    "the pool replaced it and goes on"))
+                if self.terminated:
+                    error = BrokenProcessPool(
+                        f"task {task} ({what}) was stopped: the pool was terminated")
+                else:
+                    error = WorkerDied(
+                        f"A process in the process pool was terminated abruptly while "
+                        f"running task {task} ({what}): worker pid {p.pid} "
+                        f"{_describe_exit(p.exitcode)}; the pool replaced it and goes on")
+                self.fail(index, error)
+            p.join(0)  # reaped: no zombie
             self.procs[index] = None
             if not self.stopping and not self.broken:
                 self.start_worker(index)
@@ -316,8 +481,10 @@ class _Pool:
             if message is not None:
                 self.settle(message)
                 self.drain()
-                if time.monotonic() - watched < WATCH_INTERVAL:
-                    continue  # results keep coming: the workers are watched on a timer
+            if self.overflow:
+                self.flush_overflow()
+            if message is not None and time.monotonic() - watched < WATCH_INTERVAL:
+                continue  # results keep coming: the workers are watched on a timer
             self.watch()
             watched = time.monotonic()
             if self.stopping and all(p is None or p.exitcode is not None for p in self.procs):
@@ -337,34 +504,64 @@ class _Pool:
     # -- stopping
 
     def stop_workers(self, terminate=False):
+        """Workers stop after the queued tasks (each takes a stop message
+        once the queue is drained of work), or at once (``terminate``:
+        SIGTERM)."""
         if os.getpid() != self.pid:
             # A forked child's copy (its finalizer or exit hook): the queue
             # and the workers are the parent's, not this process's to stop.
             return
-        self.stopping = True
         if terminate:
+            self.stopping = self.terminated = True
             for p in self.procs:
                 if p is not None and p.exitcode is None:
                     p.terminate()
-        else:
-            for _ in range(self.size):
-                self.tasks.put(_STOP)
+            return
+        if self.stopping:
+            return
+        self.stopping = True
+        self.drop_cancelled()
+        for _ in range(self.size):
+            self.tasks.put(_STOP)
 
-    def cancel_queued(self):
-        """Takes the queued tasks out and cancels their futures."""
+    def terminate(self):
+        """Queued tasks cancelled, workers stopped at once."""
+        if os.getpid() != self.pid:
+            return
+        self.cancel_queued()
+        self.stop_workers(terminate=True)
+
+    def _take_queued(self):
+        taken = []
         while True:
             try:
                 messages = self.tasks._ring.get_many(256, False)
             except Empty:
-                return
-            for m in messages:
-                if not m:
+                return taken
+            taken.extend(m for m in messages if m)
+
+    def cancel_queued(self):
+        """Takes the queued tasks out and cancels their futures."""
+        for m in self._take_queued() + self.overflow:
+            task = int.from_bytes(m[:_ID], "little")
+            with self.lock:
+                entry = self.pending.pop(task, None)
+            if entry is not None:
+                entry[0].cancel()
+        self.overflow = []
+
+    def drop_cancelled(self):
+        """Takes out of the queue the tasks whose futures were cancelled
+        (the rest go back, in order): a cancelled task does not run."""
+        queued = self._take_queued()
+        for m in queued:
+            task = int.from_bytes(m[:_ID], "little")
+            with self.lock:
+                entry = self.pending.get(task)
+                if entry is not None and entry[0].cancelled():
+                    del self.pending[task]
                     continue
-                task = int.from_bytes(m[:_ID], "little")
-                with self.lock:
-                    entry = self.pending.pop(task, None)
-                if entry is not None:
-                    entry[0].cancel()
+            self.tasks.put(m)
 
 
 _live_pools = weakref.WeakSet()
@@ -374,10 +571,27 @@ def _describe(fn):
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
+def ordered_results(fs, timeout, end_time):
+    """The results of ``fs`` in order, as ``Executor.map``'s iterator: each
+    waited for until ``end_time`` (no limit if ``timeout`` is None); the
+    futures not reached are cancelled when the iteration stops early."""
+    try:
+        fs.reverse()
+        while fs:
+            if timeout is None:
+                yield _base._result_or_cancel(fs.pop())
+            else:
+                yield _base._result_or_cancel(fs.pop(), end_time - time.monotonic())
+    finally:
+        for future in fs:
+            future.cancel()
+
+
 class ProcessPoolExecutor(_std.ProcessPoolExecutor):
     """``concurrent.futures.ProcessPoolExecutor`` whose workers may die
     without breaking the pool (see the module docs), with an opt-in
-    ``task_timeout`` and automatic ``map`` chunking."""
+    ``task_timeout``, automatic ``map`` chunking and ``map(...,
+    progress=True)``."""
 
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(), *,
                  max_tasks_per_child=None, task_timeout=None):
@@ -415,6 +629,11 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
         return self._pool.broken
 
     def submit(self, fn, /, *args, **kwargs):
+        return self._submit(fn, args, kwargs)
+
+    submit.__doc__ = _base.Executor.submit.__doc__
+
+    def _submit(self, fn, args, kwargs, user_fn=None):
         pool = self._pool
         with self._shutdown_lock:
             if pool.broken:
@@ -426,45 +645,48 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
             if not self._started:
                 pool.start()
                 self._started = True
-            from tress.futures import Future
+            return pool.submit(fn, args, kwargs, user_fn)
 
-            future = Future()
-            try:
-                call = pickle.dumps((fn, args, kwargs), 5)
-            except Exception as exc:
-                # as the stdlib: the pickling error goes to the future
-                future.set_exception(exc)
-                return future
-            task = next(pool.numbers)
-            with pool.lock:
-                pool.pending[task] = (future, _describe(fn))
-            try:
-                pool.tasks.put(task.to_bytes(_ID, "little") + call)
-            except BaseException:
-                with pool.lock:
-                    pool.pending.pop(task, None)
-                raise
-            return future
-
-    submit.__doc__ = _base.Executor.submit.__doc__
-
-    def map(self, fn, *iterables, timeout=None, chunksize=None):
-        """``map(fn, *iterables)`` on the pool, results in order. With
-        ``chunksize=None`` the calls go in about four chunks per worker (as
-        ``multiprocessing.Pool.map``); an explicit ``chunksize`` wins."""
+    def map(self, fn, *iterables, timeout=None, chunksize=None, progress=False):
+        """``map(fn, *iterables)`` on the pool, results in order, each waited
+        for until ``timeout`` seconds after the call. With ``chunksize=None``
+        the calls go in about four chunks per worker (as
+        ``multiprocessing.Pool.map``); an explicit ``chunksize`` wins.
+        ``progress=True``: a progress bar (tqdm's, or a one-line counter on
+        stderr) advanced as chunks complete."""
+        if timeout is not None:
+            end_time = timeout + time.monotonic()
+        else:
+            end_time = None
         if chunksize is not None and chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
         if len(iterables) == 1:
-            items, run = list(iterables[0]), functools.partial(_map_chunk, fn)
+            items, run = list(iterables[0]), _map_chunk
         else:
-            items, run = list(zip(*iterables)), functools.partial(_starmap_chunk, fn)
+            items, run = list(zip(*iterables)), _starmap_chunk
         if chunksize is None:
             chunksize, extra = divmod(len(items), self._max_workers * 4)
             chunksize = max(chunksize + bool(extra), 1)
-        chunks = (items[i:i + chunksize] for i in range(0, len(items), chunksize))
-        results = _base.Executor.map(self, run, chunks, timeout=timeout)
+        bar = _progress.make(len(items)) if progress else None
+        fs = []
+        try:
+            for i in range(0, len(items), chunksize):
+                chunk = items[i:i + chunksize]
+                future = self._submit(run, (fn, chunk), {}, fn)
+                if bar is not None:
+                    future.add_done_callback(functools.partial(_advance, bar, len(chunk)))
+                fs.append(future)
+        except BaseException:
+            for future in fs:
+                future.cancel()
+            if bar is not None:
+                bar.close()
+            raise
         del items
-        return itertools.chain.from_iterable(results)
+        results = itertools.chain.from_iterable(ordered_results(fs, timeout, end_time))
+        if bar is None:
+            return results
+        return _closing(results, bar)
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         pool = self._pool
@@ -486,10 +708,41 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
 
     shutdown.__doc__ = _base.Executor.shutdown.__doc__
 
+    def __exit__(self, exc_type, exc_val, exc_tb):
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            # Ctrl-C: nobody waits for the queued tasks.
+            with self._shutdown_lock:
+                self._shutdown_thread = True
+                if self._started:
+                    self._pool.terminate()
+            self.shutdown(wait=True)
+            return False
+        return super().__exit__(exc_type, exc_val, exc_tb)
+
+
+def _advance(bar, n, future):
+    if not future.cancelled():
+        bar.update(n)
+
+
+def _closing(results, bar):
+    try:
+        yield from results
+    finally:
+        bar.close()
+
+
+def _interrupted():
+    """Whether the interpreter is exiting on an uncaught KeyboardInterrupt."""
+    return isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
+
 
 def _at_exit():
+    stop_now = _interrupted()
     for pool in list(_live_pools):
-        if not pool.stopping:
+        if pool.pool_api or stop_now:
+            pool.terminate()
+        elif not pool.stopping:
             pool.stop_workers()
     for pool in list(_live_pools):
         if pool.manager is not None:

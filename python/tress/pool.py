@@ -1,6 +1,9 @@
-"""Drop-in replacement for ``multiprocessing.pool.ThreadPool``.
+"""Drop-in replacements for ``multiprocessing.Pool`` and
+``multiprocessing.pool.ThreadPool``.
 
-    from tress.pool import ThreadPool
+    from tress.pool import Pool, ThreadPool
+    with Pool(4) as pool:
+        print(pool.map(abs, range(-5, 0)))
     with ThreadPool(8) as pool:
         print(pool.map(str.upper, ["a", "b"]))
 
@@ -11,32 +14,42 @@ manager (which terminates on exit) behave as CPython 3.11's, with the same
 exceptions (``ValueError: Pool not running`` after ``close``,
 ``multiprocessing.TimeoutError`` from ``get(timeout)``). Results are
 ``AsyncResult``-like objects with ``get``, ``wait``, ``ready`` and
-``successful``.
+``successful``. ``map``, ``starmap``, ``imap`` and ``imap_unordered`` also
+take ``progress=True``: a progress bar through tqdm when it is installed, a
+one-line counter on stderr otherwise (with it, ``imap`` returns a plain
+generator).
 
-This first version keeps the stdlib's structure minus its task- and
-result-handler threads: workers take jobs from a tress ``SimpleQueue`` and
+Both keep the stdlib's structure minus its task- and result-handler
+threads. ``ThreadPool``'s workers take jobs from a tress ``SimpleQueue`` and
 deliver results straight to their result objects (tress ``Event``s), so a
-callback runs on the worker that finished the job rather than on a single
-handler thread.
+callback runs on the worker that finished the job. ``Pool`` runs its jobs on
+the engine of ``tress.futures.ProcessPoolExecutor`` (shared-memory queues, a
+manager thread that runs the callbacks one at a time, a dead worker failing
+its task alone: see :class:`Pool`).
 """
 
 import collections
+import functools
+import multiprocessing
 import os
 import threading
 import types
+import warnings
 import weakref
 from itertools import islice
 from itertools import starmap as _starmap
 from multiprocessing import TimeoutError
 
+from tress import _progress
 from tress._tress import Condition as _Condition
 from tress._tress import Event as _Event
 from tress._tress import Lock as _Lock
 from tress._tress import SimpleQueue as _SimpleQueue
 
-__all__ = ["ThreadPool", "AsyncResult", "ApplyResult", "MapResult", "IMapIterator"]
+__all__ = ["Pool", "ThreadPool", "AsyncResult", "ApplyResult", "MapResult", "IMapIterator",
+           "IMapUnorderedIterator"]
 
-RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+INIT, RUN, CLOSE, TERMINATE = "INIT", "RUN", "CLOSE", "TERMINATE"
 
 
 def _work(jobs, box, initializer, initargs):
@@ -48,23 +61,19 @@ def _work(jobs, box, initializer, initargs):
         if job is None or box[0] == TERMINATE:
             jobs.put(None)  # pass the stop on
             return
-        deliver, func, args = job
+        deliver, func, args, kwds = job
         del job
         try:
-            value = (True, func(*args))
+            value = (True, func(*args, **kwds))
         except Exception as exc:
             value = (False, exc)
         deliver(*value)
-        del deliver, func, args, value
+        del deliver, func, args, kwds, value
 
 
 def _stop_workers(jobs, box):
     box[0] = TERMINATE
     jobs.put(None)
-
-
-def _reraise(exc):
-    raise exc
 
 
 def _call_chunk(func, chunk, star):
@@ -138,6 +147,7 @@ class MapResult(ApplyResult):
         self._success = True
         self._value = [None] * length
         self._chunksize = chunksize
+        self._bar = None  # map(progress=True)'s display
         self._pending = -(-length // chunksize) if chunksize > 0 else 0
         self._lock = _Lock()
         if self._pending == 0:
@@ -220,7 +230,151 @@ class IMapUnorderedIterator(IMapIterator):
             self._cond.notify()
 
 
-class ThreadPool:
+class _PoolBase:
+    """What ``ThreadPool`` and ``Pool`` share: the API, the state, the
+    chunking and the feeding of ``imap``. A subclass runs jobs:
+    ``_put_job(deliver, func, args, kwds, what)`` has ``func(*args,
+    **kwds)`` run and its outcome given to ``deliver(success, value)``;
+    ``_end_jobs()`` lets the workers exit once the jobs put so far are done;
+    ``_size`` is the worker count."""
+
+    def __repr__(self):
+        cls = type(self)
+        return f"<{cls.__module__}.{cls.__qualname__} state={self._state} pool_size={self._size}>"
+
+    def __reduce__(self):
+        raise NotImplementedError(
+            "pool objects cannot be passed between processes or pickled"
+        )
+
+    @property
+    def _state(self):
+        return self._box[0]
+
+    def _check_running(self):
+        if self._state != RUN:
+            raise ValueError("Pool not running")
+
+    def apply(self, func, args=(), kwds={}):
+        """``func(*args, **kwds)`` in a worker; its result."""
+        return self.apply_async(func, args, kwds).get()
+
+    def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
+        """``func(*args, **kwds)`` in a worker; an :class:`ApplyResult`."""
+        self._check_running()
+        result = ApplyResult(self, callback, error_callback)
+        self._put_job(result._set, func, args, kwds, func)
+        return result
+
+    def map(self, func, iterable, chunksize=None, progress=False):
+        """``list(map(func, iterable))`` in chunks on the workers
+        (``chunksize=None``: about four chunks per worker). ``progress=True``:
+        a progress bar (tqdm's, or a one-line counter on stderr)."""
+        return self._wait_map(self._map_async(func, iterable, False, chunksize, progress=progress))
+
+    def starmap(self, func, iterable, chunksize=None, progress=False):
+        """``map`` with each item unpacked as the arguments of ``func``."""
+        return self._wait_map(self._map_async(func, iterable, True, chunksize, progress=progress))
+
+    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        """``map`` without waiting: a :class:`MapResult`."""
+        return self._map_async(func, iterable, False, chunksize, callback, error_callback)
+
+    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        """``starmap`` without waiting: a :class:`MapResult`."""
+        return self._map_async(func, iterable, True, chunksize, callback, error_callback)
+
+    @staticmethod
+    def _wait_map(result):
+        try:
+            return result.get()
+        finally:
+            if result._bar is not None:
+                result._bar.close()
+
+    def _map_async(self, func, iterable, star, chunksize=None, callback=None,
+                   error_callback=None, progress=False):
+        self._check_running()
+        if not hasattr(iterable, "__len__"):
+            iterable = list(iterable)
+        if chunksize is None:
+            chunksize, extra = divmod(len(iterable), self._size * 4)
+            if extra:
+                chunksize += 1
+        if len(iterable) == 0:
+            chunksize = 0
+        result = MapResult(self, chunksize, len(iterable), callback, error_callback)
+        result._bar = _progress.make(len(iterable)) if progress else None
+        if chunksize:
+            for index, chunk in enumerate(_chunks(iterable, chunksize)):
+                deliver = _deliver_chunk(result, index, result._bar, len(chunk))
+                self._put_job(deliver, _call_chunk, (func, chunk, star), {}, func)
+        return result
+
+    def imap(self, func, iterable, chunksize=1, progress=False):
+        """The results of ``func`` over ``iterable``, in order, as they come
+        (the input read by a feeder thread, in chunks of ``chunksize``)."""
+        return self._imap(IMapIterator, func, iterable, chunksize, progress)
+
+    def imap_unordered(self, func, iterable, chunksize=1, progress=False):
+        """``imap`` in the order the results come."""
+        return self._imap(IMapUnorderedIterator, func, iterable, chunksize, progress)
+
+    def _imap(self, kind, func, iterable, chunksize, progress=False):
+        self._check_running()
+        if chunksize < 1:
+            raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
+        result = kind(self)
+        bar = _progress.make(_progress.length(iterable)) if progress else None
+        # The input is read by a feeder thread, as by the stdlib's task
+        # handler: the call returns at once, results come while the input is
+        # still produced, and an error from the input comes out of next().
+        with self._feed_lock:
+            self._feeding += 1
+        feeder = threading.Thread(
+            target=_feed,
+            args=(self, result, func, iterable, chunksize, bar),
+            name=f"{type(self).__name__}Feeder",
+            daemon=True,
+        )
+        feeder.start()
+        if chunksize == 1:
+            items = result
+        else:
+            items = (item for chunk in result for item in chunk)
+        if bar is None:
+            return items
+        return _closing(items, bar)
+
+    def close(self):
+        """No more work: the workers exit once the work given is done."""
+        with self._feed_lock:
+            if self._box[0] == RUN:
+                self._box[0] = CLOSE
+                if not self._feeding:
+                    self._end_jobs()
+
+    def _feeder_done(self):
+        with self._feed_lock:
+            self._feeding -= 1
+            if not self._feeding and self._box[0] == CLOSE:
+                self._end_jobs()
+
+    def _check_joinable(self):
+        if self._state == RUN:
+            raise ValueError("Pool is still running")
+        if self._state not in (CLOSE, TERMINATE):
+            raise ValueError("In unknown state")
+
+    def __enter__(self):
+        self._check_running()
+        return self
+
+    def __exit__(self, *exc):
+        self.terminate()
+
+
+class ThreadPool(_PoolBase):
     """A pool of worker threads (``processes`` of them, default
     ``os.cpu_count()``) with the API of ``multiprocessing.pool.ThreadPool``."""
 
@@ -254,135 +408,154 @@ class ThreadPool:
         weakref.finalize(self, _stop_workers, self._jobs, self._box)
 
     @property
-    def _state(self):
-        return self._box[0]
+    def _size(self):
+        return len(self._pool)
 
-    def __repr__(self):
-        cls = type(self)
-        return f"<{cls.__module__}.{cls.__qualname__} state={self._state} pool_size={len(self._pool)}>"
+    def _put_job(self, deliver, func, args, kwds, what=None):
+        self._jobs.put((deliver, func, args, kwds))
 
-    def __reduce__(self):
-        raise NotImplementedError(
-            "pool objects cannot be passed between processes or pickled"
-        )
-
-    def _check_running(self):
-        if self._state != RUN:
-            raise ValueError("Pool not running")
-
-    def apply(self, func, args=(), kwds={}):
-        return self.apply_async(func, args, kwds).get()
-
-    def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
-        self._check_running()
-        result = ApplyResult(self, callback, error_callback)
-        self._jobs.put((result._set, lambda: func(*args, **kwds), ()))
-        return result
-
-    def map(self, func, iterable, chunksize=None):
-        return self._map_async(func, iterable, False, chunksize).get()
-
-    def starmap(self, func, iterable, chunksize=None):
-        return self._map_async(func, iterable, True, chunksize).get()
-
-    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
-        return self._map_async(func, iterable, False, chunksize, callback, error_callback)
-
-    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
-        return self._map_async(func, iterable, True, chunksize, callback, error_callback)
-
-    def _map_async(self, func, iterable, star, chunksize=None, callback=None, error_callback=None):
-        self._check_running()
-        if not hasattr(iterable, "__len__"):
-            iterable = list(iterable)
-        if chunksize is None:
-            chunksize, extra = divmod(len(iterable), len(self._pool) * 4)
-            if extra:
-                chunksize += 1
-        if len(iterable) == 0:
-            chunksize = 0
-        result = MapResult(self, chunksize, len(iterable), callback, error_callback)
-        if chunksize:
-            for index, chunk in enumerate(_chunks(iterable, chunksize)):
-                deliver = _deliver_chunk(result, index)
-                self._jobs.put((deliver, _call_chunk, (func, chunk, star)))
-        return result
-
-    def imap(self, func, iterable, chunksize=1):
-        return self._imap(IMapIterator, func, iterable, chunksize)
-
-    def imap_unordered(self, func, iterable, chunksize=1):
-        return self._imap(IMapUnorderedIterator, func, iterable, chunksize)
-
-    def _imap(self, kind, func, iterable, chunksize):
-        self._check_running()
-        if chunksize < 1:
-            raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
-        result = kind(self)
-        # The input is read by a feeder thread, as by the stdlib's task
-        # handler: the call returns at once, results come while the input is
-        # still produced, and an error from the input comes out of next().
-        with self._feed_lock:
-            self._feeding += 1
-        feeder = threading.Thread(
-            target=_feed,
-            args=(self, result, func, iterable, chunksize),
-            name="ThreadPoolFeeder",
-            daemon=True,
-        )
-        feeder.start()
-        if chunksize == 1:
-            return result
-        return (item for chunk in result for item in chunk)
-
-    def close(self):
-        with self._feed_lock:
-            if self._box[0] == RUN:
-                self._box[0] = CLOSE
-                if not self._feeding:
-                    self._jobs.put(None)
-
-    def _feeder_done(self):
-        with self._feed_lock:
-            self._feeding -= 1
-            if not self._feeding and self._box[0] == CLOSE:
-                self._jobs.put(None)
+    def _end_jobs(self):
+        self._jobs.put(None)
 
     def terminate(self):
+        """Stop now: the queued work is dropped, the workers exit after the
+        jobs they run."""
         self._box[0] = TERMINATE
         self._jobs.put(None)
 
     def join(self):
-        if self._state == RUN:
-            raise ValueError("Pool is still running")
-        if self._state not in (CLOSE, TERMINATE):
-            raise ValueError("In unknown state")
+        """Wait for the workers to exit (after ``close`` or ``terminate``)."""
+        self._check_joinable()
         for t in self._pool:
             t.join()
 
-    def __enter__(self):
-        self._check_running()
-        return self
 
-    def __exit__(self, *exc):
-        self.terminate()
+class Pool(_PoolBase):
+    """A pool of worker processes with the API of ``multiprocessing.Pool``
+    (``processes`` of them, default ``os.cpu_count()``; ``context``: a
+    multiprocessing context, default the default start method's).
+
+    Tasks and results go through tress's shared-memory queues (the engine of
+    ``tress.futures.ProcessPoolExecutor``). Beyond multiprocessing's: a
+    worker that dies mid-task fails that task alone with
+    ``tress.futures.WorkerDied`` and is replaced (multiprocessing's pool
+    waits for it forever); an initializer that fails makes every pending
+    and later task fail with ``BrokenProcessPool`` (multiprocessing's keeps
+    starting workers that fail); ``task_timeout`` (seconds) fails a longer
+    task with ``TimeoutError`` and replaces its worker; ``map``, ``imap``
+    and ``imap_unordered`` take ``progress=True``; ``terminate`` fails the
+    outstanding results (multiprocessing's leave them waiting forever).
+    Callbacks run one at a time on the pool's manager thread, as on
+    multiprocessing's result-handler thread."""
+
+    def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
+                 context=None, *, task_timeout=None):
+        from tress import _process_pool
+
+        self._box = [INIT]
+        ctx = context or multiprocessing.get_context()
+        if processes is None:
+            processes = os.cpu_count() or 1
+        if processes < 1:
+            raise ValueError("Number of processes must be at least 1")
+        if maxtasksperchild is not None:
+            if not isinstance(maxtasksperchild, int) or maxtasksperchild <= 0:
+                raise ValueError("maxtasksperchild must be a positive int or None")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if task_timeout is not None and not task_timeout > 0:
+            raise ValueError("task_timeout must be a positive number of seconds")
+        self._ctx = ctx
+        self._processes = processes
+        self._maxtasksperchild = maxtasksperchild
+        self._initializer = initializer
+        self._initargs = initargs
+        self._feeding = 0
+        self._feed_lock = _Lock()
+        self._callback_lock = _Lock()
+        self._engine = _process_pool._Pool(ctx, processes, initializer, initargs,
+                                           maxtasksperchild, task_timeout, pool_api=True)
+        self._engine.start()
+        self._box[0] = RUN
+        weakref.finalize(self, self._engine.terminate)
+
+    def __del__(self, _warn=warnings.warn):
+        if getattr(self, "_box", [None])[0] == RUN:
+            _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
+
+    @property
+    def _size(self):
+        return self._processes
+
+    @property
+    def _pool(self):
+        """The live worker processes."""
+        return [p for p in self._engine.procs if p is not None]
+
+    def _put_job(self, deliver, func, args, kwds, what=None):
+        future = self._engine.submit(func, args, kwds, what)
+        future.add_done_callback(functools.partial(_deliver_future, deliver))
+
+    def _end_jobs(self):
+        self._engine.stop_workers()
+
+    def terminate(self):
+        """Stop now: queued tasks are dropped and running ones killed; their
+        results fail (``BrokenProcessPool``)."""
+        with self._feed_lock:
+            if self._box[0] == INIT:
+                return
+            self._box[0] = TERMINATE
+        self._engine.terminate()
+
+    def join(self):
+        """Wait for the workers to exit (after ``close`` or ``terminate``)."""
+        self._check_joinable()
+        engine = self._engine
+        if engine.manager is not None:
+            engine.manager.join()
+        for p in list(engine.procs):
+            if p is not None:
+                p.join()
 
 
-def _feed(pool, result, func, iterable, chunksize):
-    jobs, box = pool._jobs, pool._box
+def _deliver_future(deliver, future):
+    """A ``Pool`` job's future, done: its outcome to ``deliver``."""
+    if future.cancelled():
+        from concurrent.futures.process import BrokenProcessPool
+
+        deliver(False, BrokenProcessPool("the pool was terminated before this task ran"))
+        return
+    exc = future.exception()
+    if exc is None:
+        deliver(True, future.result())
+    else:
+        deliver(False, exc)
+
+
+def _closing(items, bar):
+    try:
+        yield from items
+    finally:
+        bar.close()
+
+
+def _feed(pool, result, func, iterable, chunksize, bar):
+    box = pool._box
     count = 0
     try:
         for chunk in _chunks(iterable, chunksize):
             if box[0] == TERMINATE:
                 break
-            deliver = _deliver_item(result, count)
+            deliver = _deliver_item(result, count, bar, len(chunk))
             if chunksize == 1:
-                jobs.put((deliver, func, chunk))
+                pool._put_job(deliver, func, chunk, {}, func)
             else:
-                jobs.put((deliver, _call_chunk, (func, chunk, False)))
+                pool._put_job(deliver, _call_chunk, (func, chunk, False), {}, func)
             count += 1
     except Exception as exc:
-        jobs.put((_deliver_item(result, count), _reraise, (exc,)))
+        # an error of the input: delivered as the next item's outcome
+        result._set(count, (False, exc))
         count += 1
     finally:
         result._set_length(count)
@@ -390,9 +563,23 @@ def _feed(pool, result, func, iterable, chunksize):
         del pool
 
 
-def _deliver_chunk(result, index):
-    return lambda success, value: result._set_chunk(index, success, value)
+def _deliver_chunk(result, index, bar=None, size=0):
+    if bar is None:
+        return lambda success, value: result._set_chunk(index, success, value)
+
+    def deliver(success, value):
+        bar.update(size)
+        result._set_chunk(index, success, value)
+
+    return deliver
 
 
-def _deliver_item(result, index):
-    return lambda success, value: result._set(index, (success, value))
+def _deliver_item(result, index, bar=None, size=0):
+    if bar is None:
+        return lambda success, value: result._set(index, (success, value))
+
+    def deliver(success, value):
+        bar.update(size)
+        result._set(index, (success, value))
+
+    return deliver

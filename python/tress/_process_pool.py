@@ -42,6 +42,7 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
+import struct
 import sys
 import threading
 import time
@@ -59,16 +60,27 @@ from tress import multiprocessing as _tmp
 
 __all__ = ["ProcessPoolExecutor", "WorkerDied"]
 
-TASKS_CAPACITY = 4 << 20
-"""Bytes of the shared ring tasks go through (a pickled call must fit)."""
-RESULTS_CAPACITY = 8 << 20
-"""Bytes of the shared ring results come back through."""
+TASKS_CAPACITY = 1 << 20
+"""Bytes of the shared ring tasks go through. A larger call goes out of
+band (see :data:`SPILL_TASK`): the ring's size bounds nothing, and a small
+ring is quick to make (its pages are reserved when it is made)."""
+RESULTS_CAPACITY = 1 << 20
+"""Bytes of the shared ring results come back through. A larger result
+comes back in pieces (see :func:`_send`)."""
+SPILL_TASK = TASKS_CAPACITY // 8
+"""A pickled call larger than this (bytes) is not put in the task ring: the
+parent writes it into an anonymous memory file of its own, and the ring
+carries the file's number; the worker opens it through
+``/proc/<parent>/fd/<n>`` (a parent's file is its children's to read), and
+the parent closes it when the task is settled."""
 WATCH_INTERVAL = 0.02
 """Seconds between the manager's looks at the workers when no result
 comes: how soon a dead worker's task fails."""
 
 _STOP = b""
 _ID = 8  # bytes of a task number in a task message
+_SPILLED = 1 << 63  # set in a task number: the call is in a memory file
+_SPILL_REF = struct.Struct("<iiq")  # parent pid, its descriptor, the call's size
 
 CLOUDPICKLE_HINT = (
     "lambdas, closures and functions defined in an interactive __main__ can be "
@@ -200,20 +212,53 @@ def _starmap_chunk(fn, chunk):
     return list(itertools.starmap(fn, chunk))
 
 
+def _read_spilled(task, message):
+    """The call of a spilled task, from the parent's memory file."""
+    pid, fd, size = _SPILL_REF.unpack_from(message, _ID)
+    try:
+        with open(f"/proc/{pid}/fd/{fd}", "rb") as f, \
+                mmap.mmap(f.fileno(), _ID + size, prot=mmap.PROT_READ) as data:
+            if int.from_bytes(data[:_ID], "little") != task:
+                raise OSError("it holds another task's")
+            with memoryview(data) as view:
+                return pickle.loads(view[_ID:])
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(f"the call of task {task} could not be read from the parent's "
+                           f"memory file (it was cancelled?): {exc}") from None
+
+
 def _send(results, task, result, pool_api):
-    """Puts a task's ``("ok", task, result)``; a result that cannot be sent
-    (unpicklable, too large) becomes the task's error: the pickling error
-    for the executor (as the stdlib's), ``MaybeEncodingError`` for the
-    ``Pool`` (as multiprocessing's)."""
+    """Puts a task's ``("ok", task, result)``. A result larger than the
+    ring's largest message comes in pieces (``("part", task, data, last)``,
+    put one after the other by this worker; the parent joins them). A
+    result that cannot be sent (unpicklable) becomes the task's error: the
+    pickling error for the executor (as the stdlib's),
+    ``MaybeEncodingError`` for the ``Pool`` (as multiprocessing's)."""
     try:
         results.put(("ok", task, result))
         return
     except Exception as exc:
+        if isinstance(exc, ValueError):
+            try:
+                data = pickle.dumps(("ok", task, result), 5)
+            except Exception:
+                data = None
+            if data is not None and len(data) > results._ring.max_message:
+                _send_parts(results, task, data)
+                return
         if pool_api:
             error = _mp_pool.MaybeEncodingError(exc, result)
         else:
             error = _std._ExceptionWithTraceback(exc, exc.__traceback__)
     _send_error(results, task, error)
+
+
+def _send_parts(results, task, data):
+    size = results._ring.max_message // 4
+    view = memoryview(data)
+    for start in range(0, len(data), size):
+        last = start + size >= len(data)
+        results.put(("part", task, bytes(view[start:start + size]), last))
 
 
 def _send_error(results, task, error):
@@ -242,11 +287,18 @@ def _worker(tasks, results, slots, index, initializer, initargs, max_tasks, pool
         if not message:
             return
         task = int.from_bytes(message[:_ID], "little")
+        spilled = task & _SPILLED
+        task &= ~_SPILLED
         started[index] = time.monotonic()
         running[index] = task
         try:
-            fn, args, kwargs = pickle.loads(memoryview(message)[_ID:])
+            if spilled:
+                call = _read_spilled(task, message)
+            else:
+                call = pickle.loads(memoryview(message)[_ID:])
             del message
+            fn, args, kwargs = call
+            del call
             result = fn(*args, **kwargs)
         except BaseException as exc:
             _send_error(results, task, wrap(exc, exc.__traceback__))
@@ -295,6 +347,8 @@ class _Pool:
         self.started = self.slots.started
         self.procs = [None] * workers
         self.pending = {}  # task number -> (future, what it runs)
+        self.spilled = {}  # task number -> the memory file of its call
+        self.parts = {}  # task number -> the pieces of its result so far
         self.numbers = itertools.count(1)
         self.lock = threading.Lock()
         self.broken = False
@@ -345,12 +399,54 @@ class _Pool:
         with self.lock:
             self.pending[task] = (future, _describe(user_fn))
         try:
-            self.put_task(task.to_bytes(_ID, "little") + call)
+            if len(call) > SPILL_TASK:
+                message = self.spill(task, call)
+            else:
+                message = task.to_bytes(_ID, "little") + call
+            del call
+            self.put_task(message)
         except BaseException:
-            with self.lock:
-                self.pending.pop(task, None)
+            self.take(task)
             raise
         return future
+
+    def spill(self, task, call):
+        """The task message of a large call: the call in a memory file."""
+        fd = os.memfd_create("tress-pool-task", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(fd, _ID + len(call))
+            with mmap.mmap(fd, _ID + len(call)) as data:
+                data[:_ID] = task.to_bytes(_ID, "little")
+                data[_ID:] = call
+        except BaseException:
+            os.close(fd)
+            raise
+        with self.lock:
+            self.spilled[task] = fd
+        return ((task | _SPILLED).to_bytes(_ID, "little")
+                + _SPILL_REF.pack(self.pid, fd, len(call)))
+
+    def take(self, task):
+        """The pending entry of ``task`` (None if gone), taken out with what
+        it holds (its memory file, the pieces of its result)."""
+        with self.lock:
+            entry = self.pending.pop(task, None)
+            fd = self.spilled.pop(task, None)
+            self.parts.pop(task, None)
+        if fd is not None:
+            os.close(fd)
+        return entry
+
+    def take_all(self):
+        with self.lock:
+            entries = list(self.pending.values())
+            fds = list(self.spilled.values())
+            self.pending.clear()
+            self.spilled.clear()
+            self.parts.clear()
+        for fd in fds:
+            os.close(fd)
+        return entries
 
     def put_task(self, message):
         if threading.current_thread() is self.manager:
@@ -376,9 +472,19 @@ class _Pool:
 
     def settle(self, message):
         kind = message[0]
-        if kind in ("ok", "err"):
+        if kind == "part":
+            task, data, last = message[1:]
             with self.lock:
-                entry = self.pending.pop(message[1], None)
+                if task not in self.pending:
+                    return  # cancelled, or failed when its worker died
+                parts = self.parts.setdefault(task, [])
+                parts.append(data)
+                if last:
+                    del self.parts[task]
+            if last:
+                self.settle(pickle.loads(b"".join(parts)))
+        elif kind in ("ok", "err"):
+            entry = self.take(message[1])
             if entry is None:
                 return  # cancelled, or failed when its worker died
             future = entry[0]
@@ -413,8 +519,7 @@ class _Pool:
             if self.broken:
                 return
             self.broken = why
-            entries = list(self.pending.values())
-            self.pending.clear()
+        entries = self.take_all()
         for future, _ in entries:
             if not future.done():
                 future.set_exception(BrokenProcessPool(why))
@@ -427,8 +532,7 @@ class _Pool:
         self.running[index] = 0
         if not task:
             return
-        with self.lock:
-            entry = self.pending.pop(task, None)
+        entry = self.take(task)
         if entry is not None and not entry[0].done():
             entry[0].set_exception(error)
 
@@ -492,9 +596,7 @@ class _Pool:
                 self.watch()
                 break
         # whatever is still pending now never runs
-        with self.lock:
-            entries = list(self.pending.values())
-            self.pending.clear()
+        entries = self.take_all()
         for future, _ in entries:
             if not future.done():
                 future.cancel() or future.set_exception(
@@ -543,9 +645,8 @@ class _Pool:
     def cancel_queued(self):
         """Takes the queued tasks out and cancels their futures."""
         for m in self._take_queued() + self.overflow:
-            task = int.from_bytes(m[:_ID], "little")
-            with self.lock:
-                entry = self.pending.pop(task, None)
+            task = int.from_bytes(m[:_ID], "little") & ~_SPILLED
+            entry = self.take(task)
             if entry is not None:
                 entry[0].cancel()
         self.overflow = []
@@ -555,12 +656,11 @@ class _Pool:
         (the rest go back, in order): a cancelled task does not run."""
         queued = self._take_queued()
         for m in queued:
-            task = int.from_bytes(m[:_ID], "little")
-            with self.lock:
-                entry = self.pending.get(task)
-                if entry is not None and entry[0].cancelled():
-                    del self.pending[task]
-                    continue
+            task = int.from_bytes(m[:_ID], "little") & ~_SPILLED
+            entry = self.pending.get(task)
+            if entry is not None and entry[0].cancelled():
+                self.take(task)
+                continue
             self.tasks.put(m)
 
 

@@ -73,6 +73,15 @@ parent writes it into an anonymous memory file of its own, and the ring
 carries the file's number; the worker opens it through
 ``/proc/<parent>/fd/<n>`` (a parent's file is its children's to read), and
 the parent closes it when the task is settled."""
+POLL_US = 200
+"""Microseconds a worker waiting for a task, and the parent waiting for a
+result, poll the ring before they sleep (adaptive: less where it does not
+pay). A caller's loop of submit -> result turns around within it, so
+neither side sleeps and is woken in a round trip."""
+PARK_INTERVAL = 0.001
+"""Seconds the manager stays off the result ring after a caller that read
+it (see ``_Pool.help``) left, before it reads again: a loop of round trips
+keeps it off."""
 WATCH_INTERVAL = 0.02
 """Seconds between the manager's looks at the workers when no result
 comes: how soon a dead worker's task fails."""
@@ -272,6 +281,7 @@ def _send_error(results, task, error):
 def _worker(tasks, results, slots, index, initializer, initargs, max_tasks, pool_api):
     """A worker process: the initializer, then tasks until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tasks._ring.set_poll_limit(POLL_US)
     running, started = slots.running, slots.started
     wrap = _mp_pool.ExceptionWithTraceback if pool_api else _std._ExceptionWithTraceback
     if initializer is not None:
@@ -339,9 +349,7 @@ class _Pool:
         self.pool_api = pool_api
         self.tasks = _tmp.Queue(capacity=TASKS_CAPACITY)
         self.results = _tmp.Queue(capacity=RESULTS_CAPACITY)
-        # The manager shares this process with the caller: polling for
-        # results would take a core from it (and from the workers).
-        self.results._ring.set_polling(False)
+        self.results._ring.set_poll_limit(POLL_US)
         self.slots = _Slots(workers)
         self.running = self.slots.running
         self.started = self.slots.started
@@ -359,6 +367,13 @@ class _Pool:
         # while the task ring was full: it must not block on a ring that
         # only the results it reads can drain.
         self.overflow = []
+        # A thread waiting in a future's result() reads the results itself
+        # (see `help`); meanwhile the manager stays off the ring.
+        self.read_lock = threading.Lock()
+        self.helping = None  # the future of the thread reading, if any
+        self.helped_at = 0.0  # when the last helper left
+        self.unparked = threading.Event()  # set: results wait, the manager reads
+        self.deferred = []  # messages a helper leaves to the manager
 
     # -- workers
 
@@ -386,9 +401,8 @@ class _Pool:
     def submit(self, fn, args, kwargs, user_fn=None):
         """A new future for ``fn(*args, **kwargs)`` run by a worker. A call
         that cannot be pickled fails its future (as the stdlib's)."""
-        from tress.futures import Future
-
-        future = Future()
+        future = _future_class()()
+        future._tress_pool = self
         user_fn = fn if user_fn is None else user_fn
         try:
             call = dumps_call((fn, args, kwargs), user_fn, self.start_method)
@@ -512,7 +526,8 @@ class _Pool:
             except Empty:
                 return
             for m in messages:
-                self.settle(m)
+                if m[0] != "nudge":
+                    self.settle(m)
 
     def break_pool(self, why):
         with self.lock:
@@ -574,17 +589,85 @@ class _Pool:
             if not self.stopping and not self.broken:
                 self.start_worker(index)
 
+    # -- a waiting caller reads the results
+
+    def help(self, future, timeout):
+        """Called by ``future.result(timeout)``/``exception(timeout)``: while
+        ``future`` is not done, read and settle results here (one thread at
+        a time; the manager stays off the ring meanwhile), saving the
+        manager's hand-over: a round trip wakes one thread, not two. Returns
+        the time left of ``timeout``."""
+        if not self.read_lock.acquire(False):
+            return timeout  # another thread reads: wait on the future
+        deadline = None if timeout is None else time.monotonic() + timeout
+        results = self.results
+        try:
+            self.helping = future
+            while not future.done():
+                wait = WATCH_INTERVAL
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        break
+                try:
+                    message = results.get(timeout=wait)
+                except Empty:
+                    continue
+                self.receive(message)
+        finally:
+            self.helping = None
+            self.helped_at = time.monotonic()
+            self.read_lock.release()
+            if not results.empty():
+                self.unparked.set()  # results for other futures: the manager reads
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def receive(self, message):
+        """A helper's share of a message: results; the rest to the manager."""
+        if message[0] in ("ok", "err", "part"):
+            self.settle(message)
+        elif message[0] != "nudge":
+            with self.lock:
+                self.deferred.append(message)
+
+    def nudge(self):
+        """Wakes a helper whose future the manager completed: it waits on
+        the ring, not on the future."""
+        future = self.helping
+        if future is not None and future.done():
+            self.results.put(("nudge",))
+
     def manage(self):
         results = self.results
         watched = time.monotonic()
         while True:
+            if self.deferred:
+                with self.lock:
+                    deferred, self.deferred = self.deferred, []
+                for message in deferred:
+                    self.settle(message)
+            if (self.helping is not None
+                    or time.monotonic() - self.helped_at < PARK_INTERVAL):
+                # A caller reads the results (or did a moment ago, and will
+                # again in a loop of round trips): stay off the ring.
+                if self.unparked.wait(PARK_INTERVAL):
+                    self.unparked.clear()
+                if self.overflow:
+                    self.flush_overflow()
+                if time.monotonic() - watched >= WATCH_INTERVAL:
+                    self.watch()
+                    watched = time.monotonic()
+                    self.nudge()
+                continue
             try:
                 message = results.get(timeout=WATCH_INTERVAL)
             except Empty:
                 message = None
             if message is not None:
-                self.settle(message)
+                if message[0] != "nudge":
+                    self.settle(message)
                 self.drain()
+                self.nudge()
             if self.overflow:
                 self.flush_overflow()
             if message is not None and time.monotonic() - watched < WATCH_INTERVAL:
@@ -665,6 +748,39 @@ class _Pool:
 
 
 _live_pools = weakref.WeakSet()
+
+
+_FUTURE = None
+
+
+def _future_class():
+    """The class of a process pool's futures (made on first use: tress.futures
+    imports this module)."""
+    global _FUTURE
+    if _FUTURE is None:
+        from tress.futures import Future
+
+        class ProcessFuture(Future):
+            """A future of a process pool: ``result()`` and ``exception()``
+            read the pool's results themselves while they wait."""
+
+            _tress_pool = None
+
+            def result(self, timeout=None):
+                pool = self._tress_pool
+                if pool is not None and not self.done():
+                    timeout = pool.help(self, timeout)
+                return Future.result(self, timeout)
+
+            def exception(self, timeout=None):
+                pool = self._tress_pool
+                if pool is not None and not self.done():
+                    timeout = pool.help(self, timeout)
+                return Future.exception(self, timeout)
+
+        ProcessFuture.__module__ = "tress.futures"
+        _FUTURE = ProcessFuture
+    return _FUTURE
 
 
 def _describe(fn):

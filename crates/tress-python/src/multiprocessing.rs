@@ -459,6 +459,12 @@ impl PyShmQueue {
         self.q.set_polling(on);
     }
 
+    /// The longest a get through this handle polls before it sleeps, in
+    /// microseconds (default 20; 0: no polling; at most 1000).
+    fn set_poll_limit(&self, micros: u32) {
+        self.q.set_poll_limit(micros);
+    }
+
     /// Messages ready now.
     fn qsize(&self) -> usize {
         self.q.len()

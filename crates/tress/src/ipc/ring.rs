@@ -52,6 +52,8 @@ const SLOT: u64 = 16;
 const REAP_SLICE: Duration = Duration::from_millis(20);
 /// The longest a get polls for a message before it sleeps (see `spin_on`).
 const SPIN_MAX_US: u32 = 20;
+/// The most [`ByteQueue::set_poll_limit`] allows.
+const SPIN_LIMIT_US: u32 = 1000;
 /// While polling does not pay, one get in this many polls anyway.
 const SPIN_PROBE: u32 = 16;
 
@@ -168,8 +170,10 @@ pub struct ByteQueue {
     /// adaptive (see `spin_on`), and the gets since the last poll.
     spin_us: AtomicU32,
     spin_skipped: AtomicU32,
-    /// Whether this process's gets poll at all (see [`set_polling`](Self::set_polling)).
-    polling: std::sync::atomic::AtomicBool,
+    /// The longest this process's gets poll, in microseconds (0: they do
+    /// not; see [`set_polling`](Self::set_polling) and
+    /// [`set_poll_limit`](Self::set_poll_limit)).
+    spin_max: AtomicU32,
 }
 
 impl ByteQueue {
@@ -187,7 +191,7 @@ impl ByteQueue {
             seg,
             spin_us: AtomicU32::new(SPIN_MAX_US),
             spin_skipped: AtomicU32::new(0),
-            polling: std::sync::atomic::AtomicBool::new(true),
+            spin_max: AtomicU32::new(SPIN_MAX_US),
         };
         let h = q.header();
         h.capacity.store(cap, Ordering::Relaxed);
@@ -209,7 +213,7 @@ impl ByteQueue {
             seg,
             spin_us: AtomicU32::new(SPIN_MAX_US),
             spin_skipped: AtomicU32::new(0),
-            polling: std::sync::atomic::AtomicBool::new(true),
+            spin_max: AtomicU32::new(SPIN_MAX_US),
         };
         let h = q.header();
         let cap = h.capacity.load(Ordering::Relaxed);
@@ -265,7 +269,20 @@ impl ByteQueue {
     /// takes a core from them (a process pool's result reader, whose
     /// process also runs the caller).
     pub fn set_polling(&self, on: bool) {
-        self.polling.store(on, Ordering::Relaxed);
+        self.set_poll_limit(if on { SPIN_MAX_US } else { 0 });
+    }
+
+    /// The longest a get through this handle polls before it sleeps, in
+    /// microseconds (default 20; 0 turns polling off; at most 1000). A
+    /// reader whose messages follow its own replies after a known delay
+    /// (a worker of a pool, between a result and the next task of a
+    /// caller waiting for it) polls across that delay instead of sleeping
+    /// and being woken. The poll stays adaptive: where it does not pay, it
+    /// shrinks.
+    pub fn set_poll_limit(&self, micros: u32) {
+        let micros = micros.min(SPIN_LIMIT_US);
+        self.spin_max.store(micros, Ordering::Relaxed);
+        self.spin_us.store(micros, Ordering::Relaxed);
     }
 
     /// The ring's size in bytes.
@@ -667,16 +684,17 @@ impl ByteQueue {
     /// [`SPIN_PROBE`] polls with the full budget, to notice when it pays
     /// again. Whether the word moved.
     fn spin(&self, word: &AtomicU32, seen: u32) -> bool {
-        if !self.polling.load(Ordering::Relaxed) {
+        let max = self.spin_max.load(Ordering::Relaxed);
+        if max == 0 {
             return false;
         }
-        let mut budget = self.spin_us.load(Ordering::Relaxed);
+        let mut budget = self.spin_us.load(Ordering::Relaxed).min(max);
         if budget == 0 {
             if self.spin_skipped.fetch_add(1, Ordering::Relaxed) + 1 < SPIN_PROBE {
                 return false;
             }
             self.spin_skipped.store(0, Ordering::Relaxed);
-            budget = SPIN_MAX_US;
+            budget = max;
         }
         let start = Instant::now();
         let limit = Duration::from_micros(u64::from(budget));
@@ -690,7 +708,7 @@ impl ByteQueue {
                 std::hint::spin_loop();
             }
         }
-        let next = if moved { SPIN_MAX_US } else { budget / 2 };
+        let next = if moved { max } else { budget / 2 };
         self.spin_us.store(next, Ordering::Relaxed);
         moved
     }

@@ -369,7 +369,9 @@ class _Pool:
         self.overflow = []
         # A thread waiting in a future's result() reads the results itself
         # (see `help`); meanwhile the manager stays off the ring.
-        self.read_lock = threading.Lock()
+        # reentrant: a done callback run by a reading caller may wait on
+        # another future of the pool, and must then read in its turn
+        self.read_lock = threading.RLock()
         self.helping = None  # the future of the thread reading, if any
         self.helped_at = 0.0  # when the last helper left
         self.unparked = threading.Event()  # set: results wait, the manager reads
@@ -601,6 +603,7 @@ class _Pool:
             return timeout  # another thread reads: wait on the future
         deadline = None if timeout is None else time.monotonic() + timeout
         results = self.results
+        outer = self.helping
         try:
             self.helping = future
             while not future.done():
@@ -615,7 +618,7 @@ class _Pool:
                     continue
                 self.receive(message)
         finally:
-            self.helping = None
+            self.helping = outer
             self.helped_at = time.monotonic()
             self.read_lock.release()
             if not results.empty():

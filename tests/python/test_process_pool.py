@@ -262,3 +262,109 @@ def test_a_forked_child_leaving_does_not_stop_the_parents_pool(tf, run_python):
     proc = run_python(_FORKED_CHILD_LEAVES, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[0, 1, 4, 9, 16, 25]"
+
+
+# --------------------------------------------------------------------------
+# messages larger than the rings, results read by the waiting caller
+
+
+def length(data):
+    return len(data)
+
+
+def filled(size, byte):
+    return bytes([byte]) * size
+
+
+def task_files():
+    """The memory files of spilled calls this process has open."""
+    names = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            names.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass  # the listing's own descriptor, closed since
+    return sum("tress-pool-task" in name for name in names)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_calls_and_results_larger_than_the_rings(tf, method):
+    """A 24 MiB argument (sent through a memory file) and 24 MiB results
+    (sent in pieces) arrive whole and in the right place, several at once;
+    the parent's memory files are closed once their tasks are settled."""
+    from tress import _process_pool
+
+    big = 24 << 20
+    assert big > _process_pool.TASKS_CAPACITY and big > _process_pool.RESULTS_CAPACITY
+    ctx = multiprocessing.get_context(method)
+    with tf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+        assert ex.submit(square, 3).result(TIMEOUT) == 9  # workers started
+        args = [bytes([i]) * big for i in range(3)]
+        sizes = [ex.submit(length, a) for a in args]
+        echoes = [ex.submit(filled, big, i) for i in range(3)]
+        assert [f.result(TIMEOUT) for f in sizes] == [big] * 3
+        for i, f in enumerate(echoes):
+            data = f.result(TIMEOUT)
+            assert len(data) == big and data[0] == i and data[-1] == i
+        del args
+        assert ex._pool.spilled == {} and ex._pool.parts == {}
+        assert task_files() == 0
+        # the pool goes on with small messages
+        assert list(ex.map(square, range(100))) == [x * x for x in range(100)]
+
+
+def test_cancelled_large_call_releases_its_memory_file(tf):
+    with tf.ProcessPoolExecutor(1) as ex:
+        assert ex.submit(square, 2).result(TIMEOUT) == 4
+        blocker = ex.submit(sleep_for, 0.5)
+        queued = ex.submit(length, b"x" * (4 << 20))
+        assert task_files() == 1
+        assert queued.cancel()
+        assert blocker.result(TIMEOUT) == 0.5
+        ex.shutdown(wait=True)
+        assert ex._pool.spilled == {}
+        assert task_files() == 0
+
+
+def test_round_trips_are_read_by_the_waiting_caller(tf):
+    """result() reads the results itself: a thousand round trips, each the
+    right value; a done callback that waits on another future of the pool
+    (read by the same caller, re-entered) gets it; a callback on a future
+    that another caller's reading completed runs too."""
+    with tf.ProcessPoolExecutor(2) as ex:
+        assert sum(ex.submit(abs, -i).result(TIMEOUT) for i in range(1000)) == 499500
+        other = ex.submit(pow, 2, 10)
+        seen = []
+        first = ex.submit(abs, -3)
+        first.add_done_callback(lambda _: seen.append(other.result(TIMEOUT)))
+        assert first.result(TIMEOUT) == 3
+        assert seen == [1024]
+        fs = [ex.submit(abs, -i) for i in range(200)]
+        called = threading.Event()
+        fs[-1].add_done_callback(lambda f: called.set())
+        assert fs[100].result(TIMEOUT) == 100
+        assert called.wait(TIMEOUT)
+        assert [f.result(TIMEOUT) for f in fs] == list(range(200))
+
+
+def test_a_caller_reading_results_sees_its_worker_die(tf):
+    """The caller waits in result() (reading the ring) when the worker of its
+    task dies: the manager fails the task and wakes the caller."""
+    with tf.ProcessPoolExecutor(2) as ex:
+        f = ex.submit(die_on_sevens, 7)
+        start = time.monotonic()
+        with pytest.raises(tf.WorkerDied, match="SIGKILL"):
+            f.result(TIMEOUT)
+        assert time.monotonic() - start < TIMEOUT / 2
+        assert ex.submit(square, 9).result(TIMEOUT) == 81
+
+
+def test_result_timeout_while_reading(tf):
+    with tf.ProcessPoolExecutor(1) as ex:
+        f = ex.submit(sleep_for, 1.0)
+        start = time.monotonic()
+        with pytest.raises(std_futures.TimeoutError):
+            f.result(0.1)
+        waited = time.monotonic() - start
+        assert 0.09 <= waited < 0.9
+        assert f.result(TIMEOUT) == 1.0

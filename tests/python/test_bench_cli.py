@@ -135,12 +135,18 @@ PROCPOOL_UNITS = {
 #: the stdlib's other pool, measured in every procpool case
 PROCPOOL_EXTRA = "mp.Pool"
 
+#: tress's other pool (tress.pool.Pool), measured in every procpool case
+PROCPOOL_TRESS_POOL = "tress.Pool"
+
 #: the peers: measured when installed, skipped with the reason otherwise
 PROCPOOL_PEERS = {"loky", "mpire"}
 
 #: the reference of the procpool scenario (serial time / 2 workers), and its one case
 PROCPOOL_REFERENCE = "ideal"
 PROCPOOL_REFERENCE_CASE = "cpu"
+
+#: the other reference of that case (forked processes, no pool), no target
+PROCPOOL_CEILING = "processes"
 
 #: procpool targets, by case: (ratio, versus)
 PROCPOOL_TARGETS = {
@@ -576,12 +582,17 @@ def test_procpool_json_structure(procpool_json):
     assert scenario["name"] == "procpool"
     assert scenario["error"] is None
     impls = {impl["name"]: impl for impl in scenario["implementations"]}
-    assert set(impls) == {"stdlib", "tress", PROCPOOL_EXTRA, PROCPOOL_REFERENCE} | PROCPOOL_PEERS
+    assert set(impls) == {
+        "stdlib", "tress", PROCPOOL_EXTRA, PROCPOOL_TRESS_POOL, PROCPOOL_REFERENCE,
+        PROCPOOL_CEILING,
+    } | PROCPOOL_PEERS
     assert impls["stdlib"]["source"] == "concurrent.futures.ProcessPoolExecutor(max_workers=2)"
     assert impls["tress"]["source"] == "tress.futures.ProcessPoolExecutor(max_workers=2)"
-    for name in ("stdlib", PROCPOOL_EXTRA, PROCPOOL_REFERENCE):
+    assert impls[PROCPOOL_TRESS_POOL]["source"] == "tress.pool.Pool(processes=2)"
+    assert impls[PROCPOOL_TRESS_POOL]["kind"] == "tress"
+    for name in ("stdlib", PROCPOOL_EXTRA, PROCPOOL_REFERENCE, PROCPOOL_CEILING):
         assert impls[name]["status"] == "ok", (name, impls[name])
-    for name in {"tress"} | PROCPOOL_PEERS:
+    for name in {"tress", PROCPOOL_TRESS_POOL} | PROCPOOL_PEERS:
         assert impls[name]["status"] in ("ok", "skipped"), name
         if impls[name]["status"] == "skipped":
             assert impls[name]["reason"], name
@@ -592,6 +603,8 @@ def test_procpool_json_structure(procpool_json):
     assert {case["name"] for case in scenario["cases"]} == PROCPOOL_CASES
     assert any("fork" in note for note in scenario["notes"])
     assert any("95% efficiency" in note for note in scenario["notes"])
+    assert any("pool efficiency relative to the machine's ceiling" in note
+               for note in scenario["notes"])
 
 
 def test_procpool_json_every_case_measured_or_skipped(procpool_json):
@@ -612,16 +625,16 @@ def test_procpool_json_every_case_measured_or_skipped(procpool_json):
             assert case["ops_per_iteration"] == 200, name  # the issue's 200 tasks
 
         results = case["results"]
-        # the reference is measured in its one case only; the peers in all
-        expected = {"stdlib", "tress", PROCPOOL_EXTRA} | PROCPOOL_PEERS | (
-            {PROCPOOL_REFERENCE} if name == PROCPOOL_REFERENCE_CASE else set()
+        # the references are measured in their one case only; the pools in all
+        expected = {"stdlib", "tress", PROCPOOL_EXTRA, PROCPOOL_TRESS_POOL} | PROCPOOL_PEERS | (
+            {PROCPOOL_REFERENCE, PROCPOOL_CEILING} if name == PROCPOOL_REFERENCE_CASE else set()
         )
         assert set(results) == expected, name
-        for impl in expected - {"tress"} - PROCPOOL_PEERS:
+        for impl in expected - {"tress", PROCPOOL_TRESS_POOL} - PROCPOOL_PEERS:
             assert results[impl]["status"] == "ok", (name, impl, results[impl])
             assert results[impl]["median"] > 0, (name, impl)
             assert case["ratios"].get(impl, 1) > 0, (name, impl)
-        for impl in {"tress"} | PROCPOOL_PEERS:
+        for impl in {"tress", PROCPOOL_TRESS_POOL} | PROCPOOL_PEERS:
             if results[impl]["status"] == "ok":
                 assert results[impl]["median"] > 0, (name, impl)
             else:
@@ -739,16 +752,18 @@ def test_text_table_ipc_columns():
 
 
 def test_text_table_procpool_columns():
-    """The procpool scenario's multiprocessing.Pool and peers get columns;
-    its ideal reference only with cpu (not run here: it takes seconds)."""
+    """The procpool scenario's multiprocessing.Pool, tress.pool.Pool and peers
+    get columns; its references ideal and processes only with cpu (not run
+    here: it takes seconds)."""
     proc = run_tress("bench", "--only", "procpool/round-trip", "procpool/start", *FAST)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     (header,) = [line for line in lines if line.startswith("scenario ")]
     columns = header.split()
-    for name in [PROCPOOL_EXTRA] + sorted(PROCPOOL_PEERS):
+    for name in [PROCPOOL_EXTRA, PROCPOOL_TRESS_POOL] + sorted(PROCPOOL_PEERS):
         assert name in columns and f"{name}/stdlib" in columns, name
     assert PROCPOOL_REFERENCE not in columns
+    assert PROCPOOL_CEILING not in columns
     rows = {line.split()[1]: line for line in lines if line.startswith("procpool ")}
     assert set(rows) == {"round-trip", "start"}
     assert "round trips/s" in rows["round-trip"] and ">=10x" in rows["round-trip"].split()

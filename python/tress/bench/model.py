@@ -59,7 +59,8 @@ class Implementation:
     #: what is loaded, for humans (e.g. the module name)
     source: str = ""
     #: a yardstick rather than a contender: measured only in the cases whose
-    #: target names it (``Target.versus``), e.g. the stdlib's C
+    #: target names it (``Target.versus``) or that list it
+    #: (``Case.references``), e.g. the stdlib's C
     #: ``queue.SimpleQueue`` as the floor for tress's ``Queue``
     reference: bool = False
 
@@ -111,6 +112,9 @@ class Case:
     ops_per_iteration: int = 1
     #: the DESIGN.md target for tress, if any
     target: Target | None = None
+    #: further references (:attr:`Implementation.reference`) measured in this
+    #: case besides the one its target names, shown beside it (no target)
+    references: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,11 +132,12 @@ class Scenario:
 
     def implementations_for(self, case: Case) -> tuple[Implementation, ...]:
         """The implementations ``case`` is measured on: every one except the
-        references (:attr:`Implementation.reference`) its target does not name."""
+        references (:attr:`Implementation.reference`) neither its target
+        names nor :attr:`Case.references` lists."""
         versus = case.target.versus if case.target is not None else None
         return tuple(
             impl for impl in self.implementations
-            if not impl.reference or impl.name == versus
+            if not impl.reference or impl.name == versus or impl.name in case.references
         )
 
     def case(self, name: str) -> Case:

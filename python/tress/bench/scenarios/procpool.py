@@ -34,10 +34,23 @@ Every pool has :data:`WORKERS` (2) worker processes started with the
   trials, interleaved with the pools.  ``tress / ideal`` is thus tress's
   *scaling efficiency*, serial time / (parallel time * workers), and the
   target ``>=1/1.05x ideal`` is "at least 95% efficiency" (any
-  implementation's efficiency is its figure divided by ideal's).  The
-  slowest case: an iteration takes a second per pool and two for ideal,
-  about 20 s in all with ``--quick``; pinned to one CPU (``--cpus 0``) the
-  efficiency is about 50% by construction;
+  implementation's efficiency is its figure divided by ideal's).  Beside
+  it, the second reference ``processes``: the machine's ceiling for CPU
+  scaling without any pool, the same ``n * CPU_TASKS`` tasks split
+  statically over :data:`WORKERS` children made with :func:`os.fork` (each
+  runs its share, writes its sum to a pipe and leaves with
+  :func:`os._exit`), timed from before the first fork to the last child's
+  result (:func:`_processes`; the results wait ``4 * HANDOFF_TIMEOUT`` per
+  iteration, the children are killed with SIGKILL on a timeout or an error,
+  and every child is reaped with a bounded wait, outside the timed span).
+  ``processes / ideal`` is the efficiency the machine itself allows in
+  that run (two cores of a shared VM often give less than 2x), so
+  ``tress / processes`` is the *pool efficiency relative to the machine's
+  ceiling*: what the pool loses, apart from what the machine does; the
+  target stays versus ``ideal``.  The slowest case: an iteration takes a
+  second per pool and for processes, two for ideal, about 25 s in all
+  with ``--quick``; pinned to one CPU (``--cpus 0``) the efficiency is
+  about 50% by construction (and processes / ideal too);
 * ``round-trip``: ``submit(abs, -i).result(timeout)`` (``apply_async(abs,
   (-i,)).get(timeout)`` for the ``Pool`` APIs) one after the other, a round trip
   through a worker process each, loop unrolled ten times, in round
@@ -52,13 +65,19 @@ Every pool has :data:`WORKERS` (2) worker processes started with the
 
 Implementations: ``stdlib`` = ``concurrent.futures.ProcessPoolExecutor``
 (the baseline of the ratios), ``tress`` =
-``tress.futures.ProcessPoolExecutor``, ``mp.Pool`` =
-``multiprocessing.Pool`` (its ``map_async(...).get(timeout)``, i.e.
-``map``, and ``apply_async``), and the peers ``loky`` =
+``tress.futures.ProcessPoolExecutor`` (the implementation the targets are
+about), ``mp.Pool`` = ``multiprocessing.Pool`` (its
+``map_async(...).get(timeout)``, i.e. ``map``, and ``apply_async``),
+``tress.Pool`` = ``tress.pool.Pool(processes=WORKERS, context=...)``,
+tress's drop-in ``multiprocessing.Pool``, used exactly as ``mp.Pool`` is
+(its ratio is versus the stdlib's executor, as every column's; versus
+``multiprocessing.Pool`` it is ``tress.Pool/stdlib`` divided by
+``mp.Pool/stdlib``), and the peers ``loky`` =
 ``loky.ProcessPoolExecutor`` (given the fork context; loky warns that it
 prefers its own start method, the warning is silenced) and ``mpire`` =
 ``mpire.WorkerPool(keep_alive=True)`` (its workers stay up between maps),
-each skipped with the reason when it cannot be imported.
+each skipped with the reason when it cannot be imported.  The references
+``ideal`` and ``processes`` are measured in ``cpu`` only.
 
 Pools.  Except in ``start``, each case's set-up creates one pool per
 implementation, outside the timed region, and warms it up (a small map
@@ -87,6 +106,10 @@ from __future__ import annotations
 import importlib
 import itertools
 import math
+import os
+import select
+import signal
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -266,6 +289,16 @@ def _load_mp_pool() -> SimpleNamespace:
     return SimpleNamespace(__name__="multiprocessing", make=make)
 
 
+def _load_tress_pool() -> SimpleNamespace:
+    """``tress.pool.Pool``, adapted as ``multiprocessing.Pool`` is (:func:`_mp_pool`)."""
+    cls = importlib.import_module("tress.pool").Pool
+
+    def make() -> _Pool:
+        return _mp_pool("tress.pool.Pool", cls(processes=WORKERS, context=_context()))
+
+    return SimpleNamespace(__name__="tress.pool", make=make)
+
+
 def _load_loky() -> SimpleNamespace:
     try:
         loky = importlib.import_module("loky")
@@ -299,14 +332,22 @@ def _load_mpire() -> SimpleNamespace:
 
 
 MP_POOL = "mp.Pool"
+TRESS_POOL = "tress.Pool"
 LOKY = "loky"
 MPIRE = "mpire"
 IDEAL = "ideal"
 """The reference of ``cpu``: the serial time in this process / WORKERS."""
+PROCESSES = "processes"
+"""The other reference of ``cpu``: the tasks split over WORKERS forked
+processes, no pool (the machine's ceiling)."""
 
 
 def _load_ideal() -> SimpleNamespace:
     return SimpleNamespace(__name__=IDEAL)
+
+
+def _load_processes() -> SimpleNamespace:
+    return SimpleNamespace(__name__=PROCESSES)
 
 
 # --------------------------------------------------------------------------
@@ -466,9 +507,129 @@ def _serial(n: int) -> float:
     return elapsed / WORKERS
 
 
+def _share(tasks: int, worker: int) -> int:
+    """Tasks of ``worker`` when ``tasks`` are split statically over WORKERS."""
+    return tasks // WORKERS + (worker < tasks % WORKERS)
+
+
+def _spin_child(share: int, write: int, inherited: list[int]) -> None:
+    """A ``processes`` child: run ``share`` tasks, write their sum (one line)
+    to the pipe ``write``, and exit with :func:`os._exit` (0 if it was
+    written, 1 otherwise: nothing of the parent's runs in the child)."""
+    code = 1
+    try:
+        for fd in inherited:  # the read ends: its own and the earlier children's
+            os.close(fd)
+        total = 0
+        for _ in itertools.repeat(None, share):
+            total += spin(CPU_SPIN)
+        os.write(write, b"%d\n" % total)  # a few bytes: one atomic write
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _results(reads: list[int], deadline: float) -> list[int]:
+    """Each child's sum, read from its pipe (``reads``) until its line is
+    complete, waiting until ``deadline`` (``time.monotonic``) at most."""
+    lines = dict.fromkeys(reads, b"")
+    pending = set(reads)
+    poller = select.poll()
+    for fd in reads:
+        poller.register(fd, select.POLLIN)
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"cpu: {len(pending)} of {len(reads)} processes gave no "
+                               "result in time")
+        for fd, _ in poller.poll(max(1, math.ceil(left * 1000))):
+            chunk = os.read(fd, 64)
+            if not chunk:
+                raise RuntimeError("cpu: a process exited without its result "
+                                   f"(got {lines[fd]!r})")
+            lines[fd] += chunk
+            if lines[fd].endswith(b"\n"):
+                pending.discard(fd)
+                poller.unregister(fd)
+    return [int(lines[fd]) for fd in reads]
+
+
+def _reap(pids: list[int], kill: bool) -> list[int]:
+    """Wait for the children ``pids`` (after SIGKILL if ``kill``), each for at
+    most ``HANDOFF_TIMEOUT`` in all; their exit codes (None: reaped by
+    someone else); :class:`HandoffError` if one is still running."""
+    if kill:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    codes: dict[int, int | None] = {}
+    deadline = time.monotonic() + threads.HANDOFF_TIMEOUT
+    while True:
+        for pid in pids:
+            if pid in codes:
+                continue
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # reaped already (a waitpid(-1) elsewhere)
+                codes[pid] = None
+                continue
+            if done:
+                codes[pid] = os.waitstatus_to_exitcode(status)
+        if len(codes) == len(pids):
+            return [codes[pid] for pid in pids]
+        if time.monotonic() >= deadline:
+            raise HandoffError(f"cpu: {len(pids) - len(codes)} forked process(es) still "
+                               f"running {threads.HANDOFF_TIMEOUT:g} s after "
+                               + ("SIGKILL" if kill else "their result"))
+        time.sleep(0.001)
+
+
+def _processes(n: int) -> float:
+    """The ``processes`` runner: ``n * CPU_TASKS`` tasks split statically over
+    WORKERS children made with :func:`os.fork`, no pool; timed from before
+    the first fork to the last child's result.  The results wait ``4 *
+    HANDOFF_TIMEOUT`` per iteration (a pool's bound for one map of the
+    tasks); on a timeout or an error the children are killed (SIGKILL) and
+    reaped, each wait bounded."""
+    tasks = n * CPU_TASKS
+    pids: list[int] = []
+    reads: list[int] = []
+    writes: list[int] = []
+    ok = False
+    try:
+        with _forking():
+            start = perf_counter()
+            for worker in range(WORKERS):
+                read, write = os.pipe()
+                reads.append(read)
+                writes.append(write)
+                pid = os.fork()
+                if pid == 0:  # the child: never returns
+                    _spin_child(_share(tasks, worker), write, reads)
+                pids.append(pid)
+                os.close(writes.pop())  # EOF on its read end once the child is gone
+            sums = _results(reads, time.monotonic() + n * 4 * threads.HANDOFF_TIMEOUT)
+            elapsed = perf_counter() - start
+        ok = True
+    finally:
+        for fd in reads + writes:
+            os.close(fd)
+        codes = _reap(pids, kill=not ok)  # outside the timed span
+    failed = [code for code in codes if code not in (0, None)]
+    if failed:
+        raise RuntimeError(f"cpu: forked process(es) exited with {failed}")
+    if sum(sums) != tasks * CPU_RESULT:
+        raise RuntimeError(f"cpu: forked processes returned a wrong sum {sum(sums)}")
+    return elapsed
+
+
 def _cpu(impl: Any) -> Any:
     if impl.__name__ == IDEAL:
         return _serial
+    if impl.__name__ == PROCESSES:
+        return _processes
 
     @contextmanager
     def made() -> Iterator[Runner]:
@@ -556,8 +717,8 @@ _STARTS = "starts/s"
 SCENARIO = Scenario(
     name="procpool",
     description=f"process pools ({WORKERS} workers, fork): ProcessPoolExecutor, "
-    "multiprocessing.Pool, loky and mpire; map of tiny tasks, CPU tasks, round "
-    "trips, start to first result",
+    "multiprocessing.Pool, tress.pool.Pool, loky and mpire; map of tiny tasks, CPU "
+    "tasks, round trips, start to first result",
     implementations=(
         Implementation(STDLIB, STDLIB, _load_futures("concurrent.futures"),
                        source=f"concurrent.futures.ProcessPoolExecutor(max_workers={WORKERS})"),
@@ -565,6 +726,8 @@ SCENARIO = Scenario(
                        source=f"tress.futures.ProcessPoolExecutor(max_workers={WORKERS})"),
         Implementation(MP_POOL, STDLIB, _load_mp_pool,
                        source=f"multiprocessing.Pool(processes={WORKERS})"),
+        Implementation(TRESS_POOL, TRESS, _load_tress_pool,
+                       source=f"tress.pool.Pool(processes={WORKERS})"),
         Implementation(LOKY, PEER, _load_loky,
                        source=f"loky.ProcessPoolExecutor(max_workers={WORKERS})"),
         Implementation(MPIRE, PEER, _load_mpire,
@@ -572,6 +735,9 @@ SCENARIO = Scenario(
         Implementation(IDEAL, STDLIB, _load_ideal,
                        source=f"{CPU_TASKS} tasks one after the other in this process, "
                        f"time / {WORKERS}", reference=True),
+        Implementation(PROCESSES, STDLIB, _load_processes,
+                       source=f"{CPU_TASKS} tasks split statically over {WORKERS} "
+                       "os.fork()ed processes, no pool", reference=True),
     ),
     cases=(
         Case("map", "sum(map(abs, range(k))), tiny tasks, default arguments (stdlib "
@@ -584,8 +750,10 @@ SCENARIO = Scenario(
              f"{TUNED_CHUNKSIZE} (k / {WORKERS * TUNED_CHUNKS_PER_WORKER} if smaller; "
              "no target)", _ITEMS, _map(tuned=True), MAP_UNIT),
         Case("cpu", f"{CPU_TASKS} tasks of ~10 ms of pure-Python CPU work on {WORKERS} "
-             f"workers, chunksize 1, beside serial time / {WORKERS} (column {IDEAL})",
-             _TASKS, _cpu, CPU_TASKS, Target(0.95, versus=IDEAL)),
+             f"workers, chunksize 1, beside serial time / {WORKERS} (column {IDEAL}) "
+             f"and the same tasks on {WORKERS} forked processes without a pool "
+             f"(column {PROCESSES})",
+             _TASKS, _cpu, CPU_TASKS, Target(0.95, versus=IDEAL), references=(PROCESSES,)),
         Case("round-trip", "submit(abs, x).result(), one after the other (a round trip "
              "through a worker process each)", _ROUND_TRIPS, _round_trip, UNROLL,
              Target(10.0)),
@@ -611,6 +779,20 @@ SCENARIO = Scenario(
             f"* {WORKERS} workers)); {IDEAL} runs the same tasks one after the other "
             "in this process, measured in the same trials; the target >=1/1.05x "
             f"{IDEAL} means at least 95% efficiency"
+        ),
+        (
+            f"cpu: {PROCESSES} = the machine's ceiling, the same tasks split statically "
+            f"over {WORKERS} os.fork()ed processes without any pool, timed from before "
+            f"the forks to the last child's result; {PROCESSES} / {IDEAL} is the "
+            "efficiency the machine itself allows in this run (two busy cores of a "
+            f"shared VM often give less than {WORKERS}x), tress / {PROCESSES} the pool "
+            "efficiency relative to the machine's ceiling (the target stays versus "
+            f"{IDEAL})"
+        ),
+        (
+            f"{TRESS_POOL}: tress.pool.Pool, tress's drop-in multiprocessing.Pool, used "
+            f"as {MP_POOL} is; the table shows ratios versus stdlib only: its ratio "
+            f"versus {MP_POOL} is {TRESS_POOL}/stdlib divided by {MP_POOL}/stdlib"
         ),
         (
             "start: 1 / the time from the pool's constructor to its first result; "

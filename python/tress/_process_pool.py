@@ -124,8 +124,14 @@ class _Slots:
     def __init__(self, n):
         self._n = n
         self._fd = os.memfd_create("tress-pool-slots", os.MFD_CLOEXEC)
+        self._closer = weakref.finalize(self, os.close, self._fd)
         os.ftruncate(self._fd, 16 * n)
         self._attach()
+
+    def close(self):
+        """Lets go of the descriptor (the mapping stays): no worker will be
+        started any more."""
+        self._closer()
 
     def _attach(self):
         self._map = mmap.mmap(self._fd, 16 * self._n)
@@ -141,6 +147,7 @@ class _Slots:
         fd, self._n = state
         self._fd = fd.detach()
         self._attach()
+        os.close(self._fd)  # a worker passes it on to nobody
 
 
 # --------------------------------------------------------------------------
@@ -687,6 +694,7 @@ class _Pool:
             if not future.done():
                 future.cancel() or future.set_exception(
                     BrokenProcessPool("the pool shut down before this task ran"))
+        self.slots.close()
         _live_pools.discard(self)
 
     # -- stopping
@@ -720,10 +728,11 @@ class _Pool:
         self.stop_workers(terminate=True)
 
     def _take_queued(self):
+        """The task messages still queued (stop messages left out)."""
         taken = []
         while True:
             try:
-                messages = self.tasks._ring.get_many(256, False)
+                messages = self.tasks.get_many(256, False)
             except Empty:
                 return taken
             taken.extend(m for m in messages if m)

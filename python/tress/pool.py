@@ -178,10 +178,16 @@ class IMapIterator:
         self._items = collections.deque()
         self._unsorted = {}
         self._index = 0  # next result index to publish
+        self._bar = None  # progress=True: closes the display
         self._length = None  # known once every job is submitted
 
     def __iter__(self):
         return self
+
+    def _show(self, bar):
+        """``progress=True``: ``bar`` counts the results as they come and is
+        closed at the end of the iteration (or when it is dropped)."""
+        self._bar = weakref.finalize(self, bar.close)
 
     def next(self, timeout=None):
         with self._cond:
@@ -190,6 +196,8 @@ class IMapIterator:
             if not self._items:
                 if self._index == self._length:
                     self._pool = None
+                    if self._bar is not None:
+                        self._bar()
                     raise StopIteration from None
                 raise TimeoutError from None
             success, value = self._items.popleft()
@@ -338,13 +346,11 @@ class _PoolBase:
             daemon=True,
         )
         feeder.start()
+        if bar is not None:
+            result._show(bar)
         if chunksize == 1:
-            items = result
-        else:
-            items = (item for chunk in result for item in chunk)
-        if bar is None:
-            return items
-        return _closing(items, bar)
+            return result
+        return (item for chunk in result for item in chunk)
 
     def close(self):
         """No more work: the workers exit once the work given is done."""
@@ -531,13 +537,6 @@ def _deliver_future(deliver, future):
         deliver(True, future.result())
     else:
         deliver(False, exc)
-
-
-def _closing(items, bar):
-    try:
-        yield from items
-    finally:
-        bar.close()
 
 
 def _feed(pool, result, func, iterable, chunksize, bar):

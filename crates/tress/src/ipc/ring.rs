@@ -52,6 +52,17 @@ const SLOT: u64 = 16;
 const REAP_SLICE: Duration = Duration::from_millis(20);
 /// The longest a get polls for a message before it sleeps (see `spin_on`).
 const SPIN_MAX_US: u32 = 20;
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the machine.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// The most [`ByteQueue::set_poll_limit`] allows.
 const SPIN_LIMIT_US: u32 = 1000;
 /// While polling does not pay, one get in this many polls anyway.
@@ -96,6 +107,10 @@ struct Header {
     /// Bumped when `unfinished` reaches 0 (joiners wait on it).
     join_seq: AtomicU32,
     joiners: AtomicU32,
+    /// Until when (CLOCK_MONOTONIC, ns) a getter polls `put_seq`, 0 if
+    /// none does (see `message_ready`). A time, not a count: the mark of
+    /// a poller killed mid-poll expires by itself.
+    poll_until: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() <= HEADER);
@@ -441,11 +456,21 @@ impl ByteQueue {
         }
     }
 
+    /// Tells getters a message is ready: a sleeping one is woken, unless
+    /// a getter is polling and this is the only ready message (the poller
+    /// takes it; waking a sleeper as well would only have it find the ring
+    /// empty again, a system call and a context switch for nothing). A
+    /// poller whose poll ends re-reads `put_seq` (bumped here first) before
+    /// it sleeps, so it cannot miss the message.
     fn message_ready(&self) {
         let h = self.header();
         h.put_seq.fetch_add(1, Ordering::SeqCst);
         if h.getters.load(Ordering::SeqCst) > 0 {
-            sys::wake_shared(&h.put_seq, 1);
+            let polled = h.ready.load(Ordering::SeqCst) <= 1
+                && monotonic_ns() < h.poll_until.load(Ordering::SeqCst);
+            if !polled {
+                sys::wake_shared(&h.put_seq, 1);
+            }
         }
     }
 
@@ -698,6 +723,11 @@ impl ByteQueue {
         }
         let start = Instant::now();
         let limit = Duration::from_micros(u64::from(budget));
+        // Marked for the putters (see `message_ready`); the mark ends with
+        // the poll at the latest.
+        let h = self.header();
+        let until = monotonic_ns() + u64::from(budget) * 1000;
+        h.poll_until.fetch_max(until, Ordering::SeqCst);
         let mut moved = false;
         'spin: while start.elapsed() < limit {
             for _ in 0..64 {
@@ -707,6 +737,13 @@ impl ByteQueue {
                 }
                 std::hint::spin_loop();
             }
+        }
+        if moved {
+            // Off the mark before the claim: a second message then wakes a
+            // sleeper (unless another poller set a later mark).
+            let _ = h
+                .poll_until
+                .compare_exchange(until, 0, Ordering::SeqCst, Ordering::Relaxed);
         }
         let next = if moved { max } else { budget / 2 };
         self.spin_us.store(next, Ordering::Relaxed);

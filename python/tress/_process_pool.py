@@ -244,28 +244,30 @@ def _read_spilled(task, message):
 
 
 def _send(results, task, result, pool_api):
-    """Puts a task's ``("ok", task, result)``. A result larger than the
-    ring's largest message comes in pieces (``("part", task, data, last)``,
-    put one after the other by this worker; the parent joins them). A
-    result that cannot be sent (unpicklable) becomes the task's error: the
-    pickling error for the executor (as the stdlib's),
-    ``MaybeEncodingError`` for the ``Pool`` (as multiprocessing's)."""
+    """Puts a task's result: the message is the task's number then the
+    pickled result, raw bytes (every other message is a tuple). The parent
+    unpickles it apart, so a result that fails to unpickle fails its task
+    only. A result larger than the ring's largest message comes in pieces
+    (``("part", task, data, last)``, put one after the other by this
+    worker; the parent joins them). A result that cannot be pickled becomes
+    the task's error: the pickling error for the executor (as the stdlib's,
+    a ``SystemExit`` raised by the pickling too), ``MaybeEncodingError``
+    for the ``Pool`` (as multiprocessing's)."""
     try:
-        results.put(("ok", task, result))
-        return
-    except Exception as exc:
-        if isinstance(exc, ValueError):
-            try:
-                data = pickle.dumps(("ok", task, result), 5)
-            except Exception:
-                data = None
-            if data is not None and len(data) > results._ring.max_message:
-                _send_parts(results, task, data)
-                return
+        blob = pickle.dumps(result, 5)
+    except BaseException as exc:
+        if pool_api and not isinstance(exc, Exception):
+            raise
         if pool_api:
             error = _mp_pool.MaybeEncodingError(exc, result)
         else:
             error = _std._ExceptionWithTraceback(exc, exc.__traceback__)
+    else:
+        if _ID + len(blob) > results._ring.max_message:
+            _send_parts(results, task, blob)
+        else:
+            results.put(task.to_bytes(_ID, "little") + blob)
+        return
     _send_error(results, task, error)
 
 
@@ -309,14 +311,25 @@ def _worker(tasks, results, slots, index, initializer, initargs, max_tasks, pool
         started[index] = time.monotonic()
         running[index] = task
         try:
-            if spilled:
-                call = _read_spilled(task, message)
-            else:
-                call = pickle.loads(memoryview(message)[_ID:])
+            try:
+                if spilled:
+                    call = _read_spilled(task, message)
+                else:
+                    call = pickle.loads(memoryview(message)[_ID:])
+            except BaseException as exc:
+                if pool_api:
+                    raise
+                # the stdlib's call queue fails the task this way
+                error = BrokenProcessPool(
+                    f"the call of task {task} could not be unpickled in the worker: {exc!r}")
+                raise error from exc
             del message
             fn, args, kwargs = call
             del call
-            result = fn(*args, **kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            finally:
+                del fn, args, kwargs  # freed now, not when the next task comes
         except BaseException as exc:
             _send_error(results, task, wrap(exc, exc.__traceback__))
             del exc
@@ -361,6 +374,10 @@ class _Pool:
         self.running = self.slots.running
         self.started = self.slots.started
         self.procs = [None] * workers
+        # spawn and forkserver workers start on demand (as the stdlib's
+        # executor's: a submit starts one unless one is idle)
+        self.dynamic = self.start_method != "fork" and not pool_api
+        self.idle = threading.Semaphore(0)
         self.pending = {}  # task number -> (future, what it runs)
         self.spilled = {}  # task number -> the memory file of its call
         self.parts = {}  # task number -> the pieces of its result so far
@@ -398,12 +415,22 @@ class _Pool:
         self.procs[index] = p
 
     def start(self):
-        for i in range(self.size):
-            self.start_worker(i)
+        if not self.dynamic:
+            for i in range(self.size):
+                self.start_worker(i)
         self.manager = threading.Thread(target=self.manage, name="tress-ProcessPool-manager",
                                         daemon=True)
         self.manager.start()
         _live_pools.add(self)
+
+    def adjust(self):
+        """Another worker unless one is idle (``dynamic`` pools)."""
+        if self.idle.acquire(blocking=False):
+            return
+        for i, p in enumerate(self.procs):
+            if p is None:
+                self.start_worker(i)
+                return
 
     # -- tasks
 
@@ -493,7 +520,36 @@ class _Pool:
 
     # -- results
 
+    def settled(self, task, outcome, ok):
+        """A task's result (pickled, ``ok``) or exception is in."""
+        entry = self.take(task)
+        if entry is None:
+            return  # cancelled, or failed when its worker died
+        future = entry[0]
+        if self.dynamic:
+            self.idle.release()
+        if future.cancelled():
+            return
+        if not ok:
+            future.set_exception(outcome)
+            return
+        try:
+            value = pickle.loads(outcome)
+        except BaseException as exc:
+            # the stdlib fails the task so (its result handler unpickles)
+            error = BrokenProcessPool(
+                f"the result of task {task} ({entry[1]}) could not be unpickled: {exc!r}")
+            error.__cause__ = exc
+            future.set_exception(error)
+        else:
+            del outcome
+            future.set_result(value)
+
     def settle(self, message):
+        if type(message) is bytes:
+            self.settled(int.from_bytes(message[:_ID], "little"), memoryview(message)[_ID:],
+                         True)
+            return
         kind = message[0]
         if kind == "part":
             task, data, last = message[1:]
@@ -505,19 +561,13 @@ class _Pool:
                 if last:
                     del self.parts[task]
             if last:
-                self.settle(pickle.loads(b"".join(parts)))
-        elif kind in ("ok", "err"):
-            entry = self.take(message[1])
-            if entry is None:
-                return  # cancelled, or failed when its worker died
-            future = entry[0]
-            if future.cancelled():
-                return
-            if kind == "ok":
-                future.set_result(message[2])
-            else:
-                future.set_exception(message[2])
+                self.settled(task, b"".join(parts), True)
+        elif kind == "err":
+            self.settled(message[1], message[2], False)
         elif kind == "broken":
+            p = self.procs[message[1]]
+            if p is not None:
+                p.join(5)  # its last words (a logging queue's feeder) are out
             self.break_pool("A child process terminated abruptly, the process pool is not "
                             "usable anymore (its initializer failed)")
         elif kind == "retired":
@@ -525,7 +575,8 @@ class _Pool:
             p = self.procs[index]
             p.join(5)
             self.procs[index] = None
-            if not self.stopping and not self.broken:
+            # replaced while stopping too: the queued tasks still run
+            if not self.terminated and not self.broken:
                 self.start_worker(index)
 
     def drain(self):
@@ -634,7 +685,7 @@ class _Pool:
 
     def receive(self, message):
         """A helper's share of a message: results; the rest to the manager."""
-        if message[0] in ("ok", "err", "part"):
+        if type(message) is bytes or message[0] in ("err", "part"):
             self.settle(message)
         elif message[0] != "nudge":
             with self.lock:
@@ -695,6 +746,7 @@ class _Pool:
                 future.cancel() or future.set_exception(
                     BrokenProcessPool("the pool shut down before this task ran"))
         self.slots.close()
+        self.tasks.close()  # as the stdlib's call queue (join_thread() may follow)
         _live_pools.discard(self)
 
     # -- stopping
@@ -732,14 +784,18 @@ class _Pool:
         taken = []
         while True:
             try:
-                messages = self.tasks.get_many(256, False)
+                # (the ring's: the queue may be closed)
+                messages = self.tasks._ring.get_objs(256, False)
             except Empty:
                 return taken
             taken.extend(m for m in messages if m)
 
-    def cancel_queued(self):
+    def cancel_queued(self, keep=0):
         """Takes the queued tasks out and cancels their futures."""
-        for m in self._take_queued() + self.overflow:
+        queued = self._take_queued() + self.overflow
+        for m in queued[:keep]:
+            self.tasks._ring.put_obj(m)
+        for m in queued[keep:]:
             task = int.from_bytes(m[:_ID], "little") & ~_SPILLED
             entry = self.take(task)
             if entry is not None:
@@ -856,6 +912,20 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
     def _broken(self):
         return self._pool.broken
 
+    @property
+    def _processes(self):
+        """The live workers by pid (the stdlib's private attribute, which
+        code and CPython's tests read)."""
+        return {p.pid: p for p in self._pool.procs if p is not None}
+
+    @property
+    def _executor_manager_thread(self):
+        return self._pool.manager
+
+    @property
+    def _call_queue(self):
+        return self._pool.tasks
+
     def submit(self, fn, /, *args, **kwargs):
         return self._submit(fn, args, kwargs)
 
@@ -873,6 +943,8 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
             if not self._started:
                 pool.start()
                 self._started = True
+            if pool.dynamic:
+                pool.adjust()
             return pool.submit(fn, args, kwargs, user_fn)
 
     def map(self, fn, *iterables, timeout=None, chunksize=None, progress=False):
@@ -911,7 +983,7 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
                 bar.close()
             raise
         del items
-        results = itertools.chain.from_iterable(ordered_results(fs, timeout, end_time))
+        results = _each(ordered_results(fs, timeout, end_time))
         if bar is None:
             return results
         return _closing(results, bar)
@@ -925,7 +997,7 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
         with self._shutdown_lock:
             self._shutdown_thread = True
             if cancel_futures:
-                pool.cancel_queued()
+                pool.cancel_queued(keep=pool.size + 1 if self._started else 0)
             if self._started and not pool.stopping:
                 pool.stop_workers()
         if wait and pool.manager is not None:
@@ -946,6 +1018,15 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
             self.shutdown(wait=True)
             return False
         return super().__exit__(exc_type, exc_val, exc_tb)
+
+
+def _each(chunks):
+    """The items of each chunk, popped: nothing yielded stays referenced."""
+    for chunk in chunks:
+        chunk.reverse()
+        while chunk:
+            yield chunk.pop()
+        del chunk
 
 
 def _advance(bar, n, future):

@@ -33,12 +33,29 @@ putting it in the repository:
 4. **Verify**: the control file names ``libpython3.11-testsuite`` at a
    released 3.11 version (``3.11.N-...``, no ``~rc``/``~b``), the archive has
    the single-file layout, and the file defines what the binding uses
-   (``ThreadPoolMixin``, ``create_executor_tests``, ``FutureTests``).
-   :func:`load_test_concurrent_futures` then imports it against this
-   interpreter's ``test.support`` (3.11 only).
+   (``ThreadPoolMixin``, the three ``ProcessPool*Mixin``,
+   ``create_executor_tests``, ``FutureTests``).
+5. **Import**: :func:`load_test_concurrent_futures` puts a copy of the file
+   named ``cpython311_test_concurrent_futures.py`` in ``<cache>/importable/``,
+   appends that directory to ``sys.path`` and imports the copy under that
+   name, against this interpreter's ``test.support`` (3.11 only).  The name
+   is importable, so worker processes started with spawn or forkserver (which
+   receive the parent's ``sys.path``) unpickle the file's functions (``mul``,
+   ``init_fail``, ``_crash``...) by reference, as CPython's workers import
+   ``test.test_concurrent_futures``.
 
 Any failure raises :class:`SuiteUnavailable` with a precise reason, which the
-conformance module turns into a module-level skip.
+conformance modules turn into a module-level skip.
+
+The second half of this module is what both binding modules
+(``test_concurrent_futures_conformance.py`` for the thread-pool classes and
+``FutureTests``, ``test_concurrent_futures_process_conformance.py`` for the
+process-pool classes) share, since they bind one imported copy of the file:
+:func:`import_target` (the executor module under test, from
+``TRESS_FUTURES_CONFORMANCE_TARGET``), :class:`FuturesView` and
+:func:`bind_test_concurrent_futures`, which rebinds the file's global
+``futures`` and its ``assert_python_ok`` once for both (see
+:func:`child_code` for the child interpreters).
 
 ``python tests/conformance/cpython_suite.py`` fetches (or finds) the file and
 prints its path and provenance: a CI job can warm the cache with it.
@@ -46,7 +63,9 @@ prints its path and provenance: a CI job can warm the cache with it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
+import importlib
 import importlib.util
 import io
 import json
@@ -58,6 +77,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import types
 import unittest
 from pathlib import Path
 
@@ -71,9 +91,14 @@ MODULE_NAME = "cpython311_test_concurrent_futures"
 # What the binding needs from the file (CPython 3.11's single-file layout).
 REQUIRED_MARKERS = (
     "class ThreadPoolMixin(ExecutorMixin):",
+    "class ProcessPoolForkMixin(ExecutorMixin):",
+    "class ProcessPoolSpawnMixin(ExecutorMixin):",
+    "class ProcessPoolForkserverMixin(ExecutorMixin):",
     "def create_executor_tests(",
     "class FutureTests(BaseTestCase):",
 )
+# Where the importable copy lives, under the cache directory.
+IMPORTABLE_DIR = "importable"
 VERSION_RE = re.compile(r"^(?:\d+:)?3\.11\.\d+-[0-9A-Za-z.+]+$")  # Debian's: 3.11.2-6+deb12u7
 
 APT_DOWNLOAD_TIMEOUT = 90.0
@@ -440,10 +465,37 @@ def fetch() -> tuple[Path, dict]:
     return hit
 
 
+def importable_copy(path: Path) -> Path:
+    """``<cache>/importable/<MODULE_NAME>.py``: the file, under the name it is
+    imported as (written atomically when missing or different)."""
+    data = path.read_bytes()
+    directory = path.parent / IMPORTABLE_DIR
+    copy = directory / f"{MODULE_NAME}.py"
+    try:
+        if copy.read_bytes() == data:
+            return copy
+    except OSError:
+        pass
+    tmp = None
+    try:
+        directory.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, copy)  # atomic: a concurrent run never imports half a file
+    except OSError as exc:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        raise SuiteUnavailable(f"cannot write the importable copy {copy}: {exc}") from None
+    return copy
+
+
 def load_test_concurrent_futures():
     """Fetch, verify and import the file as :data:`MODULE_NAME`.
 
-    Returns ``(module, path, provenance)``.
+    Returns ``(module, path, provenance)``; ``path`` is the imported copy,
+    whose directory is on ``sys.path`` (so spawn and forkserver workers, which
+    get the parent's ``sys.path``, import it by name).
     """
     if sys.version_info[:2] != (3, 11):
         raise SuiteUnavailable(
@@ -457,8 +509,11 @@ def load_test_concurrent_futures():
             f"this interpreter does not ship its `test` package ({exc}), which CPython's "
             "test_concurrent_futures.py imports (test.support)"
         ) from None
-    path, meta = fetch()
-    verify_source(path.read_bytes(), str(path))
+    fetched, meta = fetch()
+    verify_source(fetched.read_bytes(), str(fetched))
+    path = importable_copy(fetched)
+    if str(path.parent) not in sys.path:
+        sys.path.append(str(path.parent))
     if MODULE_NAME in sys.modules:
         return sys.modules[MODULE_NAME], path, meta
     spec = importlib.util.spec_from_file_location(MODULE_NAME, path)
@@ -478,6 +533,165 @@ def load_test_concurrent_futures():
             f"interpreter's test.support ({sys.version.split()[0]}): {type(exc).__name__}: {exc}"
         ) from None
     return module, path, meta
+
+
+# --------------------------------------------------------------------------
+# binding the file to the executors under test (both binding modules)
+
+TARGET_ENV = "TRESS_FUTURES_CONFORMANCE_TARGET"
+DEFAULT_TARGET = "tress.futures"
+# The executors the file's global `futures` names that the binding rebinds.
+EXECUTOR_NAMES = ("ThreadPoolExecutor", "ProcessPoolExecutor")
+# How the child interpreters of the shutdown tests import the executor.
+CHILD_IMPORTS = tuple(f"from concurrent.futures import {name}" for name in EXECUTOR_NAMES)
+# What the child code imports the file as.
+CHILD_MODULE = "test.test_concurrent_futures"
+
+
+class TargetUnavailable(Exception):
+    """The executor module under test does not import; ``str(exc)`` says why."""
+
+
+def import_target():
+    """``(name, module)`` of the executor module under test:
+    ``$TRESS_FUTURES_CONFORMANCE_TARGET``, default ``tress.futures``."""
+    name = os.environ.get(TARGET_ENV, DEFAULT_TARGET)
+    try:
+        return name, importlib.import_module(name)
+    except Exception as exc:  # noqa: BLE001 - not built yet, or a broken build
+        raise TargetUnavailable(
+            f"{name} is not importable ({type(exc).__name__}: {exc}); build and install "
+            "tress with `pip install --no-build-isolation --force-reinstall --no-deps .` "
+            f"({TARGET_ENV}=concurrent.futures runs this harness on the stdlib)"
+        ) from None
+
+
+class FuturesView(types.ModuleType):
+    """``concurrent.futures``, except that ``ThreadPoolExecutor`` and
+    ``ProcessPoolExecutor`` are the target's."""
+
+    def __getattr__(self, name):
+        return getattr(concurrent.futures, name)
+
+
+def target_import_root(target_name):
+    """The sys.path entry the parent imported the target's top-level package from."""
+    top = importlib.import_module(target_name.partition(".")[0])
+    origin = getattr(top, "__file__", None)
+    if origin is None:  # a namespace package
+        return None
+    origin = os.path.dirname(os.path.abspath(origin))
+    return os.path.dirname(origin) if hasattr(top, "__path__") else origin
+
+
+def child_prelude(target_name, importable_dir):
+    """What the child interpreters' code starts with.
+
+    The directory the target was imported from goes first on the child's
+    ``sys.path`` when it is not there (a source tree on ``PYTHONPATH``, which
+    isolated mode ignores), and the directory of the importable copy goes last;
+    ``test.test_concurrent_futures`` is an alias module whose attributes are
+    those of :data:`MODULE_NAME` (imported on first use).  The functions the
+    child gets from it keep ``__module__ == MODULE_NAME``, which the child's
+    own spawn or forkserver workers import by name: they get the child's
+    ``sys.path``, not its ``sys.modules``."""
+    root = target_import_root(target_name)
+    return f"""\
+import sys as _tress_sys, types as _tress_types
+if {root!r} not in (None, *_tress_sys.path):
+    _tress_sys.path.insert(0, {root!r})
+if {str(importable_dir)!r} not in _tress_sys.path:
+    _tress_sys.path.append({str(importable_dir)!r})
+def _tress_test_module_getattr(name):
+    import importlib
+    return getattr(importlib.import_module({MODULE_NAME!r}), name)
+_tress_alias = _tress_types.ModuleType({CHILD_MODULE!r})
+_tress_alias.__getattr__ = _tress_test_module_getattr
+_tress_sys.modules.setdefault({CHILD_MODULE!r}, _tress_alias)
+del _tress_alias, _tress_test_module_getattr
+"""
+
+
+def child_code(code, target_name, prelude):
+    """The child's ``-c`` code with the prelude and the target's executor.
+
+    The child code imports its executor with ``from concurrent.futures import
+    ThreadPoolExecutor`` (or ``ProcessPoolExecutor``); for a target other than
+    ``concurrent.futures`` that line must occur exactly once and imports from
+    the target instead."""
+    if target_name != "concurrent.futures":
+        found = [(line, code.count(line)) for line in CHILD_IMPORTS if line in code]
+        if len(found) != 1 or found[0][1] != 1:
+            raise AssertionError(
+                f"harness: expected the child code to contain exactly one of {CHILD_IMPORTS}, "
+                f"once; found {found}:\n{code}"
+            )
+        line = found[0][0]
+        code = code.replace(line, line.replace("concurrent.futures", target_name))
+    return prelude + code
+
+
+class Binding(types.SimpleNamespace):
+    """What :func:`bind_test_concurrent_futures` set up (attributes: ``tcf``,
+    ``path``, ``meta``, ``target_name``, ``target``, ``stdlib``,
+    ``futures_view``, ``prelude``, ``child_code``, ``assert_python_ok``,
+    ``stdlib_assert_python_ok``)."""
+
+
+_binding = None
+
+
+def bind_test_concurrent_futures():
+    """Import the target and the file, and rebind the file's names that refer
+    to the executors, in this private copy of the module only
+    (``concurrent.futures`` itself is never patched):
+
+    * the global ``futures`` becomes a :class:`FuturesView` whose
+      ``ThreadPoolExecutor`` and ``ProcessPoolExecutor`` are the target's (the
+      tests that write ``futures.XPoolExecutor(...)`` out);
+    * ``assert_python_ok`` runs the child code through :func:`child_code`.
+
+    Done once per process; both binding modules get the same :class:`Binding`.
+    Raises :class:`TargetUnavailable` or :class:`SuiteUnavailable`."""
+    global _binding
+    if _binding is not None:
+        return _binding
+    target_name, target = import_target()
+    tcf, path, meta = load_test_concurrent_futures()
+    view = FuturesView(
+        "concurrent.futures",
+        f"concurrent.futures with ThreadPoolExecutor and ProcessPoolExecutor = {target_name}'s",
+    )
+    for name in EXECUTOR_NAMES:
+        setattr(view, name, getattr(target, name))
+    prelude = child_prelude(target_name, path.parent)
+    stdlib_assert_python_ok = tcf.assert_python_ok
+
+    def bound_child_code(code):
+        return child_code(code, target_name, prelude)
+
+    def assert_python_ok(*args, **env_vars):
+        args = list(args)
+        i = args.index("-c")
+        args[i + 1] = bound_child_code(args[i + 1])
+        return stdlib_assert_python_ok(*args, **env_vars)
+
+    tcf.futures = view
+    tcf.assert_python_ok = assert_python_ok
+    _binding = Binding(
+        tcf=tcf,
+        path=path,
+        meta=meta,
+        target_name=target_name,
+        target=target,
+        stdlib=target is concurrent.futures,
+        futures_view=view,
+        prelude=prelude,
+        child_code=bound_child_code,
+        assert_python_ok=assert_python_ok,
+        stdlib_assert_python_ok=stdlib_assert_python_ok,
+    )
+    return _binding
 
 
 def main() -> int:

@@ -31,13 +31,12 @@ and ``FutureTests``, which CPython runs once, executor-independent, on
 runs on the class of the futures the target's executor returns (for the
 stdlib that is the same class, so the binding is CPython's own).
 
-Not bound: the process-pool classes (``ProcessPool{Fork,Forkserver,Spawn}
-*Test``: ``ProcessPoolShutdownTest``, ``ProcessPoolExecutorTest``,
-``ExecutorDeadlockTest`` and the process variants of the initializer, wait
-and as_completed tests).  They test ``ProcessPoolExecutor`` (worker
-processes, pickling, ``mp_context``, ``BrokenProcessPool``), which is not
-what tress.futures's thread executor is; a later issue binds them to
-tress's process pool.
+The process-pool classes (``ProcessPool{Fork,Forkserver,Spawn}*Test``) are
+bound to the target's ``ProcessPoolExecutor`` by
+``test_concurrent_futures_process_conformance.py``.  Both modules bind the
+one imported copy of the file; what they share (importing the target and the
+file, the ``futures`` view, the child interpreters' prelude) is
+``cpython_suite.bind_test_concurrent_futures``, done once per process.
 
 How the thread classes reach the target's executor
 --------------------------------------------------
@@ -53,13 +52,15 @@ patched):
    ``test_thread_names_assigned``, ``test_thread_names_default`` and
    ``ThreadPoolExecutorTest.test_hang_global_shutdown_lock``): the module's
    global ``futures`` becomes a view of ``concurrent.futures`` whose only
-   difference is ``ThreadPoolExecutor``.
+   differences are ``ThreadPoolExecutor`` and ``ProcessPoolExecutor`` (the
+   process-pool classes need it; here it makes the 50 fork pools that
+   ``test_hang_global_shutdown_lock`` starts while a thread pool runs the
+   target's too).
 
 Everything else stays what a tress user has: ``futures.wait``,
 ``futures.as_completed``, ``futures.TimeoutError``/``CancelledError``/
-``InvalidStateError``, ``FIRST_COMPLETED``..., ``ProcessPoolExecutor`` are the
-stdlib's, and the ready-made futures the wait/as_completed tests mix with
-the executor's (``CANCELLED_FUTURE``, ``SUCCESSFUL_FUTURE``, ...) stay
+``InvalidStateError``, ``FIRST_COMPLETED``... are the stdlib's, and the
+ready-made futures the wait/as_completed tests mix with the executor's (``CANCELLED_FUTURE``, ``SUCCESSFUL_FUTURE``, ...) stay
 stdlib ``Future`` objects: tress's futures must be ``concurrent.futures.
 Future`` instances that work with the stdlib's functions, stdlib futures
 alongside.
@@ -82,15 +83,17 @@ where ``logging.lastResort`` writes it only when no handler is configured.
 Four shutdown tests run a child interpreter (``assert_python_ok('-c',
 code)``, isolated mode) whose code does ``from concurrent.futures import
 ThreadPoolExecutor`` and ``from test.test_concurrent_futures import
-sleep_and_print``.  The module's ``assert_python_ok`` is wrapped so that the
-child's code starts with a meta-path finder that maps
-``test.test_concurrent_futures`` to the fetched file (what installing the
-file would do) and, for a target other than ``concurrent.futures``, so that
-this one import line reads ``from <target> import ThreadPoolExecutor``
-(checked to occur exactly once).  If the directory the parent imported the
-target's top-level package from is not on the child's ``sys.path`` (a
-source tree on ``PYTHONPATH``, which isolated mode ignores), the prelude
-puts it first, so that the child runs the same build as the parent.
+sleep_and_print``.  The module's ``assert_python_ok`` is wrapped
+(``cpython_suite.child_code``) so that the child's code starts with a prelude
+in which ``test.test_concurrent_futures`` is an alias of the fetched file
+(imported on first use from the directory ``cpython_suite`` puts it in, which
+the prelude puts on the child's ``sys.path``: what installing the file would
+do) and, for a target other than ``concurrent.futures``, so that this one
+import line reads ``from <target> import ThreadPoolExecutor`` (checked to
+occur exactly once).  If the directory the parent imported the target's
+top-level package from is not on the child's ``sys.path`` (a source tree on
+``PYTHONPATH``, which isolated mode ignores), the prelude puts it first, so
+that the child runs the same build as the parent.
 
 Divergences (each skipped test, with its reason) are listed in
 ``tests/conformance/DIVERGENCES.md``.
@@ -102,110 +105,33 @@ default target is ``tress.futures``.
 
 import concurrent.futures
 import functools
-import importlib
 import inspect
 import logging
-import os
-import types
 import unittest
 from unittest import mock
 
 import cpython_suite
 import pytest
 
-TARGET = os.environ.get("TRESS_FUTURES_CONFORMANCE_TARGET", "tress.futures")
 try:
-    target = importlib.import_module(TARGET)
-except Exception as exc:  # noqa: BLE001 - not built yet, or a broken build
-    pytest.skip(
-        f"{TARGET} is not importable ({type(exc).__name__}: {exc}); build and install "
-        "tress with `pip install --no-build-isolation --force-reinstall --no-deps .` "
-        "(TRESS_FUTURES_CONFORMANCE_TARGET=concurrent.futures runs this harness on the stdlib)",
-        allow_module_level=True,
-    )
-
-try:
-    tcf, SUITE_PATH, SUITE_SOURCE = cpython_suite.load_test_concurrent_futures()
+    BINDING = cpython_suite.bind_test_concurrent_futures()
+except cpython_suite.TargetUnavailable as exc:
+    pytest.skip(str(exc), allow_module_level=True)
 except cpython_suite.SuiteUnavailable as exc:
     pytest.skip(
         f"CPython 3.11's test_concurrent_futures.py is not available: {exc}",
         allow_module_level=True,
     )
 
-STDLIB_TARGET = target is concurrent.futures
-
-
-# --- the module's names for the executor --------------------------------------
-
-
-class _FuturesView(types.ModuleType):
-    """``concurrent.futures``, except that ``ThreadPoolExecutor`` is the target's."""
-
-    def __getattr__(self, name):
-        return getattr(concurrent.futures, name)
-
-
-futures_view = _FuturesView(
-    "concurrent.futures",
-    f"concurrent.futures with ThreadPoolExecutor = {TARGET}.ThreadPoolExecutor",
-)
-futures_view.ThreadPoolExecutor = target.ThreadPoolExecutor
-tcf.futures = futures_view
-
-
-# --- child interpreters ------------------------------------------------------
-
-
-def _target_import_root():
-    """The sys.path entry the parent imported the target's top-level package from."""
-    top = importlib.import_module(TARGET.partition(".")[0])
-    origin = getattr(top, "__file__", None)
-    if origin is None:  # a namespace package
-        return None
-    origin = os.path.dirname(os.path.abspath(origin))
-    return os.path.dirname(origin) if hasattr(top, "__path__") else origin
-
-
-TARGET_IMPORT_ROOT = _target_import_root()
-CHILD_PRELUDE = f"""\
-import importlib.util as _tress_util, sys as _tress_sys
-if {TARGET_IMPORT_ROOT!r} not in (None, *_tress_sys.path):
-    _tress_sys.path.insert(0, {TARGET_IMPORT_ROOT!r})
-class _TressCPythonTestFinder:
-    @staticmethod
-    def find_spec(name, path=None, target=None):
-        if name == "test.test_concurrent_futures":
-            return _tress_util.spec_from_file_location(name, {str(SUITE_PATH)!r})
-        return None
-_tress_sys.meta_path.insert(0, _TressCPythonTestFinder)
-"""
+TARGET = BINDING.target_name
+target = BINDING.target
+tcf = BINDING.tcf
+STDLIB_TARGET = BINDING.stdlib
+futures_view = BINDING.futures_view
+assert_python_ok = BINDING.assert_python_ok
+CHILD_PRELUDE = BINDING.prelude
+child_code = BINDING.child_code
 CHILD_IMPORT = "from concurrent.futures import ThreadPoolExecutor"
-
-
-def child_code(code):
-    """The child's ``-c`` code with the prelude and the target's import."""
-    if not STDLIB_TARGET:
-        count = code.count(CHILD_IMPORT)
-        if count != 1:
-            raise AssertionError(
-                f"harness: expected the child code to contain {CHILD_IMPORT!r} once, found "
-                f"{count} (is {TARGET}.ThreadPoolExecutor.__name__ 'ThreadPoolExecutor'?):\n{code}"
-            )
-        code = code.replace(CHILD_IMPORT, f"from {TARGET} import ThreadPoolExecutor")
-    return CHILD_PRELUDE + code
-
-
-_stdlib_assert_python_ok = tcf.assert_python_ok
-
-
-def assert_python_ok(*args, **env_vars):
-    args = list(args)
-    i = args.index("-c")
-    args[i + 1] = child_code(args[i + 1])
-    return _stdlib_assert_python_ok(*args, **env_vars)
-
-
-tcf.assert_python_ok = assert_python_ok
 
 
 # --- CPython's own bindings (Lib/test/test_concurrent_futures.py) -------------
@@ -319,6 +245,8 @@ def test_binding_targets_the_module_under_test():
 
     assert tcf.futures is futures_view
     assert tcf.futures.ThreadPoolExecutor is target.ThreadPoolExecutor
+    # test_hang_global_shutdown_lock forks with futures.ProcessPoolExecutor.
+    assert tcf.futures.ProcessPoolExecutor is target.ProcessPoolExecutor
     for name in (
         "wait",
         "as_completed",
@@ -329,7 +257,6 @@ def test_binding_targets_the_module_under_test():
         "FIRST_COMPLETED",
         "FIRST_EXCEPTION",
         "ALL_COMPLETED",
-        "ProcessPoolExecutor",
     ):
         assert getattr(tcf.futures, name) is getattr(concurrent.futures, name), name
     for name in READY_MADE_FUTURES:

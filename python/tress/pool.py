@@ -16,8 +16,12 @@ exceptions (``ValueError: Pool not running`` after ``close``,
 ``AsyncResult``-like objects with ``get``, ``wait``, ``ready`` and
 ``successful``. ``map``, ``starmap``, ``imap`` and ``imap_unordered`` also
 take ``progress=True``: a progress bar through tqdm when it is installed, a
-one-line counter on stderr otherwise (with it, ``imap`` returns a plain
-generator).
+one-line counter on stderr otherwise. ``Pool.imap``/``imap_unordered``
+without a ``chunksize`` send the items in chunks tuned to the input's length
+and the worker count (about four per worker, when the input has a length;
+the stdlib sends one item per task), each item still yielding its value or
+raising its own exception; a worker that dies fails the items of its chunk
+(``chunksize=1`` isolates every item).
 
 Both keep the stdlib's structure minus its task- and result-handler
 threads. ``ThreadPool``'s workers take jobs from a tress ``SimpleQueue`` and
@@ -80,6 +84,22 @@ def _call_chunk(func, chunk, star):
     if star:
         return list(_starmap(func, chunk))
     return list(map(func, chunk))
+
+
+def _call_each(func, chunk):
+    """A chunk of an implicitly chunked ``imap``: each item's outcome,
+    ``(True, value)`` or ``(False, exception)`` (with the worker's
+    traceback, as the stdlib sends a task's), so one failing item fails
+    alone."""
+    from multiprocessing.pool import ExceptionWithTraceback
+
+    out = []
+    for item in chunk:
+        try:
+            out.append((True, func(item)))
+        except Exception as exc:
+            out.append((False, ExceptionWithTraceback(exc, exc.__traceback__)))
+    return out
 
 
 def _chunks(iterable, size):
@@ -228,6 +248,46 @@ class IMapIterator:
                 self._cond.notify()
 
 
+class _Flattened:
+    """``imap``'s iterator when the results come in chunks: their items in
+    turn, ``next(timeout)`` as :class:`IMapIterator`'s. Chunks asked for
+    (``chunksize`` > 1): a failed chunk's exception ends the iteration, as
+    the stdlib's generator does. Chunks chosen by the pool (``each``): the
+    chunks hold each item's outcome, and an item's exception is raised in
+    its turn, the iteration going on as with one item per task."""
+
+    def __init__(self, chunks, each=False):
+        self._chunks = chunks
+        self._each = each
+        self._items = collections.deque()
+        self._over = False
+
+    def __iter__(self):
+        return self
+
+    def next(self, timeout=None):
+        while not self._items:
+            if self._over:
+                raise StopIteration
+            try:
+                chunk = self._chunks.next(timeout)
+            except TimeoutError:
+                raise
+            except BaseException:
+                self._over = not self._each
+                raise
+            self._items.extend(chunk)
+        item = self._items.popleft()
+        if not self._each:
+            return item
+        ok, value = item
+        if ok:
+            return value
+        raise value
+
+    __next__ = next
+
+
 class IMapUnorderedIterator(IMapIterator):
     """The iterator of ``imap_unordered``: results as they come."""
 
@@ -319,17 +379,27 @@ class _PoolBase:
                 self._put_job(deliver, _call_chunk, (func, chunk, star), {}, func)
         return result
 
-    def imap(self, func, iterable, chunksize=1, progress=False):
+    def imap(self, func, iterable, chunksize=None, progress=False):
         """The results of ``func`` over ``iterable``, in order, as they come
-        (the input read by a feeder thread, in chunks of ``chunksize``)."""
+        (the input read by a feeder thread, in chunks of ``chunksize``;
+        None: see ``_imap_chunksize``)."""
         return self._imap(IMapIterator, func, iterable, chunksize, progress)
 
-    def imap_unordered(self, func, iterable, chunksize=1, progress=False):
+    def imap_unordered(self, func, iterable, chunksize=None, progress=False):
         """``imap`` in the order the results come."""
         return self._imap(IMapUnorderedIterator, func, iterable, chunksize, progress)
 
+    def _imap_chunksize(self, iterable):
+        """``imap``'s chunk size when none is given: 1, the stdlib's."""
+        return 1
+
     def _imap(self, kind, func, iterable, chunksize, progress=False):
         self._check_running()
+        # Chunks the caller did not ask for must not change what it sees:
+        # each item yields its value or raises its own exception.
+        each = chunksize is None
+        if each:
+            chunksize = self._imap_chunksize(iterable)
         if chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
         result = kind(self)
@@ -341,7 +411,7 @@ class _PoolBase:
             self._feeding += 1
         feeder = threading.Thread(
             target=_feed,
-            args=(self, result, func, iterable, chunksize, bar),
+            args=(self, result, func, iterable, chunksize, bar, each),
             name=f"{type(self).__name__}Feeder",
             daemon=True,
         )
@@ -350,7 +420,7 @@ class _PoolBase:
             result._show(bar)
         if chunksize == 1:
             return result
-        return (item for chunk in result for item in chunk)
+        return _Flattened(result, each)
 
     def close(self):
         """No more work: the workers exit once the work given is done."""
@@ -498,6 +568,15 @@ class Pool(_PoolBase):
         """The live worker processes."""
         return [p for p in self._engine.procs if p is not None]
 
+    def _imap_chunksize(self, iterable):
+        """Tuned, when the input has a length: about four chunks per worker,
+        as ``map``'s (the stdlib's ``imap`` sends one item per task)."""
+        n = _progress.length(iterable)
+        if not n:
+            return 1
+        chunksize, extra = divmod(n, self._size * 4)
+        return chunksize + bool(extra)
+
     def _put_job(self, deliver, func, args, kwds, what=None):
         future = self._engine.submit(func, args, kwds, what)
         future.add_done_callback(functools.partial(_deliver_future, deliver))
@@ -539,7 +618,7 @@ def _deliver_future(deliver, future):
         deliver(False, exc)
 
 
-def _feed(pool, result, func, iterable, chunksize, bar):
+def _feed(pool, result, func, iterable, chunksize, bar, each=False):
     box = pool._box
     count = 0
     try:
@@ -549,6 +628,9 @@ def _feed(pool, result, func, iterable, chunksize, bar):
             deliver = _deliver_item(result, count, bar, len(chunk))
             if chunksize == 1:
                 pool._put_job(deliver, func, chunk, {}, func)
+            elif each:
+                pool._put_job(_each_outcome(deliver, len(chunk)), _call_each, (func, chunk), {},
+                              func)
             else:
                 pool._put_job(deliver, _call_chunk, (func, chunk, False), {}, func)
             count += 1
@@ -560,6 +642,16 @@ def _feed(pool, result, func, iterable, chunksize, bar):
         result._set_length(count)
         pool._feeder_done()
         del pool
+
+
+def _each_outcome(deliver, size):
+    """A chunk of :func:`_call_each` that failed as a whole (its worker
+    died, it could not be sent): the failure is every item's outcome."""
+
+    def each(success, value):
+        deliver(True, value if success else [(False, value)] * size)
+
+    return each
 
 
 def _deliver_chunk(result, index, bar=None, size=0):

@@ -368,3 +368,43 @@ def test_result_timeout_while_reading(tf):
         waited = time.monotonic() - start
         assert 0.09 <= waited < 0.9
         assert f.result(TIMEOUT) == 1.0
+
+
+def invert(x):
+    return 1 / x
+
+
+def test_pool_imap_default_chunks_keep_per_item_outcomes():
+    """tress.pool.Pool.imap without a chunksize sends the items in chunks
+    (about four per worker) yet each item yields its value or raises its own
+    exception, the iteration going on, and ``next(timeout)`` works."""
+    if tress_futures is None:
+        pytest.skip(f"tress is not importable ({IMPORT_ERROR})")
+    from tress.pool import Pool
+
+    items = [1, 2, 0, 4] * 10  # 40 items, every fourth fails
+    with Pool(2) as pool:
+        engine = pool._engine
+        first = next(engine.numbers)
+        it = pool.imap(invert, items)
+        got = []
+        for _ in items:
+            try:
+                got.append(it.next(TIMEOUT))
+            except ZeroDivisionError as exc:
+                got.append("raised")
+                assert type(exc.__cause__).__name__ == "RemoteTraceback"
+        with pytest.raises(StopIteration):
+            it.next(TIMEOUT)
+        assert got == [1.0, 0.5, "raised", 0.25] * 10
+        tasks = next(engine.numbers) - first - 1
+        assert tasks == 8, f"{tasks} tasks for 40 items on 2 workers (chunks of 5 expected)"
+        unordered = list(pool.imap_unordered(invert, [x for x in items if x]))
+        assert sorted(unordered) == sorted([1.0, 0.5, 0.25] * 10)
+        # an explicit chunksize keeps the stdlib's rule: a failed chunk (the
+        # first: 1, 2, 0, 4, 1) raises, and ends the iteration
+        it = pool.imap(invert, items, chunksize=5)
+        with pytest.raises(ZeroDivisionError):
+            it.next(TIMEOUT)
+        with pytest.raises(StopIteration):
+            it.next(TIMEOUT)

@@ -450,14 +450,16 @@ def test_a_worker_killed_from_outside(api, gates):
 
 
 def test_pool_map_and_imap_with_dying_items():
-    """Pool only: in imap (chunksize 1) a dying item fails alone; a map
-    fails as a whole (its chunk failed) and the pool goes on; an
-    error_callback gets the WorkerDied."""
+    """Pool only: in imap with chunksize 1 a dying item fails alone; with the
+    pool's own chunks (no chunksize given) every item still yields exactly
+    one outcome, the items of a dead worker's chunk each raising
+    WorkerDied; a map fails as a whole (its chunk failed) and the pool goes
+    on; an error_callback gets the WorkerDied."""
     need_tress()
     pool = TressPool(2)
     try:
         die = functools.partial(w.die_on, bad=frozenset({7, 30}), how="sigkill")
-        got = drain(pool.imap(die, range(40)))
+        got = drain(pool.imap(die, range(40), chunksize=1))
         assert len(got) == 40
         for i, item in enumerate(got):
             if i in (7, 30):
@@ -465,7 +467,18 @@ def test_pool_map_and_imap_with_dying_items():
                 assert_worker_died(item[1], "die_on", "sigkill")
             else:
                 assert item == 2 * i
-        got = drain(pool.imap_unordered(die, range(40)))
+        # default: chunks of 5 (40 items, 2 workers); those of items 7 and
+        # 30 die whole, each of their items raises, the rest are values
+        got = drain(pool.imap(die, range(40)))
+        assert len(got) == 40
+        dead = {i for i in range(40) if i // 5 in (7 // 5, 30 // 5)}
+        for i, item in enumerate(got):
+            if i in dead:
+                assert item[0] == "raise"
+                assert_worker_died(item[1], "die_on", "sigkill")
+            else:
+                assert item == 2 * i
+        got = drain(pool.imap_unordered(die, range(40), chunksize=1))
         errors = [item[1] for item in got if isinstance(item, tuple)]
         assert len(errors) == 2 and all(type(e) is WorkerDied for e in errors)
         assert sorted(x for x in got if not isinstance(x, tuple)) == [
@@ -569,10 +582,8 @@ def test_task_timeout_counts_from_the_start_of_each_task(api):
 def test_task_timeout_in_a_map(api):
     pool = api(2, task_timeout=0.5)
     items = [0.0] * 10 + [30.0] + [0.0] * 10
-    if api.name == "Pool":
-        got = drain(pool.imap(w.sleep_for, items))
-    else:
-        got = drain(pool.imap(w.sleep_for, items, chunksize=1))
+    # one item per task: the timeout fails that item alone
+    got = drain(pool.imap(w.sleep_for, items, chunksize=1))
     assert got[:10] == [0.0] * 10
     assert got[10][0] == "raise" and isinstance(got[10][1], TimeoutError), got[10]
     if api.name == "Pool":  # imap goes on after a failed item

@@ -657,6 +657,8 @@ class _Pool:
         a time; the manager stays off the ring meanwhile), saving the
         manager's hand-over: a round trip wakes one thread, not two. Returns
         the time left of ``timeout``."""
+        if os.getpid() != self.pid:
+            return timeout  # a forked child's copy: the ring is the parent's
         if not self.read_lock.acquire(False):
             return timeout  # another thread reads: wait on the future
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -55,7 +55,8 @@ process-pool classes) share, since they bind one imported copy of the file:
 ``TRESS_FUTURES_CONFORMANCE_TARGET``), :class:`FuturesView` and
 :func:`bind_test_concurrent_futures`, which rebinds the file's global
 ``futures`` and its ``assert_python_ok`` once for both (see
-:func:`child_code` for the child interpreters).
+:func:`child_code` for the child interpreters); :func:`bind_or_skip` is how
+the modules call it.
 
 ``python tests/conformance/cpython_suite.py`` fetches (or finds) the file and
 prints its path and provenance: a CI job can warm the cache with it.
@@ -692,6 +693,22 @@ def bind_test_concurrent_futures():
         stdlib_assert_python_ok=stdlib_assert_python_ok,
     )
     return _binding
+
+
+def bind_or_skip():
+    """:func:`bind_test_concurrent_futures` for a binding test module: when
+    the target or the file cannot be had, the whole module is skipped with
+    the reason (``pytest.skip(..., allow_module_level=True)``; pytest is
+    imported only then, so this module runs without it)."""
+    try:
+        return bind_test_concurrent_futures()
+    except TargetUnavailable as exc:
+        reason = str(exc)
+    except SuiteUnavailable as exc:
+        reason = f"CPython 3.11's test_concurrent_futures.py is not available: {exc}"
+    import pytest
+
+    pytest.skip(reason, allow_module_level=True)
 
 
 def main() -> int:

@@ -111,17 +111,8 @@ import unittest
 from unittest import mock
 
 import cpython_suite
-import pytest
 
-try:
-    BINDING = cpython_suite.bind_test_concurrent_futures()
-except cpython_suite.TargetUnavailable as exc:
-    pytest.skip(str(exc), allow_module_level=True)
-except cpython_suite.SuiteUnavailable as exc:
-    pytest.skip(
-        f"CPython 3.11's test_concurrent_futures.py is not available: {exc}",
-        allow_module_level=True,
-    )
+BINDING = cpython_suite.bind_or_skip()
 
 TARGET = BINDING.target_name
 target = BINDING.target

@@ -105,15 +105,7 @@ import unittest
 import cpython_suite
 import pytest
 
-try:
-    BINDING = cpython_suite.bind_test_concurrent_futures()
-except cpython_suite.TargetUnavailable as exc:
-    pytest.skip(str(exc), allow_module_level=True)
-except cpython_suite.SuiteUnavailable as exc:
-    pytest.skip(
-        f"CPython 3.11's test_concurrent_futures.py is not available: {exc}",
-        allow_module_level=True,
-    )
+BINDING = cpython_suite.bind_or_skip()
 
 TARGET = BINDING.target_name
 target = BINDING.target
@@ -202,149 +194,39 @@ def _collect_garbage_first():
 
 # --- CPython's own bindings (Lib/test/test_concurrent_futures.py) -------------
 
-# fork
-
-
-@_bind
-class ProcessPoolForkInitializerTest(tcf.ProcessPoolForkInitializerTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolForkFailingInitializerTest(tcf.ProcessPoolForkFailingInitializerTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolForkProcessPoolShutdownTest(tcf.ProcessPoolForkProcessPoolShutdownTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolForkWaitTest(tcf.ProcessPoolForkWaitTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolForkAsCompletedTest(tcf.ProcessPoolForkAsCompletedTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolForkProcessPoolExecutorTest(tcf.ProcessPoolForkProcessPoolExecutorTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolForkExecutorDeadlockTest(tcf.ProcessPoolForkExecutorDeadlockTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-# forkserver
-
-
-@_bind
-class ProcessPoolForkserverInitializerTest(tcf.ProcessPoolForkserverInitializerTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolForkserverFailingInitializerTest(
-    tcf.ProcessPoolForkserverFailingInitializerTest
-):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolForkserverProcessPoolShutdownTest(
-    tcf.ProcessPoolForkserverProcessPoolShutdownTest
-):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolForkserverWaitTest(tcf.ProcessPoolForkserverWaitTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolForkserverAsCompletedTest(tcf.ProcessPoolForkserverAsCompletedTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolForkserverProcessPoolExecutorTest(
-    tcf.ProcessPoolForkserverProcessPoolExecutorTest
-):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolForkserverExecutorDeadlockTest(tcf.ProcessPoolForkserverExecutorDeadlockTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-# spawn
-
-
-@_bind
-class ProcessPoolSpawnInitializerTest(tcf.ProcessPoolSpawnInitializerTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolSpawnFailingInitializerTest(tcf.ProcessPoolSpawnFailingInitializerTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolSpawnProcessPoolShutdownTest(tcf.ProcessPoolSpawnProcessPoolShutdownTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolSpawnWaitTest(tcf.ProcessPoolSpawnWaitTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolSpawnAsCompletedTest(tcf.ProcessPoolSpawnAsCompletedTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolSpawnProcessPoolExecutorTest(tcf.ProcessPoolSpawnProcessPoolExecutorTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-@_bind
-class ProcessPoolSpawnExecutorDeadlockTest(tcf.ProcessPoolSpawnExecutorDeadlockTest):
-    executor_type = target.ProcessPoolExecutor
-
-
-BOUND_PROCESS_CLASSES = (
-    ProcessPoolForkInitializerTest,
-    ProcessPoolForkFailingInitializerTest,
-    ProcessPoolForkProcessPoolShutdownTest,
-    ProcessPoolForkWaitTest,
-    ProcessPoolForkAsCompletedTest,
-    ProcessPoolForkProcessPoolExecutorTest,
-    ProcessPoolForkExecutorDeadlockTest,
-    ProcessPoolForkserverInitializerTest,
-    ProcessPoolForkserverFailingInitializerTest,
-    ProcessPoolForkserverProcessPoolShutdownTest,
-    ProcessPoolForkserverWaitTest,
-    ProcessPoolForkserverAsCompletedTest,
-    ProcessPoolForkserverProcessPoolExecutorTest,
-    ProcessPoolForkserverExecutorDeadlockTest,
-    ProcessPoolSpawnInitializerTest,
-    ProcessPoolSpawnFailingInitializerTest,
-    ProcessPoolSpawnProcessPoolShutdownTest,
-    ProcessPoolSpawnWaitTest,
-    ProcessPoolSpawnAsCompletedTest,
-    ProcessPoolSpawnProcessPoolExecutorTest,
-    ProcessPoolSpawnExecutorDeadlockTest,
+# The file's seven classes of each start method, ProcessPool<method><suffix>
+# (made by create_executor_tests or by hand), each bound here under its own
+# name with the target's executor, as create_executor_tests binds them: by
+# name, in the module's globals.
+START_METHODS = ("Fork", "Forkserver", "Spawn")
+CLASS_SUFFIXES = (
+    "InitializerTest",
+    "FailingInitializerTest",
+    "ProcessPoolShutdownTest",
+    "WaitTest",
+    "AsCompletedTest",
+    "ProcessPoolExecutorTest",
+    "ExecutorDeadlockTest",
 )
+
+
+def _bound_class(name):
+    """The file's class ``name`` with ``executor_type`` the target's
+    ``ProcessPoolExecutor`` (and the tests of DIVERGENT and BUGS wrapped)."""
+    namespace = {
+        "executor_type": target.ProcessPoolExecutor,
+        "__module__": __name__,
+        "__qualname__": name,
+    }
+    return _bind(type(name, (getattr(tcf, name),), namespace))
+
+
+BOUND_PROCESS_CLASSES = tuple(
+    _bound_class(f"ProcessPool{method}{suffix}")
+    for method in START_METHODS
+    for suffix in CLASS_SUFFIXES
+)
+globals().update((cls.__name__, cls) for cls in BOUND_PROCESS_CLASSES)  # for pytest
 
 
 # --- the harness itself -------------------------------------------------------

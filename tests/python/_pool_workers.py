@@ -1,23 +1,37 @@
-"""Functions the process-pool tests send to worker processes.
+"""What the pool tests share: the functions they send to worker processes,
+and the tests' own helpers.
 
-They live in a small module of their own, importable by name
-(``tests/python`` is on ``sys.path`` under pytest, and spawn/forkserver
+The worker functions live in a small module of their own, importable by
+name (``tests/python`` is on ``sys.path`` under pytest, and spawn/forkserver
 children receive the parent's ``sys.path``), so that they pickle by
 reference under every start method and a spawned child does not have to
-import a test module (and pytest with it).
+import a test module (and pytest with it): this module imports pytest only
+when a helper fails a test.
 
 Nothing here may sleep-and-hope: a task that has to be held while the test
 checks something waits for a file the test creates (``hold``), with a
 deadline, and says that it started by creating a file of its own.
+
+The sections after the workers' are the tests' own side, which the
+thread-pool contract uses too: which processes and /dev/shm names there are
+(``child_pids``, ``new_children``, ``leftovers`` ...); calls and waits
+bounded so that a hang fails the test instead of the session (``bounded``,
+``raised``, ``drain``, ``wait_for``); held tasks seen from the test
+(``Gate``, ``Gates``); a callback that records its calls (``Recorder``); a
+pool factory that stops every pool at teardown (``Pools``); the environment
+of a child interpreter that imports this module (``child_env``).
 """
 
 import glob
+import multiprocessing
 import os
 import signal
 import threading
 import time
 
 DEADLINE = 60.0  # a held task gives up (and fails) after this long
+TIMEOUT = 30.0  # the tests' default bound on a wait that is expected to succeed
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 class CustomError(Exception):
@@ -239,14 +253,22 @@ def descendants(pid):
     return seen
 
 
-def identity_of(pid):
-    """(pid, start time): survives pid reuse. None if there is no such process."""
+def _stat_fields(pid):
+    """The fields of ``/proc/<pid>/stat`` after the command name (the
+    state first), or None if there is no such process."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
     except OSError:
         return None
-    fields = stat.rsplit(")", 1)[1].split()
+    return stat.rsplit(")", 1)[1].split()
+
+
+def identity_of(pid):
+    """(pid, start time): survives pid reuse. None if there is no such process."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
     return pid, int(fields[19])  # field 22 of stat: starttime
 
 
@@ -254,13 +276,8 @@ def state_of(ident):
     """The one-letter state of the process ``ident`` (from identity_of), or
     None if it is gone (or its pid now belongs to another process)."""
     pid, start = ident
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if int(fields[19]) != start:
+    fields = _stat_fields(pid)
+    if fields is None or int(fields[19]) != start:
         return None
     return fields[0]
 
@@ -286,3 +303,238 @@ def shm_names():
         return {n for n in os.listdir("/dev/shm") if not n.startswith("sem.mp-")}
     except FileNotFoundError:
         return set()
+
+
+def new_children(before):
+    """Children of this process that are not in ``before`` (a child_pids()
+    set) and are not multiprocessing's helpers."""
+    return child_pids() - before - helper_pids()
+
+
+def leftovers(children, shm=None, timeout=10.0):
+    """What a test left behind, after waiting up to ``timeout`` s for it to
+    go: a message naming the new children of this process (running or
+    zombie; ``children`` is a child_pids() set from before the test) and,
+    if ``shm`` (a shm_names() set) is given, the new names in /dev/shm;
+    '' if there are none."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = new_children(children)
+        new_shm = set() if shm is None else shm_names() - shm
+        if not left and not new_shm:
+            return ""
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    problems = []
+    if left:
+        states = {pid: state_of(identity_of(pid) or (pid, 0)) for pid in left}
+        problems.append(f"child processes left behind (pid: state): {states}")
+    if new_shm:
+        problems.append(f"new in /dev/shm: {sorted(new_shm)}")
+    return "; ".join(problems)
+
+
+def child_env():
+    """The environment of a child interpreter that imports this module (its
+    directory first on PYTHONPATH), with the faulthandler on."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [TESTS_DIR, env.get("PYTHONPATH", "")] if p)
+    env["PYTHONFAULTHANDLER"] = "1"
+    return env
+
+
+# --------------------------------------------------------------------------
+# the tests' own side: bounded calls and waits
+
+
+def _fail(message):
+    """``pytest.fail(message)``; pytest is imported here, not with the module
+    (worker processes and child interpreters import it too)."""
+    import pytest
+
+    pytest.fail(message)
+
+
+def bounded(fn, *args, timeout=TIMEOUT, **kwargs):
+    """``fn(*args, **kwargs)`` in a helper thread: its result, or its exception
+    re-raised here (the same object); fail if it has not returned in time."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+
+    t = threading.Thread(target=run, name="bounded-call", daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        _fail(f"{getattr(fn, '__qualname__', fn)!r} did not return within {timeout} s")
+    if "error" in box:
+        raise box.pop("error")
+    return box["value"]
+
+
+def raised(fn, *args, **kwargs):
+    """The exception ``fn(*args, **kwargs)`` raises (bounded); fail if none."""
+    try:
+        value = bounded(fn, *args, **kwargs)
+    except Exception as exc:  # noqa: BLE001
+        return exc
+    _fail(f"{getattr(fn, '__qualname__', fn)!r} returned {value!r}, expected an exception")
+
+
+def assert_exc(exc, exc_type, message):
+    assert type(exc) is exc_type, f"raised {exc!r}, expected {exc_type.__name__}({message!r})"
+    assert str(exc) == message, f"message {str(exc)!r}, expected {message!r}"
+
+
+def assert_timeout_error(exc):
+    # multiprocessing.TimeoutError, raised bare: empty message, no args
+    assert type(exc) is multiprocessing.TimeoutError, f"raised {exc!r}"
+    assert exc.args == () and str(exc) == ""
+
+
+def described(exc):
+    """('raise', type, message): how ``drain`` records a failed item by default."""
+    return ("raise", type(exc), str(exc))
+
+
+def drain(it, timeout=TIMEOUT, failure=described):
+    """Items of a result iterator, each ``next`` bounded; stops at
+    StopIteration. An exception from ``next`` is recorded as
+    ``failure(exc)`` and iteration goes on (the chunksize=1 iterators keep
+    going after a failed item)."""
+    out = []
+    while True:
+        try:
+            out.append(bounded(next, it, timeout=timeout))
+        except StopIteration:
+            return out
+        except Exception as exc:  # noqa: BLE001
+            out.append(failure(exc))
+
+
+def read(path):
+    """The text of ``path``, stripped ('' if there is no such file yet: the
+    file is created, then written)."""
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def wait_for(predicate, timeout=TIMEOUT, message="condition"):
+    """Poll ``predicate`` until it is true; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            _fail(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(0.002)
+
+
+# --------------------------------------------------------------------------
+# the tests' own side: held tasks, callbacks, pools
+
+
+class Gate:
+    """One held task (``hold``) seen from the test: it creates ``started``
+    (with its worker's pid) when it runs and returns once ``go`` exists."""
+
+    def __init__(self, directory, name, timeout=TIMEOUT):
+        self.started = os.path.join(directory, f"{name}.started")
+        self.go = os.path.join(directory, f"{name}.go")
+        self.timeout = timeout
+
+    def args(self, value):
+        return (value, self.started, self.go)
+
+    def wait_started(self, timeout=None):
+        """Wait until the task runs (up to ``timeout`` s, by default the
+        gate's); its worker's pid."""
+        if timeout is None:
+            timeout = self.timeout
+        wait_for(lambda: read(self.started) != "", timeout,
+                 f"{self.started} (the held task to start) and the pid in it")
+        return int(read(self.started))
+
+    def release(self):
+        with open(self.go, "w"):
+            pass
+
+
+class Gates:
+    """Factory for the gates of one test (files in ``directory``), each
+    waiting up to ``timeout`` s for its task to start."""
+
+    def __init__(self, directory, timeout=TIMEOUT):
+        self.directory = directory
+        self.timeout = timeout
+        self.all = []
+
+    def __call__(self):
+        gate = Gate(self.directory, f"gate{len(self.all)}", self.timeout)
+        self.all.append(gate)
+        return gate
+
+    def release_all(self):
+        for gate in self.all:
+            gate.release()
+
+
+class Recorder:
+    """A callback that records (value, thread ident) and sets an Event."""
+
+    def __init__(self):
+        self.calls = []
+        self.called = threading.Event()
+
+    def __call__(self, value):
+        self.calls.append((value, threading.get_ident()))
+        self.called.set()
+
+    @property
+    def values(self):
+        return [v for v, _ in self.calls]
+
+
+def gen(items):
+    yield from items
+
+
+def failing_gen(items, exc):
+    yield from items
+    raise exc
+
+
+def stop(pool):
+    """Terminate and join ``pool`` (a multiprocessing-style pool), bounded."""
+    bounded(pool.terminate)
+    bounded(pool.join)
+
+
+class Pools:
+    """Factory for fresh pools of ``cls``; ``cleanup()`` (at teardown) stops
+    every pool made (``stop``), so nothing is left running, and forgets it."""
+
+    def __init__(self, cls):
+        self.cls = cls
+        self.made = []
+
+    def __call__(self, *args, **kwargs):
+        pool = self.cls(*args, **kwargs)
+        self.made.append(pool)
+        return pool
+
+    def stop(self, pool):
+        stop(pool)
+
+    def cleanup(self):
+        for pool in self.made:
+            self.stop(pool)
+        # pytest holds the fixture's value until the end of the teardown:
+        # the pools must not live on through it
+        self.made.clear()

@@ -17,6 +17,8 @@ No sleep-and-hope: a task that must still be running while something is
 checked waits on an Event that the test sets; every blocking call without a
 timeout parameter (apply, map, join, iteration of a chunked imap, ...) runs
 through ``bounded`` so that a hang fails the test instead of the session.
+``bounded`` and the other helpers are those of the process-pool tests
+(``_pool_workers``).
 """
 
 import _thread
@@ -29,7 +31,10 @@ import threading
 import time
 import warnings
 
+import _pool_workers
 import pytest
+from _pool_workers import (TIMEOUT, Recorder, assert_exc, assert_timeout_error, bounded, drain,
+                           failing_gen, gen, inverse, keyword_func, raised, square)
 
 try:
     import tress.pool as tress_pool
@@ -37,7 +42,6 @@ except Exception as exc:  # noqa: BLE001 - ImportError, or a broken build
     tress_pool = None
     IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
 
-TIMEOUT = 30.0  # bound on every wait that is expected to succeed
 SHORT = 0.05  # a wait that is expected to time out (the task is held by an Event)
 
 
@@ -51,77 +55,16 @@ def pool_cls(request):
 
 
 # --------------------------------------------------------------------------
-# helpers
+# helpers (bounded, raised, drain, Recorder, Pools ...: _pool_workers)
 
 
-def bounded(fn, *args, timeout=TIMEOUT, **kwargs):
-    """``fn(*args, **kwargs)`` in a helper thread: its result, or its exception
-    re-raised here (the same object); fail if it has not returned in time."""
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            box["error"] = exc
-
-    t = threading.Thread(target=run, name="bounded-call", daemon=True)
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        pytest.fail(f"{getattr(fn, '__qualname__', fn)!r} did not return within {timeout} s")
-    if "error" in box:
-        raise box.pop("error")
-    return box["value"]
-
-
-def raised(fn, *args, **kwargs):
-    """The exception ``fn(*args, **kwargs)`` raises (bounded); fail if none."""
-    try:
-        value = bounded(fn, *args, **kwargs)
-    except Exception as exc:  # noqa: BLE001
-        return exc
-    pytest.fail(f"{getattr(fn, '__qualname__', fn)!r} returned {value!r}, expected an exception")
-
-
-def assert_exc(exc, exc_type, message):
-    assert type(exc) is exc_type, f"raised {exc!r}, expected {exc_type.__name__}({message!r})"
-    assert str(exc) == message, f"message {str(exc)!r}, expected {message!r}"
-
-
-def assert_timeout_error(exc):
-    # multiprocessing.TimeoutError, raised bare: empty message, no args
-    assert type(exc) is multiprocessing.TimeoutError, f"raised {exc!r}"
-    assert exc.args == () and str(exc) == ""
-
-
-def drain(it, timeout=TIMEOUT):
-    """Items of an imap iterator, each ``next`` bounded; stops at StopIteration.
-    An exception from ``next`` is recorded as ('raise', exc) and iteration goes on
-    (the stdlib's chunksize=1 iterators keep going after a failed item)."""
-    out = []
-    while True:
-        try:
-            out.append(bounded(next, it, timeout=timeout))
-        except StopIteration:
-            return out
-        except Exception as exc:  # noqa: BLE001
-            out.append(("raise", type(exc), str(exc)))
-
-
-class Pools:
+class Pools(_pool_workers.Pools):
     """Factory for pools and gate Events; at teardown sets every gate, then
     terminates and joins every pool (bounded), so nothing is left running."""
 
     def __init__(self, cls):
-        self.cls = cls
-        self.pools = []
+        super().__init__(cls)
         self.events = []
-
-    def __call__(self, *args, **kwargs):
-        pool = self.cls(*args, **kwargs)
-        self.pools.append(pool)
-        return pool
 
     def event(self):
         ev = threading.Event()
@@ -131,9 +74,7 @@ class Pools:
     def cleanup(self):
         for ev in self.events:
             ev.set()
-        for pool in self.pools:
-            bounded(pool.terminate)
-            bounded(pool.join)
+        super().cleanup()
 
 
 @pytest.fixture
@@ -143,14 +84,6 @@ def pools(pool_cls):
     p.cleanup()
 
 
-def square(x):
-    return x * x
-
-
-def inverse(x):
-    return 1 / x
-
-
 def fail_at(bad):
     def f(x):
         if x == bad:
@@ -158,35 +91,6 @@ def fail_at(bad):
         return x * 10
 
     return f
-
-
-def keyword_func(a, b=0, *, c=0):
-    return (a, b, c)
-
-
-class Recorder:
-    """A callback that records (value, thread ident) and sets an Event."""
-
-    def __init__(self):
-        self.calls = []
-        self.called = threading.Event()
-
-    def __call__(self, value):
-        self.calls.append((value, threading.get_ident()))
-        self.called.set()
-
-    @property
-    def values(self):
-        return [v for v, _ in self.calls]
-
-
-def gen(items):
-    yield from items
-
-
-def failing_gen(items, exc):
-    yield from items
-    raise exc
 
 
 # --------------------------------------------------------------------------

@@ -24,7 +24,8 @@ and fail with ``BrokenProcessPool`` on tress.
 The default start method (fork on Linux) runs everything; the
 ``TestStartMethods`` class repeats the key tests with an explicit
 ``context=`` for fork, spawn and forkserver. Worker functions live in
-``_pool_workers`` (importable by spawned children).
+``_pool_workers`` (importable by spawned children), with the helpers the
+pool tests share.
 
 Processes are expensive (50-150 ms each here), so tests that leave a pool as
 they found it share one (``pool``: 2 workers, ``pool1``: 1 worker) per
@@ -48,6 +49,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 import _pool_workers as w
 import pytest
+from _pool_workers import (TIMEOUT, Gates, Pools, Recorder, assert_exc, assert_timeout_error,
+                           bounded, drain, failing_gen, gen, raised, wait_for)
 
 try:
     from tress.pool import Pool as TressPool
@@ -55,7 +58,6 @@ except Exception as exc:  # noqa: BLE001 - ImportError, or a broken build
     TressPool = None
     IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
 
-TIMEOUT = 30.0  # bound on every wait that is expected to succeed
 SHORT = 0.05  # a wait that is expected to time out (the task is held)
 IMPLS = ["multiprocessing", "tress"]
 
@@ -75,42 +77,7 @@ def impl(request):
 
 
 # --------------------------------------------------------------------------
-# helpers
-
-
-def bounded(fn, *args, timeout=TIMEOUT, **kwargs):
-    """``fn(*args, **kwargs)`` in a helper thread: its result, or its exception
-    re-raised here (the same object); fail if it has not returned in time."""
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            box["error"] = exc
-
-    t = threading.Thread(target=run, name="bounded-call", daemon=True)
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        pytest.fail(f"{getattr(fn, '__qualname__', fn)!r} did not return within {timeout} s")
-    if "error" in box:
-        raise box.pop("error")
-    return box["value"]
-
-
-def raised(fn, *args, **kwargs):
-    """The exception ``fn(*args, **kwargs)`` raises (bounded); fail if none."""
-    try:
-        value = bounded(fn, *args, **kwargs)
-    except Exception as exc:  # noqa: BLE001
-        return exc
-    pytest.fail(f"{getattr(fn, '__qualname__', fn)!r} returned {value!r}, expected an exception")
-
-
-def assert_exc(exc, exc_type, message):
-    assert type(exc) is exc_type, f"raised {exc!r}, expected {exc_type.__name__}({message!r})"
-    assert str(exc) == message, f"message {str(exc)!r}, expected {message!r}"
+# helpers (bounded, raised, drain, Gate, Recorder, Pools ...: _pool_workers)
 
 
 def assert_remote(exc, exc_type, message, funcname):
@@ -122,81 +89,6 @@ def assert_remote(exc, exc_type, message, funcname):
     text = str(cause)
     assert "Traceback (most recent call last)" in text, text
     assert f"in {funcname}" in text, text
-
-
-def assert_timeout_error(exc):
-    # multiprocessing.TimeoutError, raised bare: empty message, no args
-    assert type(exc) is multiprocessing.TimeoutError, f"raised {exc!r}"
-    assert exc.args == () and str(exc) == ""
-
-
-def drain(it, timeout=TIMEOUT):
-    """Items of an imap iterator, each ``next`` bounded; stops at StopIteration.
-    An exception from ``next`` is recorded as ('raise', type, message) and
-    iteration goes on (the chunksize=1 iterators keep going after a failure)."""
-    out = []
-    while True:
-        try:
-            out.append(bounded(next, it, timeout=timeout))
-        except StopIteration:
-            return out
-        except Exception as exc:  # noqa: BLE001
-            out.append(("raise", type(exc), str(exc)))
-
-
-def read(path):
-    """The text of ``path``, stripped ('' if there is no such file yet: the
-    file is created, then written)."""
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except FileNotFoundError:
-        return ""
-
-
-def wait_for(predicate, timeout=TIMEOUT, message="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(0.002)
-
-
-class Gate:
-    """One held task (``_pool_workers.hold``): it creates ``started`` (with
-    its worker's pid) when it runs and returns once ``go`` exists."""
-
-    def __init__(self, directory, name):
-        self.started = os.path.join(directory, f"{name}.started")
-        self.go = os.path.join(directory, f"{name}.go")
-
-    def args(self, value):
-        return (value, self.started, self.go)
-
-    def wait_started(self, timeout=TIMEOUT):
-        """Wait until the task runs; its worker's pid."""
-        wait_for(lambda: read(self.started) != "", timeout,
-                 f"{self.started} (the held task to start)")
-        return int(read(self.started))
-
-    def release(self):
-        with open(self.go, "w"):
-            pass
-
-
-class Gates:
-    def __init__(self, directory):
-        self.directory = directory
-        self.all = []
-
-    def __call__(self):
-        gate = Gate(self.directory, f"gate{len(self.all)}")
-        self.all.append(gate)
-        return gate
-
-    def release_all(self):
-        for gate in self.all:
-            gate.release()
 
 
 @pytest.fixture
@@ -212,27 +104,9 @@ def ran_files(directory):
     return sorted(n for n in os.listdir(directory) if n.startswith("ran-"))
 
 
-class Pools:
-    """Factory for fresh pools; at teardown terminates and joins every pool
-    (bounded), so nothing is left running."""
-
-    def __init__(self, cls):
-        self.cls = cls
-        self.pools = []
-
-    def __call__(self, *args, **kwargs):
-        pool = self.cls(*args, **kwargs)
-        self.pools.append(pool)
-        return pool
-
-    def cleanup(self):
-        for pool in self.pools:
-            bounded(pool.terminate)
-            bounded(pool.join)
-
-
 @pytest.fixture
 def pools(impl, gates):
+    """Fresh pools (``Pools``), terminated and joined at teardown."""
     p = Pools(impl)
     yield p
     gates.release_all()
@@ -245,17 +119,12 @@ def _shared(cls, processes, **kwargs):
     return pool
 
 
-def _stop(pool):
-    bounded(pool.terminate)
-    bounded(pool.join)
-
-
 @pytest.fixture(scope="module")
 def pool(impl):
     """A shared pool of two workers (default context) per implementation."""
     p = _shared(impl, 2)
     yield p
-    _stop(p)
+    w.stop(p)
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +132,7 @@ def pool1(impl):
     """A shared pool of one worker per implementation."""
     p = _shared(impl, 1)
     yield p
-    _stop(p)
+    w.stop(p)
 
 
 @pytest.fixture(autouse=True)
@@ -272,40 +141,9 @@ def no_process_left():
     before (besides multiprocessing's forkserver and resource tracker)."""
     before = w.child_pids()
     yield
-    deadline = time.monotonic() + 10.0
-    while True:
-        left = w.child_pids() - before - w.helper_pids()
-        if not left:
-            return
-        if time.monotonic() > deadline:
-            states = {pid: w.state_of(w.identity_of(pid) or (pid, 0)) for pid in left}
-            pytest.fail(f"child processes left behind (pid: state): {states}")
-        time.sleep(0.01)
-
-
-class Recorder:
-    """A callback that records (value, thread ident) and sets an Event."""
-
-    def __init__(self):
-        self.calls = []
-        self.called = threading.Event()
-
-    def __call__(self, value):
-        self.calls.append((value, threading.get_ident()))
-        self.called.set()
-
-    @property
-    def values(self):
-        return [v for v, _ in self.calls]
-
-
-def gen(items):
-    yield from items
-
-
-def failing_gen(items, exc):
-    yield from items
-    raise exc
+    left = w.leftovers(before)
+    if left:
+        pytest.fail(left)
 
 
 def census(make_pool, ctx, processes, expect, maxtasksperchild=None):
@@ -369,7 +207,7 @@ def test_no_process_is_left_by_a_rejected_constructor(impl):
     raised(impl, 0)
     raised(impl, 2, 5)
     raised(impl, 2, maxtasksperchild=0)
-    assert w.child_pids() - before - w.helper_pids() == set()
+    assert w.new_children(before) == set()
 
 
 @pytest.mark.parametrize("processes", [1, 3])
@@ -1007,7 +845,7 @@ def test_join_after_close_leaves_no_worker(pools):
     before = w.child_pids()
     pool = pools(3)
     assert bounded(pool.map, w.pid, range(30), 1)
-    workers = w.child_pids() - before - w.helper_pids()
+    workers = w.new_children(before)
     assert len(workers) >= 3, workers
     idents = [w.identity_of(pid) for pid in workers]
     pool.close()
@@ -1134,10 +972,8 @@ print("exiting", flush=True)
 
 def test_interpreter_exits_with_an_unclosed_pool_and_running_tasks(impl, run_python):
     name = "multiprocessing.pool.Pool" if impl is std_pool.Pool else "tress.pool.Pool"
-    env = {"PYTHONPATH": os.pathsep.join([os.path.dirname(w.__file__),
-                                          os.environ.get("PYTHONPATH", "")])}
     start = time.monotonic()
-    proc = run_python(UNCLOSED_POOL_CHILD, name, timeout=30.0, env=env)
+    proc = run_python(UNCLOSED_POOL_CHILD, name, timeout=30.0, env=w.child_env())
     assert time.monotonic() - start < 30.0
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -1229,7 +1065,7 @@ def ctx_pool(impl, method):
     """A shared pool of two workers per implementation and start method."""
     p = _shared(impl, 2, context=multiprocessing.get_context(method))
     yield p
-    _stop(p)
+    w.stop(p)
 
 
 class TestStartMethods:

@@ -29,6 +29,7 @@ Every wait is bounded; tasks that must be running while something is done
 to them say so with a file (``_pool_workers.hold``).
 """
 
+import contextlib
 import functools
 import gc
 import multiprocessing
@@ -45,6 +46,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import _pool_workers as w
 import pytest
+from _pool_workers import read, wait_for
 
 try:
     from tress.futures import ProcessPoolExecutor, WorkerDied
@@ -69,7 +71,6 @@ else:
 
 TIMEOUT = 60.0  # bound on every wait that is expected to succeed
 LOCK_ERROR = "cannot pickle '_thread.lock' object"
-TESTS_DIR = os.path.dirname(os.path.abspath(w.__file__))
 
 LAMBDA = lambda x: x + 1
 
@@ -148,27 +149,16 @@ class ExecutorApi:
         bounded(self.pool.shutdown, wait=True, cancel_futures=True)
 
 
-class Apis:
-    """Factory for pools of one API; closes (or cancels and shuts down)
-    every pool at teardown."""
+class Apis(w.Pools):
+    """Factory for pools of one API; at teardown, stops every pool made
+    (``kill``: terminates it, or cancels its calls and shuts it down)."""
 
     def __init__(self, cls):
-        self.cls = cls
+        super().__init__(cls)
         self.name = cls.name
-        self.made = []
 
-    def __call__(self, *args, **kwargs):
-        api = self.cls(*args, **kwargs)
-        self.made.append(api)
-        return api
-
-    def cleanup(self):
-        for api in self.made:
-            api.kill()
-        # pytest holds the fixture's value until the end of the teardown:
-        # the pools must not live on through it (their memory files are
-        # checked by no_leftovers)
-        self.made.clear()
+    def stop(self, api):
+        api.kill()
 
 
 @pytest.fixture(params=["Pool", "ProcessPoolExecutor"])
@@ -181,28 +171,10 @@ def api(request, gates):
 
 
 # --------------------------------------------------------------------------
-# helpers
+# helpers (besides _pool_workers')
 
-
-def bounded(fn, *args, timeout=TIMEOUT, **kwargs):
-    """``fn(*args, **kwargs)`` in a helper thread: its result, or its exception
-    re-raised here; fail if it has not returned in time."""
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            box["error"] = exc
-
-    t = threading.Thread(target=run, name="bounded-call", daemon=True)
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        pytest.fail(f"{getattr(fn, '__qualname__', fn)!r} did not return within {timeout} s")
-    if "error" in box:
-        raise box.pop("error")
-    return box["value"]
+# every bounded call of this module waits up to TIMEOUT unless told
+bounded = functools.partial(w.bounded, timeout=TIMEOUT)
 
 
 def outcome(handle, timeout=TIMEOUT):
@@ -213,75 +185,28 @@ def outcome(handle, timeout=TIMEOUT):
         return "err", exc
 
 
-def drain(it, timeout=TIMEOUT):
+def drain(it):
     """Items of a result iterator, each ``next`` bounded; an exception is
     recorded as ('raise', exception) and iteration goes on while it can."""
-    out = []
-    while True:
-        try:
-            out.append(bounded(next, it, timeout=timeout))
-        except StopIteration:
-            return out
-        except Exception as exc:  # noqa: BLE001
-            out.append(("raise", exc))
+    return w.drain(it, TIMEOUT, failure=lambda exc: ("raise", exc))
 
 
-def read(path):
-    """The text of ``path``, stripped ('' if there is no such file yet: the
-    file is created, then written)."""
+@contextlib.contextmanager
+def tress_pool(processes=2):
+    """A tress.pool.Pool (the test is skipped without one), terminated and
+    joined when the block ends."""
+    need_tress()
+    pool = TressPool(processes)
     try:
-        with open(path) as f:
-            return f.read().strip()
-    except FileNotFoundError:
-        return ""
-
-
-def wait_for(predicate, timeout=TIMEOUT, message="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(0.005)
-
-
-class Gate:
-    """One held task (``_pool_workers.hold``): creates ``started`` (with its
-    worker's pid) when it runs, returns once ``go`` exists."""
-
-    def __init__(self, directory, name):
-        self.started = os.path.join(directory, f"{name}.started")
-        self.go = os.path.join(directory, f"{name}.go")
-
-    def args(self, value):
-        return (value, self.started, self.go)
-
-    def wait_started(self, timeout=TIMEOUT):
-        wait_for(lambda: read(self.started) != "", timeout, f"{self.started} and the pid in it")
-        return int(read(self.started))
-
-    def release(self):
-        with open(self.go, "w"):
-            pass
-
-
-class Gates:
-    def __init__(self, directory):
-        self.directory = directory
-        self.all = []
-
-    def __call__(self):
-        gate = Gate(self.directory, f"gate{len(self.all)}")
-        self.all.append(gate)
-        return gate
-
-    def release_all(self):
-        for gate in self.all:
-            gate.release()
+        yield pool
+    finally:
+        pool.terminate()
+        bounded(pool.join)
 
 
 @pytest.fixture
 def gates(tmp_path):
-    g = Gates(str(tmp_path))
+    g = w.Gates(str(tmp_path), TIMEOUT)
     yield g
     g.release_all()
 
@@ -302,32 +227,15 @@ def tress_memfds():
     return out
 
 
-def workers_of_this_test(before):
-    return w.child_pids() - before - w.helper_pids()
-
-
 @pytest.fixture(autouse=True)
 def no_leftovers():
     """After each test: no new child process (running or zombie) and no new
     name in /dev/shm. (Open memory files: test_no_memory_file_left_open.)"""
     children, shm = w.child_pids(), w.shm_names()
     yield
-    deadline = time.monotonic() + 10.0
-    while True:
-        left = workers_of_this_test(children)
-        new_shm = w.shm_names() - shm
-        if not left and not new_shm:
-            return
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.01)
-    states = {pid: w.state_of(w.identity_of(pid) or (pid, 0)) for pid in left}
-    problems = []
+    left = w.leftovers(children, shm)
     if left:
-        problems.append(f"child processes left (pid: state): {states}")
-    if new_shm:
-        problems.append(f"new in /dev/shm: {sorted(new_shm)}")
-    pytest.fail("; ".join(problems))
+        pytest.fail(left)
 
 
 def hide_module(monkeypatch, name):
@@ -342,7 +250,7 @@ def worker_count_becomes(before, n, message):
     """The pool has exactly ``n`` live workers (dead ones reaped), bounded."""
 
     def ok():
-        kids = workers_of_this_test(before)
+        kids = w.new_children(before)
         return len(kids) == n and all(w.running(w.identity_of(p) or (p, 0)) for p in kids)
 
     wait_for(ok, 30.0, message)
@@ -401,7 +309,7 @@ def test_thousand_tasks_ten_kill_their_worker(api, how):
     assert pool.submit(w.square, 3).result(TIMEOUT) == 9
     worker_count_becomes(before, 2, "two live workers after the replacements")
     pool.close()
-    assert workers_of_this_test(before) == set()
+    assert w.new_children(before) == set()
 
 
 def test_a_segfault_fails_its_task_alone(api):
@@ -425,7 +333,7 @@ def test_a_worker_killed_from_outside(api, gates):
     pool = api(2)
     assert pool.map(w.square, range(20)) == [x * x for x in range(20)]
     worker_count_becomes(before, 2, "two workers")
-    victim = min(workers_of_this_test(before))
+    victim = min(w.new_children(before))
     ident = w.identity_of(victim)
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: not w.running(ident), 10.0, "the victim to die")
@@ -455,9 +363,7 @@ def test_pool_map_and_imap_with_dying_items():
     one outcome, the items of a dead worker's chunk each raising
     WorkerDied; a map fails as a whole (its chunk failed) and the pool goes
     on; an error_callback gets the WorkerDied."""
-    need_tress()
-    pool = TressPool(2)
-    try:
+    with tress_pool() as pool:
         die = functools.partial(w.die_on, bad=frozenset({7, 30}), how="sigkill")
         got = drain(pool.imap(die, range(40), chunksize=1))
         assert len(got) == 40
@@ -492,9 +398,6 @@ def test_pool_map_and_imap_with_dying_items():
             r.get(TIMEOUT)
         assert len(errors) == 1 and type(errors[0]) is WorkerDied
         assert bounded(pool.map, w.square, range(10)) == [x * x for x in range(10)]
-    finally:
-        pool.terminate()
-        bounded(pool.join)
 
 
 def test_executor_map_with_a_dying_item():
@@ -622,7 +525,7 @@ def test_unpicklable_results_fail_their_task_only(api):
     pool = api(2)
     assert pool.map(w.square, range(4)) == [0, 1, 4, 9]
     worker_count_becomes(before, 2, "two workers")
-    workers = workers_of_this_test(before)
+    workers = w.new_children(before)
     handles = [pool.submit(w.unpicklable_result_at, i, i if i % 5 == 2 else -1) for i in range(40)]
     for i, h in enumerate(handles):
         kind, value = outcome(h)
@@ -637,7 +540,7 @@ def test_unpicklable_results_fail_their_task_only(api):
         else:
             assert (kind, value) == ("ok", i * i)
     # no worker died for it
-    assert workers_of_this_test(before) == workers
+    assert w.new_children(before) == workers
     assert pool.map(w.square, range(10)) == [x * x for x in range(10)]
     pool.close()
 
@@ -669,18 +572,13 @@ def test_lambdas_and_closures_with_cloudpickle(api):
 
 @needs_cloudpickle
 def test_pool_imap_and_callbacks_with_cloudpickle():
-    need_tress()
-    pool = TressPool(2)
-    try:
+    with tress_pool() as pool:
         got = []
         r = pool.apply_async(lambda a, b: a * b, (6, 7), callback=got.append)
         assert r.get(TIMEOUT) == 42 and got == [42]
         assert drain(pool.imap(lambda x: -x, range(5))) == [0, -1, -2, -3, -4]
         assert sorted(drain(pool.imap_unordered(make_adder(1), range(5), 2))) == [1, 2, 3, 4, 5]
         assert bounded(pool.starmap, lambda a, b: a - b, [(5, 1), (9, 2)]) == [4, 7]
-    finally:
-        pool.terminate()
-        bounded(pool.join)
 
 
 MAIN_FUNCTIONS_CHILD = r"""
@@ -714,7 +612,7 @@ def test_main_functions_lambdas_and_closures_under_spawn(run_python):
     """``python -c``: a spawned child cannot import ``__main__``, so its
     functions only arrive by value (cloudpickle)."""
     need_tress()
-    proc = run_python(MAIN_FUNCTIONS_CHILD, timeout=TIMEOUT, env=child_env())
+    proc = run_python(MAIN_FUNCTIONS_CHILD, timeout=TIMEOUT, env=w.child_env())
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         "[0, 3, 6, 9, 12]", "[1, 2, 3]", "40", "[0, 3, 6, 9, 12]", "lambda", "-8"], proc.stderr
@@ -747,10 +645,8 @@ def test_without_cloudpickle_a_lambda_fails_naming_cloudpickle(api, monkeypatch)
 
 
 def test_without_cloudpickle_pool_map_of_a_lambda_fails_naming_cloudpickle(monkeypatch):
-    need_tress()
     hide_module(monkeypatch, "cloudpickle")
-    pool = TressPool(2)
-    try:
+    with tress_pool() as pool:
         with pytest.raises(Exception) as info:
             bounded(pool.map, LAMBDA, range(10))
         assert isinstance(info.value, type(pickling_error_of(LAMBDA)))
@@ -758,9 +654,6 @@ def test_without_cloudpickle_pool_map_of_a_lambda_fails_naming_cloudpickle(monke
         got = drain(pool.imap(LAMBDA, range(3)))
         assert len(got) == 3 and all(g[0] == "raise" and "cloudpickle" in str(g[1]) for g in got)
         assert bounded(pool.map, w.square, range(5)) == [0, 1, 4, 9, 16]
-    finally:
-        pool.terminate()
-        bounded(pool.join)
 
 
 # --------------------------------------------------------------------------
@@ -804,9 +697,7 @@ N_PROGRESS = 57
 
 @pytest.mark.parametrize("method", ["map", "imap", "imap_unordered", "starmap"])
 def test_pool_progress(bar, method, capfd):
-    need_tress()
-    pool = TressPool(2)
-    try:
+    with tress_pool() as pool:
         if method == "starmap":
             got = bounded(pool.starmap, pow, [(x, 2) for x in range(N_PROGRESS)], progress=True)
         elif method == "map":
@@ -818,22 +709,14 @@ def test_pool_progress(bar, method, capfd):
         assert (sorted(got) if method == "imap_unordered" else got) == expect
         _, err = capfd.readouterr()
         check_progress(err, bar, N_PROGRESS, N_PROGRESS)
-    finally:
-        pool.terminate()
-        bounded(pool.join)
 
 
 def test_pool_progress_of_an_input_without_length(bar, capfd):
-    need_tress()
-    pool = TressPool(2)
-    try:
+    with tress_pool() as pool:
         got = bounded(lambda: list(pool.imap(w.square, iter(range(N_PROGRESS)), 4, progress=True)))
         assert got == [x * x for x in range(N_PROGRESS)]
         _, err = capfd.readouterr()
         check_progress(err, bar, N_PROGRESS)
-    finally:
-        pool.terminate()
-        bounded(pool.join)
 
 
 def test_executor_progress(bar, capfd):
@@ -861,9 +744,7 @@ def test_no_progress_output_by_default(api, capfd):
 def test_progress_keeps_the_imap_iterator_api(bar, method, capfd):
     """progress=True returns what imap returns without it: an iterator
     with ``next(timeout)`` (chunksize 1)."""
-    need_tress()
-    pool = TressPool(2)
-    try:
+    with tress_pool() as pool:
         it = getattr(pool, method)(w.square, range(3), progress=True)
         assert iter(it) is it
         got = [it.next(TIMEOUT) for _ in range(3)]
@@ -872,33 +753,18 @@ def test_progress_keeps_the_imap_iterator_api(bar, method, capfd):
             it.next(TIMEOUT)
         _, err = capfd.readouterr()
         check_progress(err, bar, 3, 3)
-    finally:
-        pool.terminate()
-        bounded(pool.join)
 
 
 def test_progress_counts_failed_tasks_too_and_closes(bar, capfd):
-    need_tress()
-    pool = TressPool(2)
-    try:
+    with tress_pool() as pool:
         got = drain(pool.imap(w.inverse, [1, 0, 2, 0, 4], progress=True))
         assert [g if not isinstance(g, tuple) else "err" for g in got] == [1.0, "err", 0.5, "err", 0.25]
         _, err = capfd.readouterr()
         check_progress(err, bar, 5, 5)
-    finally:
-        pool.terminate()
-        bounded(pool.join)
 
 
 # --------------------------------------------------------------------------
 # Ctrl-C
-
-
-def child_env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [TESTS_DIR, env.get("PYTHONPATH", "")] if p)
-    env["PYTHONFAULTHANDLER"] = "1"
-    return env
 
 
 CTRL_C_CHILD = r"""
@@ -986,7 +852,7 @@ def test_ctrl_c(api_name, mode, target, tmp_path):
     d = str(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-c", CTRL_C_CHILD, api_name, mode, d],
-        cwd=d, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=d, env=w.child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )
     workers = []

@@ -57,6 +57,7 @@ from queue import Empty, Full
 
 from tress import _progress
 from tress import multiprocessing as _tmp
+from tress._tress import ShmQueue as _ShmQueue
 
 __all__ = ["ProcessPoolExecutor", "WorkerDied"]
 
@@ -78,10 +79,9 @@ POLL_US = 200
 result, poll the ring before they sleep (adaptive: less where it does not
 pay). A caller's loop of submit -> result turns around within it, so
 neither side sleeps and is woken in a round trip."""
-PARK_INTERVAL = 0.001
-"""Seconds the manager stays off the result ring after a caller that read
-it (see ``_Pool.help``) left, before it reads again: a loop of round trips
-keeps it off."""
+HELP_WAIT = 0.0003
+"""Seconds a caller waiting in ``result()`` reads the result ring itself
+(see ``_Pool.help``) before it leaves the results to the manager."""
 WATCH_INTERVAL = 0.02
 """Seconds between the manager's looks at the workers when no result
 comes: how soon a dead worker's task fails."""
@@ -248,7 +248,7 @@ def _send(results, task, result, pool_api):
     pickled result, raw bytes (every other message is a tuple). The parent
     unpickles it apart, so a result that fails to unpickle fails its task
     only. A result larger than the ring's largest message comes in pieces
-    (``("part", task, data, last)``, put one after the other by this
+    (``("part", task, k, n, data)``, put one after the other by this
     worker; the parent joins them). A result that cannot be pickled becomes
     the task's error: the pickling error for the executor (as the stdlib's,
     a ``SystemExit`` raised by the pickling too), ``MaybeEncodingError``
@@ -274,9 +274,9 @@ def _send(results, task, result, pool_api):
 def _send_parts(results, task, data):
     size = results._ring.max_message // 4
     view = memoryview(data)
-    for start in range(0, len(data), size):
-        last = start + size >= len(data)
-        results.put(("part", task, bytes(view[start:start + size]), last))
+    n = -(-len(data) // size)
+    for k in range(n):
+        results.put(("part", task, k, n, bytes(view[k * size:(k + 1) * size])))
 
 
 def _send_error(results, task, error):
@@ -298,7 +298,7 @@ def _worker(tasks, results, slots, index, initializer, initargs, max_tasks, pool
             initializer(*initargs)
         except BaseException:
             _base.LOGGER.critical("Exception in initializer:", exc_info=True)
-            results.put(("broken", index))
+            results.put(("broken", index, os.getpid()))
             return
     done = 0
     while True:
@@ -339,7 +339,7 @@ def _worker(tasks, results, slots, index, initializer, initargs, max_tasks, pool
         running[index] = 0
         done += 1
         if max_tasks is not None and done >= max_tasks:
-            results.put(("retired", index))
+            results.put(("retired", index, os.getpid()))
             return
 
 
@@ -370,6 +370,10 @@ class _Pool:
         self.tasks = _tmp.Queue(capacity=TASKS_CAPACITY)
         self.results = _tmp.Queue(capacity=RESULTS_CAPACITY)
         self.results._ring.set_poll_limit(POLL_US)
+        # The manager's own handle on the result ring: it does not poll (a
+        # caller's result() does; see `help`), it sleeps until woken.
+        self.manager_ring = _ShmQueue.from_fd(os.dup(self.results._ring.fileno()))
+        self.manager_ring.set_polling(False)
         self.slots = _Slots(workers)
         self.running = self.slots.running
         self.started = self.slots.started
@@ -396,9 +400,6 @@ class _Pool:
         # reentrant: a done callback run by a reading caller may wait on
         # another future of the pool, and must then read in its turn
         self.read_lock = threading.RLock()
-        self.helping = None  # the future of the thread reading, if any
-        self.helped_at = 0.0  # when the last helper left
-        self.unparked = threading.Event()  # set: results wait, the manager reads
         self.deferred = []  # messages a helper leaves to the manager
 
     # -- workers
@@ -552,27 +553,32 @@ class _Pool:
             return
         kind = message[0]
         if kind == "part":
-            task, data, last = message[1:]
+            # the manager and a helper may each take some of the pieces:
+            # numbered, joined in order once all are in
+            task, k, n, data = message[1:]
             with self.lock:
                 if task not in self.pending:
                     return  # cancelled, or failed when its worker died
-                parts = self.parts.setdefault(task, [])
-                parts.append(data)
-                if last:
+                parts = self.parts.setdefault(task, {})
+                parts[k] = data
+                whole = len(parts) == n
+                if whole:
                     del self.parts[task]
-            if last:
-                self.settled(task, b"".join(parts), True)
+            if whole:
+                self.settled(task, b"".join(parts[i] for i in range(n)), True)
         elif kind == "err":
             self.settled(message[1], message[2], False)
         elif kind == "broken":
             p = self.procs[message[1]]
-            if p is not None:
+            if p is not None and p.pid == message[2]:
                 p.join(5)  # its last words (a logging queue's feeder) are out
             self.break_pool("A child process terminated abruptly, the process pool is not "
                             "usable anymore (its initializer failed)")
         elif kind == "retired":
-            index = message[1]
+            index, pid = message[1:]
             p = self.procs[index]
+            if p is None or p.pid != pid:
+                return  # seen gone (and replaced) by `watch` already
             p.join(5)
             self.procs[index] = None
             # replaced while stopping too: the queued tasks still run
@@ -580,14 +586,14 @@ class _Pool:
                 self.start_worker(index)
 
     def drain(self):
-        while not self.results.empty():
+        ring = self.manager_ring
+        while not ring.empty():
             try:
-                messages = self.results.get_many(256, block=False)
+                messages = ring.get_objs(256, False)
             except Empty:
                 return
             for m in messages:
-                if m[0] != "nudge":
-                    self.settle(m)
+                self.settle(m)
 
     def break_pool(self, why):
         with self.lock:
@@ -653,21 +659,22 @@ class _Pool:
 
     def help(self, future, timeout):
         """Called by ``future.result(timeout)``/``exception(timeout)``: while
-        ``future`` is not done, read and settle results here (one thread at
-        a time; the manager stays off the ring meanwhile), saving the
-        manager's hand-over: a round trip wakes one thread, not two. Returns
-        the time left of ``timeout``."""
+        results come at once, read and settle them here (one thread at a
+        time), saving the manager's hand-over: in a round trip the result is
+        taken by this poll (a putter leaves the sleeping manager alone while
+        a getter polls), so no thread is woken. When nothing comes within
+        the poll, the manager (never parked: it sleeps on the ring through
+        its own handle, which does not poll) gets the rest. Returns the time
+        left of ``timeout``."""
         if os.getpid() != self.pid:
             return timeout  # a forked child's copy: the ring is the parent's
         if not self.read_lock.acquire(False):
             return timeout  # another thread reads: wait on the future
         deadline = None if timeout is None else time.monotonic() + timeout
         results = self.results
-        outer = self.helping
         try:
-            self.helping = future
             while not future.done():
-                wait = WATCH_INTERVAL
+                wait = HELP_WAIT
                 if deadline is not None:
                     wait = min(wait, deadline - time.monotonic())
                     if wait <= 0:
@@ -675,33 +682,22 @@ class _Pool:
                 try:
                     message = results.get(timeout=wait)
                 except Empty:
-                    continue
+                    break  # not soon: the manager settles it
                 self.receive(message)
         finally:
-            self.helping = outer
-            self.helped_at = time.monotonic()
             self.read_lock.release()
-            if not results.empty():
-                self.unparked.set()  # results for other futures: the manager reads
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def receive(self, message):
         """A helper's share of a message: results; the rest to the manager."""
         if type(message) is bytes or message[0] in ("err", "part"):
             self.settle(message)
-        elif message[0] != "nudge":
+        else:
             with self.lock:
                 self.deferred.append(message)
 
-    def nudge(self):
-        """Wakes a helper whose future the manager completed: it waits on
-        the ring, not on the future."""
-        future = self.helping
-        if future is not None and future.done():
-            self.results.put(("nudge",))
-
     def manage(self):
-        results = self.results
+        results = self.manager_ring
         watched = time.monotonic()
         while True:
             if self.deferred:
@@ -709,28 +705,13 @@ class _Pool:
                     deferred, self.deferred = self.deferred, []
                 for message in deferred:
                     self.settle(message)
-            if (self.helping is not None
-                    or time.monotonic() - self.helped_at < PARK_INTERVAL):
-                # A caller reads the results (or did a moment ago, and will
-                # again in a loop of round trips): stay off the ring.
-                if self.unparked.wait(PARK_INTERVAL):
-                    self.unparked.clear()
-                if self.overflow:
-                    self.flush_overflow()
-                if time.monotonic() - watched >= WATCH_INTERVAL:
-                    self.watch()
-                    watched = time.monotonic()
-                    self.nudge()
-                continue
             try:
-                message = results.get(timeout=WATCH_INTERVAL)
+                message = results.get_obj(True, WATCH_INTERVAL)
             except Empty:
                 message = None
             if message is not None:
-                if message[0] != "nudge":
-                    self.settle(message)
+                self.settle(message)
                 self.drain()
-                self.nudge()
             if self.overflow:
                 self.flush_overflow()
             if message is not None and time.monotonic() - watched < WATCH_INTERVAL:

@@ -189,6 +189,9 @@ pub struct ByteQueue {
     /// not; see [`set_polling`](Self::set_polling) and
     /// [`set_poll_limit`](Self::set_poll_limit)).
     spin_max: AtomicU32,
+    /// The `poll_until` mark this handle's last successful poll set, until
+    /// its get has claimed a message (then taken off; see `unmark`).
+    my_mark: AtomicU64,
 }
 
 impl ByteQueue {
@@ -207,6 +210,7 @@ impl ByteQueue {
             spin_us: AtomicU32::new(SPIN_MAX_US),
             spin_skipped: AtomicU32::new(0),
             spin_max: AtomicU32::new(SPIN_MAX_US),
+            my_mark: AtomicU64::new(0),
         };
         let h = q.header();
         h.capacity.store(cap, Ordering::Relaxed);
@@ -229,6 +233,7 @@ impl ByteQueue {
             spin_us: AtomicU32::new(SPIN_MAX_US),
             spin_skipped: AtomicU32::new(0),
             spin_max: AtomicU32::new(SPIN_MAX_US),
+            my_mark: AtomicU64::new(0),
         };
         let h = q.header();
         let cap = h.capacity.load(Ordering::Relaxed);
@@ -456,6 +461,20 @@ impl ByteQueue {
         }
     }
 
+    /// Takes this handle's poll mark off the header (if no later poll
+    /// replaced it), once the poll's get claimed its message.
+    fn unmark(&self) {
+        let mark = self.my_mark.swap(0, Ordering::Relaxed);
+        if mark != 0 {
+            let _ = self.header().poll_until.compare_exchange(
+                mark,
+                0,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
     /// Tells getters a message is ready: a sleeping one is woken, unless
     /// a getter is polling and this is the only ready message (the poller
     /// takes it; waking a sleeper as well would only have it find the ring
@@ -671,6 +690,7 @@ impl ByteQueue {
         let wake = if spin && self.spin(word, seen) {
             sys::Wake::Woken
         } else {
+            self.unmark();
             waiters.fetch_add(1, Ordering::SeqCst);
             let wake = sys::wait_shared(word, seen, until);
             waiters.fetch_sub(1, Ordering::SeqCst);
@@ -738,13 +758,11 @@ impl ByteQueue {
                 std::hint::spin_loop();
             }
         }
-        if moved {
-            // Off the mark before the claim: a second message then wakes a
-            // sleeper (unless another poller set a later mark).
-            let _ = h
-                .poll_until
-                .compare_exchange(until, 0, Ordering::SeqCst, Ordering::Relaxed);
-        }
+        // Off the mark once the message is claimed, or before this getter
+        // sleeps (`unmark`): a message put after that wakes a sleeper. Not
+        // before: the putter reads the mark just after the word moved, and
+        // must find it.
+        self.my_mark.store(until, Ordering::Relaxed);
         let next = if moved { max } else { budget / 2 };
         self.spin_us.store(next, Ordering::Relaxed);
         moved
@@ -791,15 +809,18 @@ impl ByteQueue {
                 let claimed = self.claim();
                 self.unlock();
                 if let Some(pos) = claimed {
+                    self.unmark();
                     break pos;
                 }
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.unmark();
                 return Err(GetError::Empty);
             }
             let parked = self.park(&h.put_seq, seen, deadline, interrupt, &h.getters, !spun);
             spun = true;
             if let Err(e) = parked {
+                self.unmark();
                 // The wake this getter may have taken goes to another.
                 sys::wake_shared(&h.put_seq, 1);
                 return Err(GetError::Failed(e));

@@ -74,6 +74,9 @@ POOL_THREADPOOL_CASES = {"pool-map", "pool-imap-unordered"}
 POOL_REFERENCE = "ideal"
 POOL_REFERENCE_CASE = "io-bound"
 
+#: the other reference of that case (plain threads, no pool), no target
+POOL_CEILING = "threads"
+
 #: pool targets, by case: (ratio, versus)
 POOL_TARGETS = {
     "submit": (10.0, "stdlib"),
@@ -436,11 +439,16 @@ def test_pools_json_structure(pools_json):
     assert scenario["name"] == "pools"
     assert scenario["error"] is None
     impls = {impl["name"]: impl for impl in scenario["implementations"]}
-    assert set(impls) == {"stdlib", "tress", POOL_REFERENCE}
+    assert set(impls) == {"stdlib", "tress", POOL_REFERENCE, POOL_CEILING}
     assert impls["stdlib"]["status"] == "ok"
     assert impls["stdlib"]["source"] == "concurrent.futures + multiprocessing.pool"
     assert impls["tress"]["source"] == "tress.futures + tress.pool"
     assert impls[POOL_REFERENCE]["status"] == "ok"
+    assert impls[POOL_CEILING]["status"] == "ok"
+    assert impls[POOL_CEILING]["source"] == (
+        "2000 sleeps split statically over 100 threading.Thread objects, no pool")
+    assert any("pool efficiency relative to the machine's ceiling" in note
+               for note in scenario["notes"])
     assert impls["tress"]["status"] in ("ok", "skipped")
     if impls["tress"]["status"] == "skipped":
         assert impls["tress"]["reason"]
@@ -464,8 +472,9 @@ def test_pools_json_every_case_measured_or_skipped(pools_json):
             assert target["text"] == f">=1/1.05x {POOL_REFERENCE}"
 
         results = case["results"]
+        # the references are measured in their one case only
         expected = {"stdlib", "tress"} | (
-            {POOL_REFERENCE} if name == POOL_REFERENCE_CASE else set()
+            {POOL_REFERENCE, POOL_CEILING} if name == POOL_REFERENCE_CASE else set()
         )
         assert set(results) == expected, name
         for impl in expected - {"tress"}:
@@ -709,18 +718,27 @@ def test_text_table_reference_column():
 
 
 def test_text_table_pools_ideal_column():
-    """The pools scenario's ideal gets a column only with io-bound."""
+    """The pools scenario's references ideal and threads get columns only
+    with io-bound."""
     proc = run_tress("bench", "--only", "pools/submit", f"pools/{POOL_REFERENCE_CASE}", *FAST)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     (header,) = [line for line in lines if line.startswith("scenario ")]
-    assert header.split()[-2:] == [POOL_REFERENCE, f"{POOL_REFERENCE}/stdlib"]
+    assert header.split()[-4:] == [POOL_REFERENCE, f"{POOL_REFERENCE}/stdlib",
+                                   POOL_CEILING, f"{POOL_CEILING}/stdlib"]
     rows = {line.split()[1]: line for line in lines if line.startswith("pools ")}
     assert set(rows) == {"submit", POOL_REFERENCE_CASE}
     assert ">=10x" in rows["submit"].split()
     assert f">=1/1.05x {POOL_REFERENCE}" in rows[POOL_REFERENCE_CASE]
     assert "20.0k" in rows[POOL_REFERENCE_CASE].split()  # the ideal, tasks/s
     assert "95% of the ideal" in proc.stdout  # the note says what the target means
+    assert "machine's ceiling" in proc.stdout  # and what threads is
+
+    proc = run_tress("bench", "--only", "pools/submit", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    (header,) = [line for line in proc.stdout.splitlines() if line.startswith("scenario ")]
+    assert POOL_REFERENCE not in header.split()
+    assert POOL_CEILING not in header.split()
 
 
 def test_text_table_ipc_columns():

@@ -969,7 +969,7 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
         results = _each(ordered_results(fs, timeout, end_time))
         if bar is None:
             return results
-        return _closing(results, bar)
+        return _progress.closing(results, bar)
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         pool = self._pool
@@ -1015,13 +1015,6 @@ def _each(chunks):
 def _advance(bar, n, future):
     if not future.cancelled():
         bar.update(n)
-
-
-def _closing(results, bar):
-    try:
-        yield from results
-    finally:
-        bar.close()
 
 
 def _interrupted():

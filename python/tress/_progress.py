@@ -108,13 +108,10 @@ def length(iterable):
         return None
 
 
-def counted(results, progress, per_item=len):
-    """Yields from ``results``, counting ``per_item(each)`` on ``progress``
-    (one per item by default when ``per_item`` is None), and closes it
-    when the iteration ends or is abandoned."""
+def closing(items, bar):
+    """Yields from ``items``, and closes ``bar`` when the iteration ends or
+    is abandoned."""
     try:
-        for each in results:
-            progress.update(1 if per_item is None else per_item(each))
-            yield each
+        yield from items
     finally:
-        progress.close()
+        bar.close()

@@ -424,17 +424,21 @@ class _PoolBase:
 
     def close(self):
         """No more work: the workers exit once the work given is done."""
+        # decided under the lock (exactly one of close and the last feeder
+        # ends the jobs), done outside it: ending may wait for room
         with self._feed_lock:
+            end = self._box[0] == RUN and not self._feeding
             if self._box[0] == RUN:
                 self._box[0] = CLOSE
-                if not self._feeding:
-                    self._end_jobs()
+        if end:
+            self._end_jobs()
 
     def _feeder_done(self):
         with self._feed_lock:
             self._feeding -= 1
-            if not self._feeding and self._box[0] == CLOSE:
-                self._end_jobs()
+            end = not self._feeding and self._box[0] == CLOSE
+        if end:
+            self._end_jobs()
 
     def _check_joinable(self):
         if self._state == RUN:

@@ -87,7 +87,8 @@ def test_submit_map_and_exceptions_as_the_stdlib(fmod):
     with fmod.ProcessPoolExecutor(2) as ex:
         assert ex.submit(square, 12).result(TIMEOUT) == 144
         assert list(ex.map(square, range(50), timeout=TIMEOUT)) == [x * x for x in range(50)]
-        assert list(ex.map(square, range(50), chunksize=7)) == [x * x for x in range(50)]
+        assert (list(ex.map(square, range(50), chunksize=7, timeout=TIMEOUT))
+                == [x * x for x in range(50)])
         f = ex.submit(fail, 3)
         with pytest.raises(ValueError, match="failed on 3") as info:
             f.result(TIMEOUT)
@@ -209,7 +210,7 @@ def test_default_map_chunks_and_keeps_the_order(tf):
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_other_start_methods(tf, method):
     with tf.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context(method)) as ex:
-        assert list(ex.map(square, range(10))) == [x * x for x in range(10)]
+        assert list(ex.map(square, range(10), timeout=TIMEOUT)) == [x * x for x in range(10)]
         with pytest.raises(tf.WorkerDied):
             ex.submit(exit_now, 1).result(TIMEOUT)
         assert ex.submit(square, 3).result(TIMEOUT) == 9
@@ -310,7 +311,7 @@ def test_calls_and_results_larger_than_the_rings(tf, method):
         assert ex._pool.spilled == {} and ex._pool.parts == {}
         assert task_files() == 0
         # the pool goes on with small messages
-        assert list(ex.map(square, range(100))) == [x * x for x in range(100)]
+        assert list(ex.map(square, range(100), timeout=TIMEOUT)) == [x * x for x in range(100)]
 
 
 def test_cancelled_large_call_releases_its_memory_file(tf):
@@ -399,7 +400,10 @@ def test_pool_imap_default_chunks_keep_per_item_outcomes():
         assert got == [1.0, 0.5, "raised", 0.25] * 10
         tasks = next(engine.numbers) - first - 1
         assert tasks == 8, f"{tasks} tasks for 40 items on 2 workers (chunks of 5 expected)"
-        unordered = list(pool.imap_unordered(invert, [x for x in items if x]))
+        it = pool.imap_unordered(invert, [x for x in items if x])
+        unordered = [it.next(TIMEOUT) for _ in range(30)]
+        with pytest.raises(StopIteration):
+            it.next(TIMEOUT)
         assert sorted(unordered) == sorted([1.0, 0.5, 0.25] * 10)
         # an explicit chunksize keeps the stdlib's rule: a failed chunk (the
         # first: 1, 2, 0, 4, 1) raises, and ends the iteration

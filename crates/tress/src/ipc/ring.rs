@@ -205,18 +205,23 @@ impl ByteQueue {
             .and_then(|c| c.checked_add(HEADER))
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "capacity too large"))?;
         let seg = Segment::create(len, "queue")?;
-        let q = ByteQueue {
-            seg,
-            spin_us: AtomicU32::new(SPIN_MAX_US),
-            spin_skipped: AtomicU32::new(0),
-            spin_max: AtomicU32::new(SPIN_MAX_US),
-            my_mark: AtomicU64::new(0),
-        };
+        let q = ByteQueue::handle(seg);
         let h = q.header();
         h.capacity.store(cap, Ordering::Relaxed);
         h.max_messages.store(max_messages as u64, Ordering::Relaxed);
         h.magic.store(MAGIC, Ordering::Release);
         Ok(q)
+    }
+
+    /// A handle on the ring in `seg`, with this handle's own polling state.
+    fn handle(seg: Segment) -> ByteQueue {
+        ByteQueue {
+            seg,
+            spin_us: AtomicU32::new(SPIN_MAX_US),
+            spin_skipped: AtomicU32::new(0),
+            spin_max: AtomicU32::new(SPIN_MAX_US),
+            my_mark: AtomicU64::new(0),
+        }
     }
 
     /// The queue in `seg`, a segment made by [`create`](Self::create) (in
@@ -228,13 +233,7 @@ impl ByteQueue {
                 "not a tress queue segment (too small)",
             ));
         }
-        let q = ByteQueue {
-            seg,
-            spin_us: AtomicU32::new(SPIN_MAX_US),
-            spin_skipped: AtomicU32::new(0),
-            spin_max: AtomicU32::new(SPIN_MAX_US),
-            my_mark: AtomicU64::new(0),
-        };
+        let q = ByteQueue::handle(seg);
         let h = q.header();
         let cap = h.capacity.load(Ordering::Relaxed);
         if h.magic.load(Ordering::Acquire) != MAGIC

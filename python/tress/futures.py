@@ -34,24 +34,14 @@ from concurrent.futures import *  # noqa: F401,F403  (wait, as_completed, ...)
 from concurrent.futures import _base
 from concurrent.futures.thread import BrokenThreadPool
 
+from tress._future import Future
+from tress._procpool import ProcessPoolExecutor, WorkerDied
 from tress._tress import ChunkedMap as _ChunkedMap
-from tress._tress import FutureCore as _FutureCore
 from tress._tress import Lock as _Lock
 from tress._tress import ThreadPoolCore as _PoolCore
 from tress._tress import _pools_exiting
 
 __all__ = list(_std.__all__) + ["BrokenThreadPool", "WorkerDied"]
-
-
-class Future(_FutureCore, _std.Future):
-    """A ``concurrent.futures.Future`` whose methods are native.
-
-    ``isinstance(f, concurrent.futures.Future)`` holds, and the stdlib's
-    ``wait``, ``as_completed`` and asyncio's ``wrap_future`` use it as they
-    use their own: its private attributes (``_state``, ``_condition``,
-    ``_waiters``, ...) follow the stdlib's protocol."""
-
-    __init__ = _FutureCore.__init__
 
 
 # Interpreter exit: every pool's queue gets a wake-up and its workers are
@@ -208,7 +198,3 @@ class ThreadPoolExecutor(_std.ThreadPoolExecutor):
                 thread.join()
 
     shutdown.__doc__ = _std.Executor.shutdown.__doc__
-
-
-# The process pool lives in its own module (it needs tress.multiprocessing).
-from tress._process_pool import ProcessPoolExecutor, WorkerDied  # noqa: E402

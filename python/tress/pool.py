@@ -33,7 +33,6 @@ its task alone: see :class:`Pool`).
 """
 
 import collections
-import functools
 import multiprocessing
 import os
 import threading
@@ -41,10 +40,11 @@ import types
 import warnings
 import weakref
 from itertools import islice
-from itertools import starmap as _starmap
 from multiprocessing import TimeoutError
 
 from tress import _progress
+from tress._procpool import engine as _engine
+from tress._procpool.calls import auto_chunksize, each_outcome, map_chunk, starmap_chunk
 from tress._tress import Condition as _Condition
 from tress._tress import Event as _Event
 from tress._tress import Lock as _Lock
@@ -78,28 +78,6 @@ def _work(jobs, box, initializer, initargs):
 def _stop_workers(jobs, box):
     box[0] = TERMINATE
     jobs.put(None)
-
-
-def _call_chunk(func, chunk, star):
-    if star:
-        return list(_starmap(func, chunk))
-    return list(map(func, chunk))
-
-
-def _call_each(func, chunk):
-    """A chunk of an implicitly chunked ``imap``: each item's outcome,
-    ``(True, value)`` or ``(False, exception)`` (with the worker's
-    traceback, as the stdlib sends a task's), so one failing item fails
-    alone."""
-    from multiprocessing.pool import ExceptionWithTraceback
-
-    out = []
-    for item in chunk:
-        try:
-            out.append((True, func(item)))
-        except Exception as exc:
-            out.append((False, ExceptionWithTraceback(exc, exc.__traceback__)))
-    return out
 
 
 def _chunks(iterable, size):
@@ -352,6 +330,11 @@ class _PoolBase:
         """``starmap`` without waiting: a :class:`MapResult`."""
         return self._map_async(func, iterable, True, chunksize, callback, error_callback)
 
+    def _put_jobs(self, jobs):
+        """Puts each job of ``jobs`` (``_put_job``'s arguments)."""
+        for job in jobs:
+            self._put_job(*job)
+
     @staticmethod
     def _wait_map(result):
         try:
@@ -366,17 +349,17 @@ class _PoolBase:
         if not hasattr(iterable, "__len__"):
             iterable = list(iterable)
         if chunksize is None:
-            chunksize, extra = divmod(len(iterable), self._size * 4)
-            if extra:
-                chunksize += 1
+            chunksize = auto_chunksize(len(iterable), self._size)
         if len(iterable) == 0:
             chunksize = 0
         result = MapResult(self, chunksize, len(iterable), callback, error_callback)
         result._bar = _progress.make(len(iterable)) if progress else None
         if chunksize:
-            for index, chunk in enumerate(_chunks(iterable, chunksize)):
-                deliver = _deliver_chunk(result, index, result._bar, len(chunk))
-                self._put_job(deliver, _call_chunk, (func, chunk, star), {}, func)
+            run = starmap_chunk if star else map_chunk
+            self._put_jobs(
+                (_deliver_chunk(result, index, result._bar, len(chunk)), run, (func, chunk), {},
+                 func)
+                for index, chunk in enumerate(_chunks(iterable, chunksize)))
         return result
 
     def imap(self, func, iterable, chunksize=None, progress=False):
@@ -530,8 +513,6 @@ class Pool(_PoolBase):
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
                  context=None, *, task_timeout=None):
-        from tress import _process_pool
-
         self._box = [INIT]
         ctx = context or multiprocessing.get_context()
         if processes is None:
@@ -553,8 +534,11 @@ class Pool(_PoolBase):
         self._feeding = 0
         self._feed_lock = _Lock()
         self._callback_lock = _Lock()
-        self._engine = _process_pool._Pool(ctx, processes, initializer, initargs,
-                                           maxtasksperchild, task_timeout, pool_api=True)
+        # results as multiprocessing's; tasks fed as long as the ring has
+        # room (there is nothing to cancel); workers all started at once
+        policy = _engine.Policy(pool_api=True, window=None, on_demand=False)
+        self._engine = _engine.Engine(ctx, processes, initializer, initargs, maxtasksperchild,
+                                      task_timeout, policy)
         self._engine.start()
         self._box[0] = RUN
         weakref.finalize(self, self._engine.terminate)
@@ -578,15 +562,20 @@ class Pool(_PoolBase):
         n = _progress.length(iterable)
         if not n:
             return 1
-        chunksize, extra = divmod(n, self._size * 4)
-        return chunksize + bool(extra)
+        return auto_chunksize(n, self._size)
 
     def _put_job(self, deliver, func, args, kwds, what=None):
-        future = self._engine.submit(func, args, kwds, what)
-        future.add_done_callback(functools.partial(_deliver_future, deliver))
+        self._engine.submit(_engine.Job(func, args, kwds, what, deliver=deliver))
+
+    def _put_jobs(self, jobs):
+        """The jobs of ``jobs`` (``_put_job``'s arguments), made as the
+        workers need them: the call returns at once."""
+        self._engine.submit_lazy(
+            _engine.Job(func, args, kwds, what, deliver=deliver)
+            for deliver, func, args, kwds, what in jobs)
 
     def _end_jobs(self):
-        self._engine.stop_workers()
+        self._engine.stop()
 
     def terminate(self):
         """Stop now: queued tasks are dropped and running ones killed; their
@@ -608,20 +597,6 @@ class Pool(_PoolBase):
                 p.join()
 
 
-def _deliver_future(deliver, future):
-    """A ``Pool`` job's future, done: its outcome to ``deliver``."""
-    if future.cancelled():
-        from concurrent.futures.process import BrokenProcessPool
-
-        deliver(False, BrokenProcessPool("the pool was terminated before this task ran"))
-        return
-    exc = future.exception()
-    if exc is None:
-        deliver(True, future.result())
-    else:
-        deliver(False, exc)
-
-
 def _feed(pool, result, func, iterable, chunksize, bar, each=False):
     box = pool._box
     count = 0
@@ -633,10 +608,10 @@ def _feed(pool, result, func, iterable, chunksize, bar, each=False):
             if chunksize == 1:
                 pool._put_job(deliver, func, chunk, {}, func)
             elif each:
-                pool._put_job(_each_outcome(deliver, len(chunk)), _call_each, (func, chunk), {},
+                pool._put_job(_each_outcome(deliver, len(chunk)), each_outcome, (func, chunk), {},
                               func)
             else:
-                pool._put_job(deliver, _call_chunk, (func, chunk, False), {}, func)
+                pool._put_job(deliver, map_chunk, (func, chunk), {}, func)
             count += 1
     except Exception as exc:
         # an error of the input: delivered as the next item's outcome

@@ -118,6 +118,17 @@ def sleep_then_square(x, seconds):
 # -- held tasks (sequenced by files, with a deadline)
 
 
+_taken = [0]
+
+
+def taken_in_order(x):
+    """``(x, n)``: this worker's ``n``-th task (from 0), to check the order
+    in which tasks reach a single worker."""
+    n = _taken[0]
+    _taken[0] += 1
+    return x, n
+
+
 def touch(path):
     with open(path, "w") as f:
         f.write(str(os.getpid()))

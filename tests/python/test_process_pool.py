@@ -277,29 +277,23 @@ def filled(size, byte):
     return bytes([byte]) * size
 
 
-def task_files():
-    """The memory files of spilled calls this process has open."""
-    names = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            names.append(os.readlink(f"/proc/self/fd/{fd}"))
-        except OSError:
-            pass  # the listing's own descriptor, closed since
-    return sum("tress-pool-task" in name for name in names)
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_calls_and_results_larger_than_the_rings(tf, method):
-    """A 24 MiB argument (sent through a memory file) and 24 MiB results
-    (sent in pieces) arrive whole and in the right place, several at once;
-    the parent's memory files are closed once their tasks are settled."""
-    from tress import _process_pool
+    """24 MiB arguments and 24 MiB results (larger than either ring: the
+    rings take them out of band) arrive whole and in the right place,
+    several at once; nothing is left pending and no descriptor stays open."""
+    from tress._procpool import engine
 
     big = 24 << 20
-    assert big > _process_pool.TASKS_CAPACITY and big > _process_pool.RESULTS_CAPACITY
+    assert big > engine.TASKS_CAPACITY and big > engine.RESULTS_CAPACITY
     ctx = multiprocessing.get_context(method)
     with tf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
         assert ex.submit(square, 3).result(TIMEOUT) == 9  # workers started
+        fds = open_fds()
         args = [bytes([i]) * big for i in range(3)]
         sizes = [ex.submit(length, a) for a in args]
         echoes = [ex.submit(filled, big, i) for i in range(3)]
@@ -308,23 +302,28 @@ def test_calls_and_results_larger_than_the_rings(tf, method):
             data = f.result(TIMEOUT)
             assert len(data) == big and data[0] == i and data[-1] == i
         del args
-        assert ex._pool.spilled == {} and ex._pool.parts == {}
-        assert task_files() == 0
+        assert ex._pool.pending == {}
+        assert open_fds() == fds
         # the pool goes on with small messages
         assert list(ex.map(square, range(100), timeout=TIMEOUT)) == [x * x for x in range(100)]
 
 
-def test_cancelled_large_call_releases_its_memory_file(tf):
+def test_a_cancelled_queued_call_never_runs(tf):
+    """Calls beyond the workers' queue (max_workers + 1, as the stdlib's)
+    wait in the parent and can be cancelled: a cancelled large call is
+    never sent, never run, and its memory is let go of."""
     with tf.ProcessPoolExecutor(1) as ex:
         assert ex.submit(square, 2).result(TIMEOUT) == 4
         blocker = ex.submit(sleep_for, 0.5)
+        second = ex.submit(square, 5)
         queued = ex.submit(length, b"x" * (4 << 20))
-        assert task_files() == 1
+        assert not blocker.cancel() and not second.cancel()  # in the workers' queue
         assert queued.cancel()
         assert blocker.result(TIMEOUT) == 0.5
+        assert second.result(TIMEOUT) == 25
         ex.shutdown(wait=True)
-        assert ex._pool.spilled == {}
-        assert task_files() == 0
+        assert queued.cancelled()
+        assert ex._pool.pending == {} and not ex._pool.backlog and ex._pool.head is None
 
 
 def test_round_trips_are_read_by_the_waiting_caller(tf):

@@ -12,7 +12,7 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use tress::ipc::{ByteQueue, Segment, SendError};
+use tress::ipc::{ByteQueue, Segment, SendError, TaskTable};
 use tress::{GetError, Interrupt};
 
 use crate::wait::Blocking;
@@ -25,6 +25,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyShmQueue>()?;
     m.add_class::<PyShmSemLock>()?;
     m.add_class::<PyShmEvent>()?;
+    m.add_class::<PyTaskTable>()?;
     Ok(())
 }
 
@@ -426,6 +427,46 @@ impl PyShmQueue {
         }
     }
 
+    /// Takes the oldest message (bytes), a process pool's task message
+    /// (its first 8 bytes the task's number, little-endian), and records
+    /// in `table` that `worker` runs that task before the message leaves
+    /// the ring: a worker killed before the record leaves the message in
+    /// the ring for another worker, one killed after it leaves the task in
+    /// the table for the parent to fail. Shorter messages are recorded as
+    /// nothing.
+    #[pyo3(signature = (table, worker, block=true, timeout=None))]
+    fn get_task<'py>(
+        &self,
+        py: Python<'py>,
+        table: &PyTaskTable,
+        worker: usize,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        if worker >= table.t.len() {
+            return Err(PyValueError::new_err(format!(
+                "worker {worker} out of range (the table has {} rows)",
+                table.t.len()
+            )));
+        }
+        let until = deadline(block, timeout)?;
+        let mut interrupt = Blocking::interruptible(py);
+        let got = self.q.get_with(until, &mut interrupt, |m| {
+            if let Some(n) = m.get(..8) {
+                let task = u64::from_le_bytes(n.try_into().expect("8 bytes"));
+                if task != 0 {
+                    table.t.begin(worker, task);
+                }
+            }
+            PyBytes::new(py, m)
+        });
+        match got {
+            Ok(b) => Ok(b),
+            Err(GetError::Failed(e)) => Err(e),
+            Err(GetError::Empty | GetError::ShutDown) => Err(Empty::new_err(())),
+        }
+    }
+
     /// Takes up to `n` messages: waits (as `get`) for the first, then takes
     /// the others that are ready without waiting.
     #[pyo3(signature = (n, block=true, timeout=None))]
@@ -778,5 +819,95 @@ impl PyShmEvent {
         }
         let until = deadline(true, timeout)?;
         self.ev.wait_with(until, &mut Blocking::interruptible(py))
+    }
+}
+
+// ---------------------------------------------------------------- TaskTable
+
+/// Which task each worker of a process pool runs ([`tress::ipc::TaskTable`]).
+#[pyclass(name = "TaskTable", module = "tress._tress", frozen)]
+pub(crate) struct PyTaskTable {
+    t: TaskTable,
+}
+
+impl PyTaskTable {
+    fn check(&self, worker: usize) -> PyResult<()> {
+        if worker < self.t.len() {
+            Ok(())
+        } else {
+            Err(PyValueError::new_err(format!(
+                "worker {worker} out of range (the table has {} rows)",
+                self.t.len()
+            )))
+        }
+    }
+}
+
+#[pymethods]
+impl PyTaskTable {
+    /// A table of `workers` rows, every one idle.
+    #[new]
+    fn new(workers: usize) -> PyResult<Self> {
+        Ok(Self {
+            t: TaskTable::create(workers).map_err(os_error)?,
+        })
+    }
+
+    /// The table behind descriptor `fd` (taken over).
+    #[staticmethod]
+    fn from_fd(fd: i32) -> PyResult<Self> {
+        if fd < 0 {
+            return Err(PyValueError::new_err("invalid file descriptor"));
+        }
+        // SAFETY: the caller hands over an open descriptor it owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let seg = Segment::from_fd(fd).map_err(os_error)?;
+        Ok(Self {
+            t: TaskTable::open(seg).map_err(os_error)?,
+        })
+    }
+
+    fn fileno(&self) -> i32 {
+        self.t.segment().as_fd().as_raw_fd()
+    }
+
+    fn __len__(&self) -> usize {
+        self.t.len()
+    }
+
+    /// `worker` runs `task` (nonzero) from now on.
+    fn begin(&self, worker: usize, task: u64) -> PyResult<()> {
+        self.check(worker)?;
+        if task == 0 {
+            return Err(PyValueError::new_err("task numbers are nonzero"));
+        }
+        self.t.begin(worker, task);
+        Ok(())
+    }
+
+    /// `worker` runs nothing any more.
+    fn end(&self, worker: usize) -> PyResult<()> {
+        self.check(worker)?;
+        self.t.end(worker);
+        Ok(())
+    }
+
+    /// The task `worker` runs (0: none).
+    fn running(&self, worker: usize) -> PyResult<u64> {
+        self.check(worker)?;
+        Ok(self.t.running(worker).map_or(0, |(task, _)| task))
+    }
+
+    /// Seconds `worker` has run its task (None: it runs none).
+    fn elapsed(&self, worker: usize) -> PyResult<Option<f64>> {
+        self.check(worker)?;
+        Ok(self.t.running(worker).map(|(_, d)| d.as_secs_f64()))
+    }
+
+    /// Clears the row of `worker` and returns the task it ran (0: none):
+    /// whoever takes it owns its failure, once.
+    fn take(&self, worker: usize) -> PyResult<u64> {
+        self.check(worker)?;
+        Ok(self.t.take(worker).unwrap_or(0))
     }
 }

@@ -850,3 +850,44 @@ fn batches_put_and_get_many() {
         Err(GetError::Empty)
     );
 }
+
+#[test]
+fn a_task_table_row_outlives_its_killed_worker() {
+    use tress::ipc::TaskTable;
+
+    let table = TaskTable::create(3).unwrap();
+    assert_eq!(table.len(), 3);
+    assert!((0..3).all(|w| table.running(w).is_none()));
+    table.begin(0, 7);
+    let (task, ran) = table.running(0).unwrap();
+    assert_eq!(task, 7);
+    assert!(ran < BOUND);
+    table.end(0);
+    assert_eq!(table.take(0), None);
+
+    // a forked worker records its task and is killed running it: the
+    // parent finds the task, once
+    let q = ByteQueue::create(1 << 12, 0).unwrap();
+    let child = fork_child(|| {
+        table.begin(2, 41);
+        q.put(&[b"running"]).unwrap();
+        loop {
+            thread::sleep(Duration::from_secs(1));
+        }
+    });
+    assert_eq!(
+        q.get_with(soon(), &mut tress::Uninterruptible, |m| m.to_vec())
+            .unwrap(),
+        b"running"
+    );
+    kill(child);
+    assert_eq!(reap(child), -libc::SIGKILL);
+    assert_eq!(table.take(2), Some(41));
+    assert_eq!(table.take(2), None);
+
+    // reopened by descriptor, as a spawned worker does
+    let fd = table.segment().try_clone_fd().unwrap();
+    let other = TaskTable::open(tress::ipc::Segment::from_fd(fd).unwrap()).unwrap();
+    other.begin(1, 5);
+    assert_eq!(table.running(1).map(|(t, _)| t), Some(5));
+}

@@ -18,6 +18,8 @@
 //!   [`ShmBarrier`] built from them with multiprocessing's and threading's
 //!   algorithms (Python's bindings use multiprocessing's own classes over
 //!   the native locks for those two).
+//! - [`TaskTable`]: which task each worker of a process pool runs, so the
+//!   parent fails exactly the task of a worker that died.
 //!
 //! Waiting is on futexes in the shared memory itself (`FUTEX_WAIT` without
 //! `FUTEX_PRIVATE_FLAG`), so a process sleeps until another one, any one,
@@ -26,7 +28,9 @@
 mod ring;
 mod segment;
 mod sync;
+mod task_table;
 
 pub use ring::{ByteQueue, SendError};
 pub use segment::Segment;
 pub use sync::{ShmBarrier, ShmBarrierError, ShmCondition, ShmEvent, ShmRLock, ShmSemaphore};
+pub use task_table::TaskTable;

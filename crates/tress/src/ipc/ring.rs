@@ -53,7 +53,7 @@ const REAP_SLICE: Duration = Duration::from_millis(20);
 /// The longest a get polls for a message before it sleeps (see `spin_on`).
 const SPIN_MAX_US: u32 = 20;
 /// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the machine.
-fn monotonic_ns() -> u64 {
+pub(super) fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

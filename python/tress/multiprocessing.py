@@ -3,6 +3,9 @@
     from tress import multiprocessing as tmp
     q = tmp.Queue()
     p = multiprocessing.Process(target=worker, args=(q,))
+    ctx = tmp.get_context("spawn")  # tress's queues and locks, spawn's Process
+    q = ctx.Queue()
+    p = ctx.Process(target=worker, args=(q,))
 
 ``Queue``, ``SimpleQueue`` and ``JoinableQueue`` keep multiprocessing's API
 and exceptions (``queue.Empty``, ``queue.Full``, ``ValueError`` once
@@ -33,8 +36,32 @@ Every object reaches child processes by inheritance (``fork``) or, under
 ``spawn`` and ``forkserver``, as an argument of ``Process`` or of a
 ``Pool`` initializer: its descriptor travels the way multiprocessing passes
 descriptors. Pickling one at any other time raises ``RuntimeError`` as
-multiprocessing's do. The other names of ``multiprocessing`` are
-re-exported unchanged.
+multiprocessing's do. An object made from any context passes to a process
+of any other, as multiprocessing's do.
+
+Contexts: ``get_context(method)`` returns tress's ``ForkContext``,
+``SpawnContext`` or ``ForkServerContext`` (subclasses of multiprocessing's,
+one of each per process) whose ``Queue``, ``SimpleQueue``,
+``JoinableQueue``, ``Lock``, ``RLock``, ``Semaphore``,
+``BoundedSemaphore``, ``Event``, ``Condition`` and ``Barrier`` are tress's
+(the queues also take ``capacity=``) and whose ``Pool`` is
+``tress.pool.Pool`` with ``context=`` that context (also
+``task_timeout=``); the rest (``Process``, ``Manager``, ``Pipe``,
+``Value``/``Array``, whose lock is the context's ``RLock``,
+``get_start_method``, ``reducer``, ...) is multiprocessing's for that start
+method, and an unknown method raises its ``ValueError``. tress's
+``DefaultContext`` has no start method of its own: ``set_start_method``,
+``get_start_method`` and ``get_context()`` are those of multiprocessing's
+default context (``multiprocessing.set_start_method`` sets tress's too,
+and the reverse, with the same errors), ``get_context()`` being tress's
+context of that method. The module's names are the default context's, as
+multiprocessing's are: ``Pool``, ``get_context``, ``set_start_method``...
+are tress's, ``Process``, ``current_process``, ``Manager``... the stdlib's;
+``Queue`` and the other types above stay tress's classes. The stdlib's own
+pools (``concurrent.futures.ProcessPoolExecutor(mp_context=...)``,
+``multiprocessing.pool.Pool(context=...)``) take tress's contexts: they
+read the pipe ends of their ``SimpleQueue``s, so a tress context gives
+them multiprocessing's ``SimpleQueue`` (its other objects are tress's).
 """
 
 import multiprocessing as _mp

@@ -548,6 +548,11 @@ class DefaultContext(_TressFactories, _context.DefaultContext):
         ctx = self._std._actual_context
         return None if ctx is None else _tress_context(ctx)
 
+    @_actual_context.setter
+    def _actual_context(self, ctx):
+        # what multiprocessing's own code sets on its default context
+        self._std._actual_context = None if ctx is None else _context._concrete_contexts[ctx._name]
+
     def get_context(self, method=None):
         if method is None:
             return _tress_context(self._std.get_context())

@@ -417,6 +417,14 @@ def test_setting_either_module_sets_both(fresh_start_method):
     default = tmp.get_context()
     assert default.get_start_method() == multiprocessing.get_start_method(allow_none=True)
     assert default is tmp.get_context(default.get_start_method())
+    # the stdlib DefaultContext's attribute, read and set through tress's
+    tress_default = tmp.get_context.__self__
+    tress_default._actual_context = tmp.get_context("spawn")
+    assert multiprocessing.context._default_context._actual_context is (
+        multiprocessing.get_context("spawn"))
+    assert tress_default._actual_context is tmp.get_context("spawn")
+    assert tress_default._default_context is tmp.get_context(
+        multiprocessing.context._default_context._default_context._name)
 
 
 def test_default_process_and_default_context(fresh_start_method, children):

@@ -37,7 +37,9 @@ Every object reaches child processes by inheritance (``fork``) or, under
 ``Pool`` initializer: its descriptor travels the way multiprocessing passes
 descriptors. Pickling one at any other time raises ``RuntimeError`` as
 multiprocessing's do. An object made from any context passes to a process
-of any other, as multiprocessing's do.
+of any other (multiprocessing refuses a lock or queue made from a fork
+context to a spawn or forkserver child; tress's descriptors have no such
+limit).
 
 Contexts: ``get_context(method)`` returns tress's ``ForkContext``,
 ``SpawnContext`` or ``ForkServerContext`` (subclasses of multiprocessing's,

@@ -25,6 +25,11 @@
   context's bound method and makes a ``tress.pool.Pool``; the default
   ``Process`` is the stdlib's; ``get_all_start_methods`` is the stdlib's;
   the module's names and ``__all__``; contexts pickle as themselves.
+  CPython's ``TestStartMethod.test_context``, ``test_set_get`` and
+  ``test_get_all`` pass with tress.multiprocessing as their
+  ``multiprocessing``.
+* The divergence: the stdlib refuses a fork-made queue to a spawn child
+  (``RuntimeError``); tress's passes (above).
 
 Every wait is bounded (``get(timeout=)``, ``join(timeout)``, ``bounded``),
 and every child is reaped (killed on overrun). Tests that change the global
@@ -310,6 +315,17 @@ def test_objects_pass_to_a_child_of_another_context(made, used, children):
     reap([child])
 
 
+def test_stdlib_refuses_what_tress_passes(children):
+    # The divergence (tests/conformance/DIVERGENCES.md): the stdlib's
+    # fork-made queue cannot go to a spawn child; tress's goes (above).
+    q = multiprocessing.get_context("fork").Queue()
+    p = multiprocessing.get_context("spawn").Process(target=w.echo, args=(q, q))
+    with pytest.raises(RuntimeError, match="^A SemLock created in a fork context"):
+        p.start()
+    q.close()
+    q.join_thread()
+
+
 # --------------------------------------------------------------------------
 # the stdlib's pools given a tress context
 
@@ -472,6 +488,37 @@ def test_module_names():
     namespace = {}
     exec("from tress.multiprocessing import *", namespace)
     assert namespace["Queue"] is tmp.Queue and namespace["Pool"] == tmp.Pool
+
+
+# CPython's own start-method tests, with tress.multiprocessing as their
+# `multiprocessing` (test_mixed_startmethod is the divergence above)
+CPYTHON_START_METHOD_TESTS = ("test_context", "test_set_get", "test_get_all")
+
+
+@pytest.mark.parametrize("name", CPYTHON_START_METHOD_TESTS)
+def test_cpython_start_method_tests(name, fresh_start_method):
+    import unittest
+    import unittest.mock
+    from multiprocessing import forkserver
+
+    try:
+        from test import _test_multiprocessing as cpython
+    except (ImportError, unittest.SkipTest) as exc:
+        pytest.skip(f"CPython's test._test_multiprocessing is not importable: {exc}")
+    saved_preload = forkserver._forkserver._preload_modules
+    was_running = forkserver._forkserver._forkserver_pid is not None
+    case = cpython.TestStartMethod(name)
+    result = unittest.TestResult()
+    try:
+        with unittest.mock.patch.object(cpython, "multiprocessing", tmp):
+            bounded(case.run, result, timeout=120)
+    finally:
+        forkserver._forkserver._preload_modules = saved_preload
+        if not was_running:  # started by the test with CPython's preloads
+            forkserver._forkserver._stop()
+    problems = [text for _, text in result.errors + result.failures]
+    assert not problems, "\n".join(problems)
+    assert result.testsRun == 1 and not result.skipped
 
 
 def test_unknown_method():

@@ -3,6 +3,9 @@
     from tress import multiprocessing as tmp
     q = tmp.Queue()
     p = multiprocessing.Process(target=worker, args=(q,))
+    ctx = tmp.get_context("spawn")  # tress's queues and locks, spawn's Process
+    q = ctx.Queue()
+    p = ctx.Process(target=worker, args=(q,))
 
 ``Queue``, ``SimpleQueue`` and ``JoinableQueue`` keep multiprocessing's API
 and exceptions (``queue.Empty``, ``queue.Full``, ``ValueError`` once
@@ -33,15 +36,41 @@ Every object reaches child processes by inheritance (``fork``) or, under
 ``spawn`` and ``forkserver``, as an argument of ``Process`` or of a
 ``Pool`` initializer: its descriptor travels the way multiprocessing passes
 descriptors. Pickling one at any other time raises ``RuntimeError`` as
-multiprocessing's do. The other names of ``multiprocessing`` are
-re-exported unchanged.
+multiprocessing's do. An object made from any context passes to a process
+of any other (multiprocessing refuses a lock or queue made from a fork
+context to a spawn or forkserver child; tress's descriptors have no such
+limit).
+
+Contexts: ``get_context(method)`` returns tress's ``ForkContext``,
+``SpawnContext`` or ``ForkServerContext`` (subclasses of multiprocessing's,
+one of each per process) whose ``Queue``, ``SimpleQueue``,
+``JoinableQueue``, ``Lock``, ``RLock``, ``Semaphore``,
+``BoundedSemaphore``, ``Event``, ``Condition`` and ``Barrier`` are tress's
+(the queues also take ``capacity=``) and whose ``Pool`` is
+``tress.pool.Pool`` with ``context=`` that context (also
+``task_timeout=``); the rest (``Process``, ``Manager``, ``Pipe``,
+``Value``/``Array``, whose lock is the context's ``RLock``,
+``get_start_method``, ``reducer``, ...) is multiprocessing's for that start
+method, and an unknown method raises its ``ValueError``. tress's
+``DefaultContext`` has no start method of its own: ``set_start_method``,
+``get_start_method`` and ``get_context()`` are those of multiprocessing's
+default context (``multiprocessing.set_start_method`` sets tress's too,
+and the reverse, with the same errors), ``get_context()`` being tress's
+context of that method. The module's names are the default context's, as
+multiprocessing's are: ``Pool``, ``get_context``, ``set_start_method``...
+are tress's, ``Process``, ``current_process``, ``Manager``... the stdlib's;
+``Queue`` and the other types above stay tress's classes. The stdlib's own
+pools (``concurrent.futures.ProcessPoolExecutor(mp_context=...)``,
+``multiprocessing.pool.Pool(context=...)``) take tress's contexts: they
+read the pipe ends of their ``SimpleQueue``s, so a tress context gives
+them multiprocessing's ``SimpleQueue`` (its other objects are tress's).
 """
 
+import multiprocessing as _mp
 import pickle
 import struct
 import sys
 import weakref
-from multiprocessing import *  # noqa: F401,F403
 from multiprocessing import context as _context
 from multiprocessing import reduction as _reduction
 from queue import Empty, Full
@@ -53,10 +82,15 @@ from tress._tress import ShmEvent as _ShmEvent
 from tress._tress import ShmQueue as _ShmQueue
 from tress._tress import ShmSemLock as _ShmSemLock
 
-__all__ = [
-    "Queue", "SimpleQueue", "JoinableQueue", "Empty", "Full", "DEFAULT_CAPACITY",
+# tress's classes; the other names of multiprocessing's ``__all__`` (added at
+# the end of the module) are bound to tress's default context, as
+# multiprocessing binds them to its own.
+_TRESS_TYPES = (
+    "Queue", "SimpleQueue", "JoinableQueue",
     "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Event", "Condition", "Barrier",
-]
+)
+__all__ = [*_TRESS_TYPES, "Empty", "Full", "DEFAULT_CAPACITY",
+           "ForkContext", "SpawnContext", "ForkServerContext", "DefaultContext"]
 
 DEFAULT_CAPACITY = 8 << 20
 """Bytes of shared memory a queue reserves unless told otherwise (8 MiB):
@@ -379,3 +413,176 @@ class Event:
     def __repr__(self):
         set_status = "set" if self.is_set() else "unset"
         return f"<{type(self).__qualname__} at {id(self):#x} {set_status}>"
+
+
+# --------------------------------------------------------------------------
+# contexts
+
+
+# The stdlib modules whose pools, given a context, take ``SimpleQueue``s from
+# it and read their pipe ends (``_reader``/``_writer``, with
+# ``connection.wait``): ``concurrent.futures.ProcessPoolExecutor(mp_context=)``
+# and ``multiprocessing.pool.Pool(context=)``. A tress context gives them the
+# stdlib's SimpleQueue (bound to it), so they work as with the stdlib's
+# context instead of failing in a helper thread (and hanging); their other
+# queues and locks are tress's. tress's own pools need none of this.
+_PIPE_READERS = frozenset({"concurrent.futures.process", "multiprocessing.pool"})
+
+
+def _tress_context(ctx):
+    """tress's context for the start method of the stdlib's context ``ctx``
+    (``ctx`` itself if tress has none of that name)."""
+    return _concrete_contexts.get(getattr(ctx, "_name", None), ctx)
+
+
+class _TressFactories:
+    """What makes a multiprocessing context tress's: its queues, locks and
+    ``Pool`` (the rest is the stdlib's context class it is mixed into)."""
+
+    def Queue(self, maxsize=0, *, capacity=None):
+        """Returns a tress queue (``capacity``: bytes of its ring)."""
+        return Queue(maxsize, ctx=self.get_context(), capacity=capacity)
+
+    def JoinableQueue(self, maxsize=0, *, capacity=None):
+        """Returns a tress joinable queue."""
+        return JoinableQueue(maxsize, ctx=self.get_context(), capacity=capacity)
+
+    def SimpleQueue(self, *, capacity=None):
+        """Returns a tress simple queue; the stdlib's to the stdlib's own
+        pools (see ``_PIPE_READERS``)."""
+        if sys._getframe(1).f_globals.get("__name__") in _PIPE_READERS:
+            from multiprocessing.queues import SimpleQueue as std_simple_queue
+
+            return std_simple_queue(ctx=self.get_context())
+        return SimpleQueue(ctx=self.get_context(), capacity=capacity)
+
+    def Lock(self):
+        """Returns a non-recursive tress lock."""
+        return Lock(ctx=self.get_context())
+
+    def RLock(self):
+        """Returns a recursive tress lock."""
+        return RLock(ctx=self.get_context())
+
+    def Condition(self, lock=None):
+        """Returns a tress condition."""
+        return Condition(lock, ctx=self.get_context())
+
+    def Semaphore(self, value=1):
+        """Returns a tress semaphore."""
+        return Semaphore(value, ctx=self.get_context())
+
+    def BoundedSemaphore(self, value=1):
+        """Returns a tress bounded semaphore."""
+        return BoundedSemaphore(value, ctx=self.get_context())
+
+    def Event(self):
+        """Returns a tress event."""
+        return Event(ctx=self.get_context())
+
+    def Barrier(self, parties, action=None, timeout=None):
+        """Returns a tress barrier."""
+        return Barrier(parties, action, timeout, ctx=self.get_context())
+
+    def Pool(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, *,
+             task_timeout=None):
+        """Returns a ``tress.pool.Pool`` of this context's processes
+        (``task_timeout``: tress's, see the class)."""
+        from tress.pool import Pool
+
+        return Pool(processes, initializer, initargs, maxtasksperchild,
+                    context=self.get_context(), task_timeout=task_timeout)
+
+    def get_context(self, method=None):
+        if method is None:
+            return self
+        # the stdlib's lookup: its ValueError for an unknown or unavailable method
+        return _tress_context(_context.BaseContext.get_context(self, method))
+
+    def __reduce__(self):
+        # one context per start method in a process, as multiprocessing's
+        return _tress_context_named, (self._name,)
+
+
+def _tress_context_named(name):
+    return _concrete_contexts[name]
+
+
+class ForkContext(_TressFactories, _context.ForkContext):
+    """multiprocessing's fork context with tress's queues, locks and Pool."""
+
+
+class SpawnContext(_TressFactories, _context.SpawnContext):
+    """multiprocessing's spawn context with tress's queues, locks and Pool."""
+
+
+class ForkServerContext(_TressFactories, _context.ForkServerContext):
+    """multiprocessing's forkserver context with tress's queues, locks and
+    Pool."""
+
+
+_concrete_contexts = {
+    "fork": ForkContext(),
+    "spawn": SpawnContext(),
+    "forkserver": ForkServerContext(),
+}
+
+
+class DefaultContext(_TressFactories, _context.DefaultContext):
+    """tress's default context: its start method is the stdlib's.
+
+    Every start-method call is the stdlib default context's
+    (``multiprocessing.context._default_context``): ``set_start_method``
+    here sets ``multiprocessing.set_start_method`` and the reverse, with the
+    same errors; ``get_context()`` is tress's context of the stdlib's
+    current start method (fixing it, as the stdlib's does); ``Process`` is
+    the stdlib's default ``Process``, which starts with that method."""
+
+    def __init__(self, std_default):
+        self._std = std_default
+
+    @property
+    def _default_context(self):
+        return _tress_context(self._std._default_context)
+
+    @property
+    def _actual_context(self):
+        ctx = self._std._actual_context
+        return None if ctx is None else _tress_context(ctx)
+
+    @_actual_context.setter
+    def _actual_context(self, ctx):
+        # what multiprocessing's own code sets on its default context
+        self._std._actual_context = None if ctx is None else _context._concrete_contexts[ctx._name]
+
+    def get_context(self, method=None):
+        if method is None:
+            return _tress_context(self._std.get_context())
+        return _TressFactories.get_context(self, method)
+
+    def set_start_method(self, method, force=False):
+        self._std.set_start_method(method, force)
+
+    def get_start_method(self, allow_none=False):
+        return self._std.get_start_method(allow_none)
+
+    def get_all_start_methods(self):
+        return self._std.get_all_start_methods()
+
+    def __reduce__(self):
+        return _tress_default_context, ()
+
+
+def _tress_default_context():
+    return _default_context
+
+
+_default_context = DefaultContext(_context._default_context)
+
+# multiprocessing's other public names, from tress's default context as
+# multiprocessing takes them from its own: ``Pool``, ``get_context``,
+# ``set_start_method``... (tress's), ``Process``, ``Manager``, ``Pipe``,
+# ``Value``, ``current_process``, the exceptions... (the stdlib's).
+_STDLIB_NAMES = [name for name in _mp.__all__ if name not in _TRESS_TYPES]
+globals().update((name, getattr(_default_context, name)) for name in _STDLIB_NAMES)
+__all__ += _STDLIB_NAMES

@@ -1,6 +1,6 @@
 """Messages of any size through tress.multiprocessing's queues.
 
-A message larger than an eighth of a queue's ring goes out of band, in the
+A message larger than a queue's ring goes out of band, in the
 queue's own memory file past the ring, and its memory is freed once it is
 read (``tress::ipc::ByteQueue``). Here:
 

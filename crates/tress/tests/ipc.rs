@@ -193,14 +193,17 @@ fn messages_of_any_size_go_through_and_their_memory_is_freed() {
     let (a, b) = big.split_at(5 << 20);
     q.put(&[b"", a, b"", b]).unwrap();
     q.put(&[&message(2, 100)]).unwrap();
-    q.put(&[&message(3, (1 << 20) / 8 + 1)]).unwrap(); // just over the threshold
-    q.put(&[&message(4, (1 << 20) / 8)]).unwrap(); // just under: in the ring
-    assert_eq!(q.len(), 4);
-    assert!(allocated(&q) >= ring + (16 << 20));
-    for seq in 1..=4 {
+    q.put(&[&message(3, (1 << 20) - 15)]).unwrap(); // just over the ring
+    assert_eq!(q.len(), 3);
+    assert!(allocated(&q) >= ring + (17 << 20));
+    for seq in 1..=3 {
         assert_eq!(q.get(check), seq);
     }
     assert_eq!(allocated(&q), ring);
+    // as large as an empty ring holds: in the ring
+    q.put(&[&message(4, (1 << 20) - 16)]).unwrap();
+    assert_eq!(allocated(&q), ring);
+    assert_eq!(q.get(check), 4);
     // batches with large messages mixed in
     let msgs: Vec<Vec<u8>> = (0..6u64)
         .map(|i| message(10 + i, if i % 2 == 0 { 3 << 20 } else { 50 }))
@@ -820,9 +823,8 @@ fn random_operations_match_a_model() {
                     (rand() % (cap / 3)) as usize
                 };
                 let msg = message(step, len.max(16));
-                // over an eighth of the ring and 64 KiB, or over the ring: a
-                // reference out of band
-                let oob = msg.len() as u64 > (cap / 8).max(64 << 10) || slot(msg.len()) > cap;
+                // larger than the ring: a reference out of band
+                let oob = slot(msg.len()) > cap;
                 let need = slot(if oob { 16 } else { msg.len() });
                 if head == tail && tail % cap != 0 && tail % cap + need > cap {
                     tail += cap - tail % cap; // an empty ring starts over

@@ -335,6 +335,52 @@ fn a_writer_killed_mid_copy_of_a_large_message_leaks_nothing() {
 }
 
 #[test]
+fn a_large_put_short_of_memory_fails_cleanly() {
+    // The file may not grow past 1 MiB beyond what it holds (RLIMIT_FSIZE,
+    // in a child of its own): the write fails with EFBIG part-way, as it
+    // would with ENOSPC or ENOMEM on a machine short of memory.
+    let q = ByteQueue::create(1 << 16, 0).unwrap();
+    let ring = allocated(&q);
+    let child = fork_child(|| {
+        // SAFETY: ignoring SIGXFSZ (so the write fails instead of killing
+        // the process) and lowering this child's own file size limit.
+        unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = (q.segment().len() + (1 << 20)) as libc::rlim_t;
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &rl), 0);
+        }
+        let err = q.put(&[&message(1, 8 << 20)]).unwrap_err();
+        assert!(
+            matches!(err, SendError::Memory { size, errno: Some(libc::EFBIG), .. } if size == 8 << 20),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("8388608 bytes"), "{err}");
+        // nothing was put, nothing is held, the queue works
+        assert_eq!((q.len(), q.unfinished_tasks()), (0, 0));
+        assert_eq!(allocated(&q), ring);
+        q.put(&[&message(2, 100)]).unwrap();
+        assert_eq!(q.get(check), 2);
+        assert_eq!(
+            q.put_many_with(
+                &[&[&message(3, 10)], &[&message(4, 4 << 20)]],
+                None,
+                &mut tress::Uninterruptible
+            )
+            .map_err(|e| matches!(e, SendError::Memory { .. })),
+            Err(true)
+        );
+        assert_eq!(q.get(check), 3); // the one before the failure was put
+        assert!(q.is_empty());
+        assert_eq!(allocated(&q), ring);
+    });
+    assert_eq!(reap(child), 0);
+}
+
+#[test]
 fn a_reader_killed_mid_read_of_a_large_message_leaves_it_to_another() {
     let q = ByteQueue::create(1 << 16, 0).unwrap();
     let ring = allocated(&q);

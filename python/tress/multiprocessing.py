@@ -18,9 +18,11 @@ shared ring). What differs, by design:
   feeder thread loses it); no feeder thread, so ``join_thread`` and
   ``cancel_join_thread`` have nothing to wait for;
 * an item that fails to unpickle raises in ``get``; the queue stays intact;
-* one message (an item pickled) holds at most ``capacity - 16`` bytes;
-  a larger one raises ``ValueError`` naming the sizes (make the queue with a
-  larger ``capacity``);
+* items of any size go through (a 100 MB NumPy array, a 256 MiB
+  ``bytes``), with no capacity to tune: a message larger than the ring
+  goes out of band, in the same anonymous memory file past the ring,
+  copied there once and freed as soon as it is read; only a machine short of memory makes the
+  ``put`` fail (``OSError`` naming the size; the queue stays intact);
 * the shared memory is an anonymous memory file reserved at creation: no
   name in ``/dev/shm`` (nothing is left there, whatever happens to the
   processes), and a machine short of memory fails at ``Queue()`` with an
@@ -93,11 +95,15 @@ __all__ = [*_TRESS_TYPES, "Empty", "Full", "DEFAULT_CAPACITY",
            "ForkContext", "SpawnContext", "ForkServerContext", "DefaultContext"]
 
 DEFAULT_CAPACITY = 8 << 20
-"""Bytes of shared memory a queue reserves unless told otherwise (8 MiB):
-the largest item it takes pickles to 8 MiB less 16 bytes. Reserving is paid
-at creation, in proportion to the size (the kernel zeroes every page), so a
-larger default would slow every ``Queue()``; pass ``capacity=`` for larger
-items."""
+"""Bytes of shared memory a queue's ring reserves unless told otherwise
+(8 MiB). It does not bound the items: one that pickles to more than the
+ring holds (8 MiB less 16 bytes) goes out of band, in memory of its own
+taken when it is put and freed when it is read. Reserving is paid at
+creation, in proportion to the size (the kernel zeroes every page), so a
+larger default would slow every ``Queue()``. A larger ``capacity=`` is
+only a matter of speed: through the ring an item is copied at memory
+speed, out of band at the speed the kernel allocates and frees pages
+(several times slower)."""
 
 _PROTOCOL = 5
 _FRAMED = b"F"  # a message with out-of-band buffers; plain ones start b"\x80"

@@ -56,6 +56,10 @@ fn send_error(e: SendError<PyErr>) -> PyErr {
     match e {
         SendError::Full => Full::new_err(()),
         SendError::TooLarge { .. } => PyValueError::new_err(e.to_string()),
+        SendError::Memory { errno, .. } => match errno {
+            Some(code) => PyOSError::new_err((code, e.to_string())),
+            None => PyOSError::new_err(e.to_string()),
+        },
         SendError::Failed(e) => e,
     }
 }
@@ -147,7 +151,6 @@ struct Pickling {
     dumps: Py<PyAny>,
     loads: Py<PyAny>,
     frame: Py<PyAny>,
-    loads_framed: Py<PyAny>,
     dumps_fallback: Py<PyAny>,
     protocol: Py<PyAny>,
     tag_bytes: Py<PyBytes>,
@@ -163,7 +166,6 @@ fn pickling(py: Python<'_>) -> PyResult<&'static Pickling> {
             dumps: pickle.getattr("dumps")?.unbind(),
             loads: pickle.getattr("loads")?.unbind(),
             frame: m.getattr("_frame")?.unbind(),
-            loads_framed: m.getattr("_loads_framed")?.unbind(),
             dumps_fallback: m.getattr("_dumps_fallback")?.unbind(),
             protocol: 5i32.into_pyobject(py)?.into_any().unbind(),
             tag_bytes: PyBytes::new(py, &[TAG_BYTES]).unbind(),
@@ -212,8 +214,74 @@ impl PyShmQueue {
         }
     }
 
-    /// The object in message `m` (read in place from the ring where it can
-    /// be: the plain pickle path copies nothing first).
+    /// A read-only memoryview of `m`, released (and checked unexported) by
+    /// the caller before `m` goes away.
+    ///
+    /// # Safety
+    ///
+    /// `m` must stay valid and unchanged until the view is released.
+    unsafe fn view<'py>(py: Python<'py>, m: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        // SAFETY: the caller keeps `m` valid until it releases the view; the
+        // view is read-only.
+        unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                pyo3::ffi::PyMemoryView_FromMemory(
+                    m.as_ptr() as *mut std::ffi::c_char,
+                    m.len() as pyo3::ffi::Py_ssize_t,
+                    pyo3::ffi::PyBUF_READ,
+                ),
+            )
+        }
+    }
+
+    /// A framed message (`_frame`): its out-of-band buffers are copied into
+    /// their own `bytearray`s (writable, as multiprocessing's queues give
+    /// them; that copy is what the result keeps), and the pickle is read in
+    /// place: nothing made here refers to `m` once this returns.
+    fn decode_framed<'py>(py: Python<'py>, m: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        let bad = || PyValueError::new_err("a truncated tress.multiprocessing message");
+        let word = |at: usize, n: usize| -> PyResult<u64> {
+            let b = m.get(at..at + n).ok_or_else(bad)?;
+            let mut w = [0u8; 8];
+            w[..n].copy_from_slice(b);
+            Ok(u64::from_le_bytes(w))
+        };
+        let count = word(1, 4)? as usize;
+        let mut offset = 5usize
+            .checked_add(
+                count
+                    .checked_add(1)
+                    .and_then(|c| c.checked_mul(8))
+                    .ok_or_else(bad)?,
+            )
+            .ok_or_else(bad)?;
+        let mut pieces = Vec::with_capacity(count + 1);
+        for i in 0..=count {
+            let size = usize::try_from(word(5 + 8 * i, 8)?).map_err(|_| bad())?;
+            let end = offset.checked_add(size).ok_or_else(bad)?;
+            pieces.push(m.get(offset..end).ok_or_else(bad)?);
+            offset = end;
+        }
+        let buffers = PyList::empty(py);
+        for piece in &pieces[1..] {
+            buffers.append(pyo3::types::PyByteArray::new(py, piece))?;
+        }
+        // SAFETY: `pieces[0]` is part of `m`, valid and unchanged until the
+        // read closure returns; the view is released below, before that,
+        // and pickle.loads copies what it keeps of the stream itself (the
+        // buffers it references are the bytearrays above).
+        let view = unsafe { Self::view(py, pieces[0])? };
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("buffers", buffers)?;
+        let obj = pickling(py)?.loads.bind(py).call((&view,), Some(&kwargs));
+        view.call_method0("release")?;
+        obj
+    }
+
+    /// The object in message `m` (read in place from the ring or the
+    /// mapped out-of-band message where it can be: the plain pickle path
+    /// copies nothing first). Nothing returned refers to `m`.
     fn decode<'py>(py: Python<'py>, m: &[u8]) -> PyResult<Bound<'py, PyAny>> {
         let p = pickling(py)?;
         match m.first() {
@@ -223,23 +291,14 @@ impl PyShmQueue {
                 // read-only and released below, before that; pickle.loads
                 // copies what it keeps (a plain pickle has no out-of-band
                 // buffers to keep references to).
-                let view = unsafe {
-                    Bound::from_owned_ptr_or_err(
-                        py,
-                        pyo3::ffi::PyMemoryView_FromMemory(
-                            m.as_ptr() as *mut std::ffi::c_char,
-                            m.len() as pyo3::ffi::Py_ssize_t,
-                            pyo3::ffi::PyBUF_READ,
-                        ),
-                    )?
-                };
+                let view = unsafe { Self::view(py, m)? };
                 let obj = p.loads.bind(py).call1((&view,));
                 view.call_method0("release")?;
                 obj
             }
             Some(&TAG_BYTES) => Ok(PyBytes::new(py, &m[1..]).into_any()),
             Some(&TAG_BYTEARRAY) => Ok(pyo3::types::PyByteArray::new(py, &m[1..]).into_any()),
-            Some(&TAG_FRAMED) => p.loads_framed.bind(py).call1((PyBytes::new(py, m),)),
+            Some(&TAG_FRAMED) => Self::decode_framed(py, m),
             _ => Err(PyValueError::new_err("not a tress.multiprocessing message")),
         }
     }
@@ -362,11 +421,18 @@ impl PyShmQueue {
         // SAFETY: the caller hands over an open descriptor it owns (the
         // Python side detaches it from multiprocessing's DupFd).
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let seg = Segment::from_fd(fd).map_err(os_error)?;
         Ok(Self {
-            q: ByteQueue::open(seg).map_err(os_error)?,
+            q: ByteQueue::open_fd(fd).map_err(os_error)?,
             pending: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Test hook (not an API): from now on, a put of an out-of-band message
+    /// in this process writes one byte to `fd` once part of the message is
+    /// written, then stops there until the process is killed.
+    #[staticmethod]
+    fn _stall_large_puts(fd: i32) {
+        tress::ipc::TEST_STALL_LARGE_PUT.store(fd, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The descriptor of the shared memory (owned by this object).

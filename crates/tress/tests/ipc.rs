@@ -122,23 +122,336 @@ fn parts_are_one_message() {
     assert_eq!(q.get(|m| m.len()), 0);
 }
 
+/// The memory the queue's file holds, in bytes (`st_blocks`).
+fn allocated(q: &ByteQueue) -> u64 {
+    use std::os::fd::{AsFd, AsRawFd};
+    // SAFETY: an all-zero `stat` is a valid out-buffer for fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a valid out-pointer.
+    let r = unsafe { libc::fstat(q.segment().as_fd().as_raw_fd(), &mut st) };
+    assert_eq!(r, 0);
+    st.st_blocks as u64 * 512
+}
+
+/// This process's open descriptors.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// A pipe: (read end, write end).
+fn pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid array of two descriptors to fill.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: pipe() just opened both descriptors for us.
+    unsafe {
+        (
+            std::fs::File::from(OwnedFd::from_raw_fd(fds[0])),
+            std::fs::File::from(OwnedFd::from_raw_fd(fds[1])),
+        )
+    }
+}
+
+/// Waits (bounded) for one byte on `pipe`.
+fn wait_byte(pipe: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: pipe.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut p, 1, BOUND.as_millis() as i32) };
+    assert_eq!(r, 1, "the child never signalled");
+    let mut b = [0u8];
+    std::io::Read::read_exact(&mut &*pipe, &mut b).unwrap();
+}
+
+/// Waits (bounded) until the queue's file holds `bytes` again.
+fn settles_at(q: &ByteQueue, bytes: u64) {
+    let end = Instant::now() + BOUND;
+    while allocated(q) != bytes && Instant::now() < end {
+        // a get that times out runs the reaper
+        let _ = q.get_with(
+            Some(Instant::now() + Duration::from_millis(30)),
+            &mut tress::Uninterruptible,
+            |m| m.len(),
+        );
+    }
+    assert_eq!(allocated(q), bytes, "memory left in the queue's file");
+}
+
 #[test]
-fn too_large_is_an_error_and_the_queue_stays_usable() {
-    let q = ByteQueue::create(1024, 0).unwrap();
-    let max = q.max_message();
-    assert_eq!(max, 1024 - 16);
-    let big = vec![1u8; max + 1];
+fn messages_of_any_size_go_through_and_their_memory_is_freed() {
+    let q = ByteQueue::create(1 << 20, 0).unwrap();
+    assert_eq!(q.max_message(), usize::MAX);
+    let ring = allocated(&q);
+    assert!((4096 + (1 << 20)..4096 + (1 << 20) + 8192).contains(&ring));
+    // in parts, larger than the ring, beside small ones, in order
+    let big = message(1, 16 << 20);
+    let (a, b) = big.split_at(5 << 20);
+    q.put(&[b"", a, b"", b]).unwrap();
+    q.put(&[&message(2, 100)]).unwrap();
+    q.put(&[&message(3, (1 << 20) - 15)]).unwrap(); // just over the ring
+    assert_eq!(q.len(), 3);
+    assert!(allocated(&q) >= ring + (17 << 20));
+    for seq in 1..=3 {
+        assert_eq!(q.get(check), seq);
+    }
+    assert_eq!(allocated(&q), ring);
+    // as large as an empty ring holds: in the ring
+    q.put(&[&message(4, (1 << 20) - 16)]).unwrap();
+    assert_eq!(allocated(&q), ring);
+    assert_eq!(q.get(check), 4);
+    // batches with large messages mixed in
+    let msgs: Vec<Vec<u8>> = (0..6u64)
+        .map(|i| message(10 + i, if i % 2 == 0 { 3 << 20 } else { 50 }))
+        .collect();
+    let batch: Vec<Vec<&[u8]>> = msgs.iter().map(|m| vec![m.as_slice()]).collect();
+    let batch: Vec<&[&[u8]]> = batch.iter().map(|v| v.as_slice()).collect();
     assert_eq!(
-        q.put(&[&big]),
-        Err(SendError::TooLarge { size: max + 1, max })
+        q.put_many_with(&batch, soon(), &mut tress::Uninterruptible),
+        Ok(6)
     );
-    let err = q.put(&[&big]).unwrap_err().to_string();
+    let mut seen = Vec::new();
+    let got = q.get_many_with(10, soon(), &mut tress::Uninterruptible, |m| {
+        seen.push(check(m))
+    });
+    assert_eq!((got, seen), (Ok(6), (10..16).collect::<Vec<_>>()));
+    assert_eq!(allocated(&q), ring);
+    assert_eq!(q.unfinished_tasks(), 10);
+    // a panicking reader frees the message too
+    q.put(&[&message(20, 1 << 20)]).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        q.get(|_| panic!("reader fails"))
+    }));
+    assert!(r.is_err());
+    assert!(q.is_empty());
+    assert_eq!(allocated(&q), ring);
+    // a count bound counts a large message as one
+    let bounded = ByteQueue::create(1 << 16, 2).unwrap();
+    bounded.put(&[&message(1, 1 << 20)]).unwrap();
+    bounded.put(&[&message(2, 1 << 20)]).unwrap();
+    assert_eq!(bounded.try_put(&[b"x"]), Err(SendError::Full));
+    assert_eq!(bounded.get(check), 1);
+    bounded.try_put(&[&message(3, 1 << 20)]).unwrap();
+}
+
+#[test]
+fn a_queue_reopened_by_descriptor_maps_only_its_ring() {
+    let q = ByteQueue::create(1 << 16, 0).unwrap();
+    q.put(&[&message(1, 8 << 20)]).unwrap(); // the file is now longer
+    let other = ByteQueue::open_fd(q.segment().try_clone_fd().unwrap()).unwrap();
+    assert_eq!(other.segment().len(), q.segment().len());
+    assert_eq!(other.get(check), 1);
+    let old_style =
+        ByteQueue::open(tress::ipc::Segment::from_fd(q.segment().try_clone_fd().unwrap()).unwrap())
+            .unwrap();
+    old_style.put(&[&message(2, 3 << 20)]).unwrap();
+    assert_eq!(q.get(check), 2);
+}
+
+#[test]
+fn many_large_messages_in_flight_between_processes() {
+    let q = ByteQueue::create(1 << 20, 0).unwrap();
+    // in a child of its own: the descriptor count of this process is not
+    // disturbed by the other tests' threads there
+    let outer = fork_child(|| {
+        let ring = allocated(&q);
+        let fds = open_fds();
+        let writers: Vec<_> = (0..3u64)
+            .map(|w| {
+                let q = &q;
+                fork_child(move || {
+                    for i in 0..6u64 {
+                        let len = (1 << 20) + ((w * 6 + i) as usize % 5) * (2 << 20) + 1234;
+                        q.put(&[&message(w << 32 | i, len)]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        // every writer's messages wait at once (none is read before all
+        // are put): 18 messages of 1-9 MiB through a 1 MiB ring
+        for w in writers {
+            assert_eq!(reap(w), 0);
+        }
+        assert_eq!(q.len(), 18);
+        let mut next = [0u64; 3];
+        for _ in 0..18 {
+            let seq = q
+                .get_with(soon(), &mut tress::Uninterruptible, check)
+                .unwrap();
+            let w = (seq >> 32) as usize;
+            assert_eq!(
+                seq & 0xffff_ffff,
+                next[w],
+                "writer {w}'s messages out of order"
+            );
+            next[w] += 1;
+        }
+        assert_eq!(next, [6, 6, 6]);
+        assert_eq!(allocated(&q), ring);
+        assert_eq!(open_fds(), fds, "a descriptor leaked");
+    });
+    assert_eq!(reap(outer), 0);
+}
+
+#[test]
+fn a_writer_killed_mid_copy_of_a_large_message_leaks_nothing() {
+    use std::os::fd::AsRawFd;
+    let q = ByteQueue::create(1 << 16, 0).unwrap();
+    let ring = allocated(&q);
+    q.put(&[&message(1, 40)]).unwrap();
+    let (r, w) = pipe();
+    let child = fork_child(|| {
+        tress::ipc::TEST_STALL_LARGE_PUT.store(w.as_raw_fd(), std::sync::atomic::Ordering::Relaxed);
+        // more than one write: the child stops after the first 64 MiB
+        let _ = q.put(&[&message(2, 100 << 20)]);
+    });
+    wait_byte(&r);
     assert!(
-        err.contains("1009 bytes") && err.contains("at most 1008"),
-        "{err}"
+        allocated(&q) >= ring + (64 << 20),
+        "the writer wrote nothing yet"
     );
-    q.put(&[&vec![2u8; max]]).unwrap();
-    assert_eq!(q.get(|m| m.len()), max);
+    kill(child);
+    assert_eq!(reap(child), -libc::SIGKILL);
+    q.put(&[&message(3, 40)]).unwrap();
+    // the torn message is never delivered; the others are, in order
+    assert_eq!(
+        q.get_with(soon(), &mut tress::Uninterruptible, check),
+        Ok(1)
+    );
+    assert_eq!(
+        q.get_with(soon(), &mut tress::Uninterruptible, check),
+        Ok(3)
+    );
+    settles_at(&q, ring);
+    assert!(q.is_empty());
+    assert_eq!(q.unfinished_tasks(), 2);
+    q.put(&[&message(4, 20 << 20)]).unwrap();
+    assert_eq!(q.get(check), 4);
+    assert_eq!(allocated(&q), ring);
+}
+
+#[test]
+fn a_large_put_short_of_memory_fails_cleanly() {
+    // The file may not grow past 1 MiB beyond what it holds (RLIMIT_FSIZE,
+    // in a child of its own): the write fails with EFBIG part-way, as it
+    // would with ENOSPC or ENOMEM on a machine short of memory.
+    let q = ByteQueue::create(1 << 16, 0).unwrap();
+    let ring = allocated(&q);
+    let child = fork_child(|| {
+        // SAFETY: ignoring SIGXFSZ (so the write fails instead of killing
+        // the process) and lowering this child's own file size limit.
+        unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = (q.segment().len() + (1 << 20)) as libc::rlim_t;
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &rl), 0);
+        }
+        let err = q.put(&[&message(1, 8 << 20)]).unwrap_err();
+        assert!(
+            matches!(err, SendError::Memory { size, errno: Some(libc::EFBIG), .. } if size == 8 << 20),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("8388608 bytes"), "{err}");
+        // nothing was put, nothing is held, the queue works
+        assert_eq!((q.len(), q.unfinished_tasks()), (0, 0));
+        assert_eq!(allocated(&q), ring);
+        q.put(&[&message(2, 100)]).unwrap();
+        assert_eq!(q.get(check), 2);
+        assert_eq!(
+            q.put_many_with(
+                &[&[&message(3, 10)], &[&message(4, 4 << 20)]],
+                None,
+                &mut tress::Uninterruptible
+            )
+            .map_err(|e| matches!(e, SendError::Memory { .. })),
+            Err(true)
+        );
+        assert_eq!(q.get(check), 3); // the one before the failure was put
+        assert!(q.is_empty());
+        assert_eq!(allocated(&q), ring);
+    });
+    assert_eq!(reap(child), 0);
+}
+
+#[test]
+fn a_reader_killed_mid_read_of_a_large_message_leaves_it_to_another() {
+    let q = ByteQueue::create(1 << 16, 0).unwrap();
+    let ring = allocated(&q);
+    q.put(&[&message(1, 20 << 20)]).unwrap();
+    let (r, w) = pipe();
+    let child = fork_child(|| {
+        q.get(|m| {
+            check(m);
+            std::io::Write::write_all(&mut &w, b"r").unwrap();
+            loop {
+                thread::sleep(Duration::from_secs(1));
+            }
+        });
+    });
+    wait_byte(&r);
+    assert!(q.is_empty());
+    kill(child);
+    assert_eq!(reap(child), -libc::SIGKILL);
+    // delivered again, whole, exactly once
+    assert_eq!(
+        q.get_with(soon(), &mut tress::Uninterruptible, check),
+        Ok(1)
+    );
+    assert_eq!(allocated(&q), ring);
+    assert_eq!(
+        q.get_with(
+            Some(Instant::now() + Duration::from_millis(100)),
+            &mut tress::Uninterruptible,
+            check
+        ),
+        Err(GetError::Empty)
+    );
+}
+
+#[test]
+fn a_reader_killed_freeing_a_large_message_does_not_revive_it() {
+    use std::os::fd::AsRawFd;
+    let q = ByteQueue::create(1 << 16, 0).unwrap();
+    let ring = allocated(&q);
+    q.put(&[&message(1, 20 << 20)]).unwrap();
+    q.put(&[&message(2, 40)]).unwrap();
+    let (r, w) = pipe();
+    let child = fork_child(|| {
+        tress::ipc::TEST_STALL_LARGE_GET.store(w.as_raw_fd(), std::sync::atomic::Ordering::Relaxed);
+        q.get(check);
+    });
+    // consumed, its pages freed, its slot not yet
+    wait_byte(&r);
+    assert_eq!(allocated(&q), ring);
+    kill(child);
+    assert_eq!(reap(child), -libc::SIGKILL);
+    // not delivered again (its pages are gone): the next is the small one
+    assert_eq!(
+        q.get_with(soon(), &mut tress::Uninterruptible, check),
+        Ok(2)
+    );
+    assert_eq!(
+        q.get_with(
+            Some(Instant::now() + Duration::from_millis(100)),
+            &mut tress::Uninterruptible,
+            check
+        ),
+        Err(GetError::Empty)
+    );
+    // the dead reader's slot was freed: the whole ring is usable again
+    let mut n = 0u64;
+    while q.try_put(&[&message(n, 1000)]).is_ok() {
+        n += 1;
+    }
+    assert!(n >= 60, "only {n} messages fit after the recovery");
+    assert_eq!(allocated(&q), ring);
 }
 
 #[test]
@@ -549,9 +862,16 @@ fn random_operations_match_a_model() {
         let (mut head, mut tail) = (0u64, 0u64);
         for step in 0..20_000u64 {
             if rand() % 5 < 3 {
-                let len = (rand() % (cap / 3)) as usize;
+                // now and then larger than the ring
+                let len = if rand() % 10 == 0 {
+                    (cap + rand() % cap) as usize
+                } else {
+                    (rand() % (cap / 3)) as usize
+                };
                 let msg = message(step, len.max(16));
-                let need = slot(msg.len());
+                // larger than the ring: a reference out of band
+                let oob = slot(msg.len()) > cap;
+                let need = slot(if oob { 16 } else { msg.len() });
                 if head == tail && tail % cap != 0 && tail % cap + need > cap {
                     tail += cap - tail % cap; // an empty ring starts over
                     head = tail;
@@ -605,9 +925,10 @@ fn random_operations_match_a_model() {
             assert_eq!(check(&m), check(&model.pop_front().unwrap()));
         }
         assert!(model.is_empty());
-        let largest = vec![1u8; q.max_message()];
+        let largest = vec![1u8; q.capacity() * 3];
         q.try_put(&[&largest])
-            .expect("a drained ring takes the largest message");
+            .expect("a drained ring takes a message larger than itself");
+        assert_eq!(q.get(|m| m.len()), largest.len());
     }
 }
 
@@ -836,14 +1157,19 @@ fn batches_put_and_get_many() {
         })
         .unwrap();
     assert_eq!((got, seen), (2, vec![0, 1, 2, 3, 4]));
-    // a message that can never fit puts none of the batch
-    let huge = vec![0u8; 5000];
+    // a message larger than the ring goes in the batch too
+    let huge = message(10, 5000);
     let small = message(9, 16);
     let parts: [&[&[u8]]; 2] = [&[small.as_slice()], &[huge.as_slice()]];
-    assert!(matches!(
+    assert_eq!(
         q.put_many_with(&parts, None, &mut tress::Uninterruptible),
-        Err(SendError::TooLarge { size: 5000, .. })
-    ));
+        Ok(2)
+    );
+    let mut seen = Vec::new();
+    let got = q.get_many_with(4, soon(), &mut tress::Uninterruptible, |m| {
+        seen.push(check(m))
+    });
+    assert_eq!((got, seen), (Ok(2), vec![9, 10]));
     assert!(q.is_empty());
     assert_eq!(
         q.get_many_with(4, Some(Instant::now()), &mut tress::Uninterruptible, |_| ()),

@@ -6,7 +6,8 @@
 //!   descriptor; nothing is ever created in `/dev/shm`, so nothing can be
 //!   left there.
 //! - [`ByteQueue`]: a multi-producer, multi-consumer queue of byte
-//!   messages in a ring in a segment, with blocking and non-blocking
+//!   messages of any size in a ring in a segment (the large ones out of
+//!   band in the same memory file, freed as they are read), with blocking and non-blocking
 //!   put/get and their batches (`put_many_with`/`get_many_with`; deadlines
 //!   and [`Interrupt`](crate::Interrupt)s as the thread
 //!   queues), `task_done`/`join` across processes, and a design that
@@ -31,6 +32,8 @@ mod sync;
 mod task_table;
 
 pub use ring::{ByteQueue, SendError};
+#[doc(hidden)]
+pub use ring::{TEST_STALL_LARGE_GET, TEST_STALL_LARGE_PUT};
 pub use segment::Segment;
 pub use sync::{ShmBarrier, ShmBarrierError, ShmCondition, ShmEvent, ShmRLock, ShmSemaphore};
 pub use task_table::TaskTable;

@@ -2,7 +2,8 @@
 //! shared memory, safe against participants killed at any instruction.
 
 use std::io;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Segment;
@@ -16,13 +17,24 @@ pub enum SendError<E = std::convert::Infallible> {
     /// The queue stayed full (bytes or messages): a non-blocking put, or
     /// the deadline passed.
     Full,
-    /// The message can never fit: `size` bytes, the ring holds at most
-    /// `max` in one message.
+    /// The message can never be put: `size` bytes, more than the memory
+    /// file's offsets can address (`max`; no real message is).
     TooLarge {
         /// The message's size in bytes.
         size: usize,
         /// The largest message this queue takes.
         max: usize,
+    },
+    /// The memory for a message put out of band (see [`ByteQueue`]) could
+    /// not be reserved: the machine is short of memory (`ENOMEM`,
+    /// `ENOSPC`) or a limit was reached (`EFBIG`). Nothing was put.
+    Memory {
+        /// The message's size in bytes.
+        size: usize,
+        /// The system's error number, if there was one.
+        errno: Option<i32>,
+        /// What the system said.
+        reason: String,
     },
     /// The [`Interrupt`] abandoned the wait.
     Failed(E),
@@ -34,8 +46,13 @@ impl<E: std::fmt::Display> std::fmt::Display for SendError<E> {
             SendError::Full => f.write_str("the queue is full"),
             SendError::TooLarge { size, max } => write!(
                 f,
-                "a message of {size} bytes does not fit in the queue's ring \
-                 (at most {max} bytes per message; make the queue with a larger capacity)"
+                "a message of {size} bytes is too large for the queue's memory file \
+                 (at most {max} bytes)"
+            ),
+            SendError::Memory { size, reason, .. } => write!(
+                f,
+                "cannot reserve {size} bytes of shared memory for a message \
+                 (out of band, in the queue's anonymous memory file): {reason}"
             ),
             SendError::Failed(e) => write!(f, "put failed: {e}"),
         }
@@ -75,6 +92,20 @@ const READING: u32 = 3;
 const FREE: u32 = 4;
 const PAD: u32 = 5;
 const DEAD: u32 = 6;
+/// An out-of-band message read and being freed (its extent punched).
+const RELEASING: u32 = 7;
+
+/// In a slot's `len`: the slot holds a reference ([`Extent`]) to a message
+/// out of band, not the message.
+const OOB: u64 = 1 << 63;
+/// The size of a reference in its slot.
+const REF_LEN: u64 = std::mem::size_of::<Extent>() as u64;
+/// The largest message: file offsets are `off_t`; half the range leaves
+/// the bump allocator room for as many again.
+const MAX_MESSAGE: u64 = 1 << 61;
+/// The most bytes one `pwritev` writes (the kernel's own limit is just
+/// under 2 GiB).
+const WRITE_CHUNK: usize = 64 << 20;
 
 /// The queue's header, at the start of the segment. Every field is an
 /// atomic: other processes read and write them concurrently.
@@ -111,6 +142,9 @@ struct Header {
     /// none does (see `message_ready`). A time, not a count: the mark of
     /// a poller killed mid-poll expires by itself.
     poll_until: AtomicU64,
+    /// Where the next out-of-band message goes in the memory file (a page
+    /// boundary past the ring; only grows: offsets are never reused).
+    next_extent: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() <= HEADER);
@@ -125,13 +159,187 @@ struct SlotHeader {
     len: AtomicU64,
 }
 
+/// Where an out-of-band message lives: its offset in the memory file (a
+/// page boundary) and its length in bytes. The payload of its slot.
+#[repr(C)]
+struct Extent {
+    off: AtomicU64,
+    len: AtomicU64,
+}
+
 fn slot_size(len: u64) -> u64 {
-    SLOT + len.div_ceil(SLOT) * SLOT
+    SLOT + (len & !OOB).div_ceil(SLOT) * SLOT
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as u64 } else { 4096 }
+}
+
+/// The bytes an extent of a `len`-byte message takes (whole pages).
+fn extent_size(len: u64) -> u64 {
+    let page = page_size();
+    len.div_ceil(page) * page
+}
+
+/// Test hook (not an API): a descriptor, or -1. When set, a put of an
+/// out-of-band message in this process writes one byte to it once the
+/// first part of the message is written, then stops there for good (until
+/// it is killed): a writer killed mid-copy, deterministically.
+#[doc(hidden)]
+pub static TEST_STALL_LARGE_PUT: AtomicI32 = AtomicI32::new(-1);
+
+/// Test hook (not an API), as [`TEST_STALL_LARGE_PUT`] for a get of an
+/// out-of-band message: it stops once the message is consumed and its
+/// pages freed (RELEASING), before its slot is freed.
+#[doc(hidden)]
+pub static TEST_STALL_LARGE_GET: AtomicI32 = AtomicI32::new(-1);
+
+fn stall_if_asked(hook: &AtomicI32) {
+    let fd = hook.load(Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: writing one byte from a valid buffer; then only sleeps.
+        unsafe {
+            libc::write(fd, b"s".as_ptr().cast(), 1);
+            loop {
+                libc::pause();
+            }
+        }
+    }
+}
+
+/// Writes the concatenation of `parts` at `off` in the file `fd`, in as few
+/// `pwritev` calls as the kernel allows (it allocates the pages as it
+/// fills them: written once, never zeroed first).
+fn write_parts_at(fd: libc::c_int, parts: &[&[u8]], mut off: u64) -> io::Result<()> {
+    let (mut idx, mut skip) = (0usize, 0usize);
+    let mut first = true;
+    loop {
+        while idx < parts.len() && parts[idx].len() == skip {
+            idx += 1;
+            skip = 0;
+        }
+        if idx == parts.len() {
+            return Ok(());
+        }
+        let mut iov: Vec<libc::iovec> = Vec::new();
+        let mut total = 0usize;
+        for (i, part) in parts[idx..].iter().enumerate() {
+            let part = if i == 0 { &part[skip..] } else { part };
+            let take = part.len().min(WRITE_CHUNK - total);
+            if take > 0 {
+                iov.push(libc::iovec {
+                    iov_base: part.as_ptr() as *mut libc::c_void,
+                    iov_len: take,
+                });
+            }
+            total += take;
+            if total == WRITE_CHUNK || iov.len() == 512 {
+                break;
+            }
+        }
+        // SAFETY: every iovec points into a part, a live slice, for at most
+        // its length; the kernel only reads them. `off` is in the file's
+        // range (below MAX_MESSAGE * 2).
+        let n = unsafe { libc::pwritev(fd, iov.as_ptr(), iov.len() as libc::c_int, off as i64) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::WriteZero));
+        }
+        let mut n = n as usize;
+        off += n as u64;
+        while n > 0 {
+            let rest = parts[idx].len() - skip;
+            if n >= rest {
+                n -= rest;
+                idx += 1;
+                skip = 0;
+            } else {
+                skip += n;
+                n = 0;
+            }
+        }
+        if first {
+            first = false;
+            stall_if_asked(&TEST_STALL_LARGE_PUT);
+        }
+    }
+}
+
+/// Frees the pages of `len` bytes at `off` in `fd` (the file keeps its
+/// size). Punching a hole twice, or where nothing was written, is
+/// harmless.
+fn punch(fd: libc::c_int, off: u64, len: u64) {
+    if len == 0 {
+        return;
+    }
+    loop {
+        // SAFETY: a valid descriptor; the range is within `off_t`.
+        let r = unsafe {
+            libc::fallocate(
+                fd,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                off as i64,
+                extent_size(len) as i64,
+            )
+        };
+        if r == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}
+
+/// An out-of-band message mapped read-only, unmapped when dropped.
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    fn new(fd: libc::c_int, off: u64, len: u64) -> io::Result<Mapped> {
+        let size = usize::try_from(extent_size(len))
+            .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        // SAFETY: mapping pages of a file we hold a descriptor of, at a
+        // page-aligned offset inside its size (the extent was written by
+        // its put); the kernel picks the address. MAP_POPULATE maps every
+        // page now, in one go, rather than fault by fault.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                off as i64,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapped { ptr, len: size })
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping made in `new`; the slice
+        // given to the reader does not outlive it (see `get_with`).
+        unsafe {
+            libc::munmap(self.ptr, self.len);
+        }
+    }
 }
 
 /// A multi-producer, multi-consumer queue of byte messages in shared
 /// memory: any number of processes (and threads) put and get messages of
-/// any size up to [`max_message`](Self::max_message).
+/// any size (no limit but the machine's memory; nothing to tune).
 ///
 /// # Design
 ///
@@ -146,6 +354,26 @@ fn slot_size(len: u64) -> u64 {
 /// the order their puts reserved them, except that a message still being
 /// written does not hold back the ready ones behind it.
 ///
+/// A message larger than the ring goes
+/// **out of band**, in the same memory file past the ring's end, so every
+/// participant already reaches it through the descriptor it holds (no
+/// descriptor passing, nothing in `/dev/shm`). A bump allocator in the
+/// header gives each one its own extent (page-aligned offsets, never
+/// reused: the file is sparse and 2^62 bytes of offsets do not run out);
+/// its slot in the ring holds only a reference (offset and length) and
+/// counts as one message like any other. The put writes the reference
+/// into its reserved slot first, then the message into the file with
+/// `pwritev` (which allocates the pages as it fills them: written once,
+/// never zeroed first; short of memory, the put fails with
+/// [`SendError::Memory`] naming the size and the queue is unchanged), then
+/// publishes it. The get maps the extent read-only, runs the caller's
+/// closure on the mapped bytes, unmaps them, marks the slot consumed
+/// (RELEASING), frees the pages (`FALLOC_FL_PUNCH_HOLE`) and then the
+/// slot: the memory of a large message is held only until it is read.
+/// The file's size only grows (the holes take no memory), so a process
+/// that opens the queue ([`open_fd`](Self::open_fd)) maps the header and
+/// the ring only.
+///
 /// # Participants that die
 ///
 /// A process killed with `SIGKILL` at any point leaves the queue usable:
@@ -156,9 +384,13 @@ fn slot_size(len: u64) -> u64 {
 ///   [`unfinished_tasks`](Self::unfinished_tasks) can stay one too high
 ///   (a `join` then waits for a task that never ends; use a timeout);
 /// - killed **writing** a message: the slot is dropped (DEAD) by the next
-///   waiter that looks (within 20 ms); readers never see a part of it;
+///   waiter that looks (within 20 ms), and the pages an out-of-band
+///   message had been given are freed; readers never see a part of it;
 /// - killed **reading** a message: the message is made ready again and
-///   delivered to another reader — what was fully put is delivered;
+///   delivered to another reader — what was fully put is delivered —
+///   unless the reader had finished with it (an out-of-band message being
+///   freed, RELEASING): then the reaper frees its pages and its slot, and
+///   it is not delivered twice;
 /// - killed while publishing a message (under the lock): as for any lock
 ///   holder, the next one recounts.
 ///
@@ -177,6 +409,11 @@ fn slot_size(len: u64) -> u64 {
 /// let got = q.get(|m| m.to_vec());
 /// assert_eq!(got, b"hello world");
 /// assert!(q.try_get(|m| m.len()).is_err());
+///
+/// // Larger than the ring: out of band, read in place, then freed.
+/// let big = vec![7u8; 1 << 20];
+/// q.put(&[&big]).unwrap();
+/// assert_eq!(q.get(|m| (m.len(), m[12345])), (1 << 20, 7));
 /// ```
 #[derive(Debug)]
 pub struct ByteQueue {
@@ -196,8 +433,9 @@ pub struct ByteQueue {
 
 impl ByteQueue {
     /// A new queue whose ring holds `capacity` bytes (rounded up to a
-    /// multiple of 16; a message takes 16 bytes more than its length) and
-    /// at most `max_messages` messages (0: no bound but the bytes).
+    /// multiple of 16; a message takes 16 bytes more than its length, one
+    /// out of band 32 in all) and at most `max_messages` messages (0: no
+    /// bound but the bytes).
     pub fn create(capacity: usize, max_messages: usize) -> io::Result<ByteQueue> {
         let cap = (capacity.max(64) as u64).div_ceil(SLOT) * SLOT;
         let len = usize::try_from(cap)
@@ -209,6 +447,8 @@ impl ByteQueue {
         let h = q.header();
         h.capacity.store(cap, Ordering::Relaxed);
         h.max_messages.store(max_messages as u64, Ordering::Relaxed);
+        h.next_extent
+            .store(extent_size(HEADER as u64 + cap), Ordering::Relaxed);
         h.magic.store(MAGIC, Ordering::Release);
         Ok(q)
     }
@@ -238,7 +478,7 @@ impl ByteQueue {
         let cap = h.capacity.load(Ordering::Relaxed);
         if h.magic.load(Ordering::Acquire) != MAGIC
             || cap % SLOT != 0
-            || cap as usize + HEADER != q.seg.len()
+            || (cap as usize).saturating_add(HEADER) > q.seg.len()
         {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -248,8 +488,36 @@ impl ByteQueue {
         Ok(q)
     }
 
+    /// The queue in the memory file behind `fd` (made by
+    /// [`create`](Self::create), inherited or received): maps its header
+    /// and ring only, not the out-of-band messages past them (the file
+    /// grows with those; see [`ByteQueue`]).
+    pub fn open_fd(fd: OwnedFd) -> io::Result<ByteQueue> {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::from(fd);
+        let mut first = [0u8; 16];
+        file.read_exact_at(&mut first, 0).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a tress queue segment (too small)",
+            )
+        })?;
+        let cap = u64::from_ne_bytes(first[8..].try_into().expect("8 bytes"));
+        let len = usize::try_from(cap)
+            .ok()
+            .and_then(|c| c.checked_add(HEADER))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "not a tress queue segment (bad header)",
+                )
+            })?;
+        ByteQueue::open(Segment::from_fd_len(OwnedFd::from(file), len)?)
+    }
+
     /// The shared memory the queue lives in (its descriptor reaches other
-    /// processes).
+    /// processes). Its mapping is the header and the ring; the memory file
+    /// is longer when out-of-band messages were put.
     pub fn segment(&self) -> &Segment {
         &self.seg
     }
@@ -309,9 +577,35 @@ impl ByteQueue {
         self.cap() as usize
     }
 
-    /// The largest message the queue takes, in bytes.
+    /// The largest message the queue takes, in bytes: no limit but memory
+    /// (`usize::MAX`), as a message larger than the ring goes out of band.
     pub fn max_message(&self) -> usize {
-        (self.cap() - SLOT) as usize
+        usize::MAX
+    }
+
+    /// Whether a message of `len` bytes goes out of band: when the ring
+    /// can never hold it. Not sooner: out of band, a message costs the
+    /// allocation and freeing of its pages (about 1.3 GB/s here, for any
+    /// size from 1 MiB up), while a copy through the ring runs at memory
+    /// speed (10-20 GB/s for 1-6 MiB messages in an 8 MiB ring, even one
+    /// at a time), so a message the ring can hold waits for room there.
+    fn out_of_band(&self, len: u64) -> bool {
+        slot_size(len) > self.cap()
+    }
+
+    fn fd(&self) -> libc::c_int {
+        use std::os::fd::AsFd;
+        self.seg.as_fd().as_raw_fd()
+    }
+
+    /// The reference in the out-of-band slot at `pos`: offset and length.
+    fn extent_at(&self, pos: u64) -> (u64, u64) {
+        let p = self.payload(pos, REF_LEN) as *const Extent;
+        // SAFETY: the slot's payload holds an `Extent` (16 bytes of atomics,
+        // 16-aligned in the page-aligned ring), written by `reserve` before
+        // the slot's state, which the caller read (Acquire).
+        let e = unsafe { &*p };
+        (e.off.load(Ordering::Relaxed), e.len.load(Ordering::Relaxed))
     }
 
     /// The bound in messages (0: none).
@@ -408,7 +702,7 @@ impl ByteQueue {
             let state = s.state.load(Ordering::Acquire);
             let len = s.len.load(Ordering::Relaxed);
             match state {
-                WRITING | READING => messages += 1,
+                WRITING | READING | RELEASING => messages += 1,
                 READY => {
                     messages += 1;
                     ready += 1;
@@ -493,8 +787,9 @@ impl ByteQueue {
     }
 
     /// Looks for participants that died mid-operation (the lock held):
-    /// a dead writer's slot is dropped, a dead reader's message is made
-    /// ready again.
+    /// a dead writer's slot is dropped (its out-of-band memory freed), a
+    /// dead reader's message is made ready again, unless the reader had
+    /// consumed it (RELEASING: its memory is freed, then the slot).
     fn reap(&self) {
         let h = self.header();
         let (mut pos, tail) = (
@@ -506,19 +801,29 @@ impl ByteQueue {
         while pos < tail {
             let s = self.slot(pos);
             let state = s.state.load(Ordering::Acquire);
-            if matches!(state, WRITING | READING) {
+            if matches!(state, WRITING | READING | RELEASING) {
                 let pid = s.pid.load(Ordering::Relaxed);
-                if !sys::process_alive(pid)
+                let dead = !sys::process_alive(pid);
+                if dead && state != READING && s.len.load(Ordering::Relaxed) & OOB != 0 {
+                    // Freed before the slot: a reaper killed in between
+                    // leaves the slot to the next one, which punches again.
+                    let (off, len) = self.extent_at(pos);
+                    punch(self.fd(), off, len);
+                }
+                let next = match state {
+                    WRITING => DEAD,
+                    READING => READY,
+                    _ => FREE,
+                };
+                if dead
                     && s.state
-                        .compare_exchange(
-                            state,
-                            if state == WRITING { DEAD } else { READY },
-                            Ordering::AcqRel,
-                            Ordering::Relaxed,
-                        )
+                        .compare_exchange(state, next, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                 {
-                    if state == WRITING {
+                    if state == RELEASING {
+                        h.messages.fetch_sub(1, Ordering::Relaxed);
+                        dropped = true;
+                    } else if state == WRITING {
                         h.messages.fetch_sub(1, Ordering::Relaxed);
                         let _ =
                             h.unfinished
@@ -575,17 +880,34 @@ impl ByteQueue {
         interrupt: &mut I,
     ) -> Result<(), SendError<I::Error>> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        if len > self.max_message() {
-            return Err(SendError::TooLarge {
-                size: len,
-                max: self.max_message(),
-            });
-        }
         let h = self.header();
+        // A large message goes out of band: its slot holds a reference to
+        // an extent of the memory file past the ring, taken here once (an
+        // offset abandoned by a put that found no room is never used).
+        let extent = if self.out_of_band(len as u64) {
+            if len as u64 > MAX_MESSAGE {
+                return Err(SendError::TooLarge {
+                    size: len,
+                    max: MAX_MESSAGE as usize,
+                });
+            }
+            let off = h
+                .next_extent
+                .fetch_add(extent_size(len as u64), Ordering::Relaxed);
+            if off > MAX_MESSAGE {
+                return Err(SendError::TooLarge {
+                    size: len,
+                    max: MAX_MESSAGE as usize,
+                });
+            }
+            Some((off, len as u64))
+        } else {
+            None
+        };
         let pos = loop {
             let seen = h.get_seq.load(Ordering::SeqCst);
             self.lock(interrupt);
-            let reserved = self.reserve(len as u64);
+            let reserved = self.reserve(len as u64, extent);
             self.unlock();
             if let Some(pos) = reserved {
                 break pos;
@@ -598,14 +920,38 @@ impl ByteQueue {
                 return Err(SendError::Failed(e));
             }
         };
-        let mut dst = self.payload(pos, len as u64);
-        for part in parts {
-            // SAFETY: the slot at `pos` was reserved for this process
-            // (WRITING): nobody else reads or writes its `len` bytes until
-            // it is published below; the parts do not overlap the ring.
-            unsafe {
-                std::ptr::copy_nonoverlapping(part.as_ptr(), dst, part.len());
-                dst = dst.add(part.len());
+        if let Some((off, len)) = extent {
+            if let Err(e) = write_parts_at(self.fd(), parts, off) {
+                // Nothing put: the pages written so far freed, the slot
+                // dropped (a process killed in here leaves both to the
+                // reaper: a WRITING slot whose writer is gone).
+                self.lock(interrupt);
+                punch(self.fd(), off, len);
+                self.slot(pos).state.store(DEAD, Ordering::Release);
+                h.messages.fetch_sub(1, Ordering::Relaxed);
+                let _ = h
+                    .unfinished
+                    .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
+                self.reclaim();
+                self.unlock();
+                self.tasks_maybe_done();
+                return Err(SendError::Memory {
+                    size: len as usize,
+                    errno: e.raw_os_error(),
+                    reason: e.to_string(),
+                });
+            }
+        } else {
+            let mut dst = self.payload(pos, len as u64);
+            for part in parts {
+                // SAFETY: the slot at `pos` was reserved for this process
+                // (WRITING): nobody else reads or writes its `len` bytes
+                // until it is published below; the parts do not overlap
+                // the ring.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(part.as_ptr(), dst, part.len());
+                    dst = dst.add(part.len());
+                }
             }
         }
         // Published and counted under the lock, as claims uncount: `ready`
@@ -619,9 +965,11 @@ impl ByteQueue {
         Ok(())
     }
 
-    /// Reserves a slot for `len` bytes (the lock held): its position, or
-    /// `None` when there is no room.
-    fn reserve(&self, len: u64) -> Option<u64> {
+    /// Reserves a slot for `len` bytes (the lock held), or for a
+    /// reference to `extent` (offset, length) where the message goes out
+    /// of band: its position, or `None` when there is no room.
+    fn reserve(&self, len: u64, extent: Option<(u64, u64)>) -> Option<u64> {
+        let len = if extent.is_some() { REF_LEN | OOB } else { len };
         let h = self.header();
         let cap = self.cap();
         let max = h.max_messages.load(Ordering::Relaxed);
@@ -654,6 +1002,18 @@ impl ByteQueue {
         let s = self.slot(tail);
         s.len.store(len, Ordering::Relaxed);
         s.pid.store(sys::process_id(), Ordering::Relaxed);
+        if let Some((off, ext_len)) = extent {
+            // The reference is in place before the slot is WRITING (and
+            // before a byte of the extent is written), so a reaper that
+            // finds the writer dead knows which pages to free.
+            let p = self.payload(tail, REF_LEN) as *const Extent;
+            // SAFETY: the slot at `tail` is reserved here, under the lock,
+            // and its 16-byte payload fits in the ring (`need` was checked);
+            // the fields are atomics.
+            let e = unsafe { &*p };
+            e.off.store(off, Ordering::Relaxed);
+            e.len.store(ext_len, Ordering::Relaxed);
+        }
         s.state.store(WRITING, Ordering::Release);
         h.messages.fetch_add(1, Ordering::Relaxed);
         h.unfinished.fetch_add(1, Ordering::SeqCst);
@@ -829,10 +1189,22 @@ impl ByteQueue {
         struct Release<'a, I: Interrupt + ?Sized> {
             q: &'a ByteQueue,
             pos: u64,
+            extent: Option<(u64, u64)>,
             interrupt: &'a mut I,
         }
         impl<I: Interrupt + ?Sized> Drop for Release<'_, I> {
             fn drop(&mut self) {
+                if let Some((off, len)) = self.extent {
+                    // Consumed (RELEASING) before its memory is freed: a
+                    // reader killed from here on has its slot freed by the
+                    // reaper, never made READY again over punched pages.
+                    self.q
+                        .slot(self.pos)
+                        .state
+                        .store(RELEASING, Ordering::Release);
+                    punch(self.q.fd(), off, len);
+                    stall_if_asked(&TEST_STALL_LARGE_GET);
+                }
                 // Freed under the lock, with the count: a process killed
                 // here leaves both to the lock's next holder's recount.
                 self.q.lock(self.interrupt);
@@ -843,17 +1215,48 @@ impl ByteQueue {
             }
         }
         let len = self.slot(pos).len.load(Ordering::Relaxed);
+        let extent = (len & OOB != 0).then(|| self.extent_at(pos));
+        let mapped = match extent {
+            Some((off, len)) => match Mapped::new(self.fd(), off, len) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    // No address space for it here: the message goes back
+                    // to the queue for another reader.
+                    self.lock(interrupt);
+                    self.slot(pos).state.store(READY, Ordering::Release);
+                    h.ready.fetch_add(1, Ordering::SeqCst);
+                    self.unlock();
+                    self.message_ready();
+                    panic!("cannot map a message of {len} bytes: {e}");
+                }
+            },
+            None => None,
+        };
         let release = Release {
             q: self,
             pos,
+            extent,
             interrupt,
         };
-        // SAFETY: the slot at `pos` is READING, claimed by this process: its
-        // `len` bytes were published with its READY state (Release/Acquire)
-        // and nobody writes them until `release` frees the slot, after
-        // `read` returned (or unwound); the slice does not outlive that.
-        let message = unsafe { std::slice::from_raw_parts(self.payload(pos, len), len as usize) };
+        let message = match (&mapped, extent) {
+            // SAFETY: the extent was written in full before the slot was
+            // published READY (Release/Acquire, then the mapping made after
+            // the claim), the mapping is `len` bytes or more, and nobody
+            // writes or frees it until `release` runs, after `mapped` is
+            // unmapped; the slice does not outlive `mapped` (dropped
+            // first, below and on unwinding: declared after `release`).
+            (Some(m), Some((_, len))) => unsafe {
+                std::slice::from_raw_parts(m.ptr as *const u8, len as usize)
+            },
+            // SAFETY: the slot at `pos` is READING, claimed by this
+            // process: its `len` bytes were published with its READY state
+            // (Release/Acquire) and nobody writes them until `release`
+            // frees the slot, after `read` returned (or unwound); the
+            // slice does not outlive that.
+            _ => unsafe { std::slice::from_raw_parts(self.payload(pos, len), len as usize) },
+        };
         let r = read(message);
+        drop(mapped);
         drop(release);
         Ok(r)
     }
@@ -885,18 +1288,20 @@ impl ByteQueue {
 
     /// Puts several messages in order (each the concatenation of its
     /// parts): every size is checked first, so a message that can never
-    /// fit puts none; then each waits for room until `deadline`. Returns
-    /// how many were put; `Full` only if none was.
+    /// be put puts none; then each waits for room until `deadline`. Returns
+    /// how many were put; `Full` only if none was. Any other error (such
+    /// as [`SendError::Memory`]) is returned as is: the messages before the
+    /// one that failed were put.
     pub fn put_many_with<I: Interrupt + ?Sized>(
         &self,
         messages: &[&[&[u8]]],
         deadline: Option<Instant>,
         interrupt: &mut I,
     ) -> Result<usize, SendError<I::Error>> {
-        let max = self.max_message();
         for parts in messages {
             let size: usize = parts.iter().map(|p| p.len()).sum();
-            if size > max {
+            if size as u64 > MAX_MESSAGE {
+                let max = MAX_MESSAGE as usize;
                 return Err(SendError::TooLarge { size, max });
             }
         }

@@ -107,6 +107,21 @@ impl Segment {
         Self::map(OwnedFd::from(file), len)
     }
 
+    /// Maps the first `len` bytes of the segment behind `fd` (a file that
+    /// may have grown past what its user needs mapped, as a
+    /// [`ByteQueue`](super::ByteQueue)'s does).
+    pub fn from_fd_len(fd: OwnedFd, len: usize) -> io::Result<Segment> {
+        let file = File::from(fd);
+        let size = file.metadata()?.len();
+        if len == 0 || (size as u128) < len as u128 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("not a tress shared-memory segment ({size} bytes, {len} expected)"),
+            ));
+        }
+        Self::map(OwnedFd::from(file), len)
+    }
+
     fn map(fd: OwnedFd, len: usize) -> io::Result<Segment> {
         // SAFETY: mapping a descriptor we own with a length it has; the
         // kernel picks the address. MAP_SHARED makes writes visible to every

@@ -69,7 +69,6 @@ them multiprocessing's ``SimpleQueue`` (its other objects are tress's).
 """
 
 import multiprocessing as _mp
-import pickle
 import struct
 import sys
 import weakref
@@ -107,14 +106,13 @@ speed, out of band at the speed the kernel allocates and frees pages
 
 _PROTOCOL = 5
 _FRAMED = b"F"  # a message with out-of-band buffers; plain ones start b"\x80"
-_LENGTHS = struct.Struct("<Q")
 
 
 # The message format (encoded and decoded natively, ``ShmQueue.put_obj`` /
 # ``get_obj``): a top-level ``bytes`` or ``bytearray`` goes raw behind a tag
 # byte (b"B", b"A"); anything else is pickled with protocol 5, and a pickle
 # with out-of-band buffers is framed (b"F", the count, the sizes, the
-# pickle, the buffers) by the helpers below.
+# pickle, the buffers) by ``_frame`` below and decoded natively.
 
 
 def _frame(data, buffers):
@@ -123,18 +121,6 @@ def _frame(data, buffers):
     header = struct.pack(f"<cI{len(raws) + 1}Q", _FRAMED, len(raws), len(data),
                          *(r.nbytes for r in raws))
     return [header, data, *raws]
-
-
-def _loads_framed(message):
-    (count,) = struct.unpack_from("<I", message, 1)
-    sizes = struct.unpack_from(f"<{count + 1}Q", message, 5)
-    view = memoryview(message)
-    offset = 5 + 8 * (count + 1)
-    parts = []
-    for size in sizes:
-        parts.append(view[offset:offset + size])
-        offset += size
-    return pickle.loads(parts[0], buffers=parts[1:])
 
 
 def _dumps_fallback(obj, exc):

@@ -292,7 +292,10 @@ def test_calls_and_results_larger_than_the_rings(tf, method):
     assert big > engine.TASKS_CAPACITY and big > engine.RESULTS_CAPACITY
     ctx = multiprocessing.get_context(method)
     with tf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
-        assert ex.submit(square, 3).result(TIMEOUT) == 9  # workers started
+        # both workers started (spawn starts them on demand), then counted
+        assert [f.result(TIMEOUT) for f in [ex.submit(sleep_for, 0.2) for _ in range(2)]] \
+            == [0.2, 0.2]
+        assert len(ex._processes) == 2
         fds = open_fds()
         args = [bytes([i]) * big for i in range(3)]
         sizes = [ex.submit(length, a) for a in args]

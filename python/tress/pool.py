@@ -148,12 +148,15 @@ class MapResult(ApplyResult):
         self._bar = None  # map(progress=True)'s display
         self._pending = -(-length // chunksize) if chunksize > 0 else 0
         self._lock = _Lock()
+        self._abandoned = False
         if self._pending == 0:
             self._event.set()  # an empty map: ready, no callback
             self._pool = None
 
     def _set_chunk(self, index, success, value):
         with self._lock:
+            if self._abandoned:
+                return
             self._pending -= 1
             if success and self._success:
                 start = index * self._chunksize
@@ -164,6 +167,15 @@ class MapResult(ApplyResult):
             if self._pending:
                 return
         ApplyResult._set(self, self._success, self._value)
+
+    def _abandon(self, error):
+        """Chunks of it will never run (the pool was terminated or broke):
+        it fails now with ``error``, whatever its other chunks do."""
+        with self._lock:
+            if self._abandoned or not self._pending:
+                return
+            self._abandoned = True
+        ApplyResult._set(self, False, error)
 
 
 class IMapIterator:
@@ -330,8 +342,9 @@ class _PoolBase:
         """``starmap`` without waiting: a :class:`MapResult`."""
         return self._map_async(func, iterable, True, chunksize, callback, error_callback)
 
-    def _put_jobs(self, jobs):
-        """Puts each job of ``jobs`` (``_put_job``'s arguments)."""
+    def _put_jobs(self, jobs, abandon):
+        """Puts each job of ``jobs`` (``_put_job``'s arguments);
+        ``abandon(error)`` fails those that will never run at once."""
         for job in jobs:
             self._put_job(*job)
 
@@ -357,9 +370,9 @@ class _PoolBase:
         if chunksize:
             run = starmap_chunk if star else map_chunk
             self._put_jobs(
-                (_deliver_chunk(result, index, result._bar, len(chunk)), run, (func, chunk), {},
-                 func)
-                for index, chunk in enumerate(_chunks(iterable, chunksize)))
+                ((_deliver_chunk(result, index, result._bar, len(chunk)), run, (func, chunk), {},
+                  func) for index, chunk in enumerate(_chunks(iterable, chunksize))),
+                result._abandon)
         return result
 
     def imap(self, func, iterable, chunksize=None, progress=False):
@@ -567,12 +580,12 @@ class Pool(_PoolBase):
     def _put_job(self, deliver, func, args, kwds, what=None):
         self._engine.submit(_engine.Job(func, args, kwds, what, deliver=deliver))
 
-    def _put_jobs(self, jobs):
+    def _put_jobs(self, jobs, abandon):
         """The jobs of ``jobs`` (``_put_job``'s arguments), made as the
         workers need them: the call returns at once."""
         self._engine.submit_lazy(
-            _engine.Job(func, args, kwds, what, deliver=deliver)
-            for deliver, func, args, kwds, what in jobs)
+            (_engine.Job(func, args, kwds, what, deliver=deliver)
+             for deliver, func, args, kwds, what in jobs), abandon)
 
     def _end_jobs(self):
         self._engine.stop()

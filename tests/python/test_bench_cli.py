@@ -120,10 +120,11 @@ IPC_TARGETS = {
 }
 
 
-PROCPOOL_CASES = {"map", "map-vs-pool", "map-tuned", "cpu", "round-trip", "start"}
+PROCPOOL_CASES = {"map", "map-vs-pool", "map-tuned", "cpu", "round-trip", "backlog", "start"}
 
-#: procpool cases without a target (the tuned map is reported beside the default)
-PROCPOOL_UNTARGETED = {"map-tuned"}
+#: procpool cases without a target (the tuned map is reported beside the
+#: default; the backlog's time to return is shown beside the stdlib's)
+PROCPOOL_UNTARGETED = {"map-tuned", "backlog"}
 
 #: procpool units, by case
 PROCPOOL_UNITS = {
@@ -132,6 +133,7 @@ PROCPOOL_UNITS = {
     "map-tuned": "items/s",
     "cpu": "tasks/s",
     "round-trip": "round trips/s",
+    "backlog": "calls/s",
     "start": "starts/s",
 }
 

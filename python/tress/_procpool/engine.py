@@ -49,6 +49,12 @@ POLL_US = 200
 HELP_WAIT = 0.0003
 """Seconds a caller waiting in ``result()`` reads the result ring itself
 before it leaves the results to the manager."""
+CALLER_FEED = 8
+"""Jobs beyond its own a submitting thread feeds to the ring at most (the
+rest is the manager's, fed as results come): a submission of a long
+backlog returns at once, whatever room the ring has."""
+MANAGER_FEED = 512
+"""Jobs the manager feeds between two looks at the results."""
 WATCH_INTERVAL = 0.02
 """Seconds between the manager's looks at the workers when no result
 comes: how soon a dead worker's task fails, and how soon the backlog is fed
@@ -161,12 +167,14 @@ class Job:
 
 class _Lazy:
     """A backlog entry that makes its jobs as they are fed (``Pool.map_async``
-    of a long input: the call returns at once, as the stdlib's)."""
+    of a long input: the call returns at once, as the stdlib's);
+    ``abandon(error)`` fails at once the jobs it has not made."""
 
-    __slots__ = ("jobs",)
+    __slots__ = ("jobs", "abandon")
 
-    def __init__(self, jobs):
+    def __init__(self, jobs, abandon):
         self.jobs = jobs
+        self.abandon = abandon
 
 
 _STOP = object()  # a backlog entry: one worker's stop message
@@ -260,14 +268,15 @@ class Engine:
         self._check_owner()
         with self.lock:
             self.backlog.append(job)
-            self.feed()
+            self.feed(CALLER_FEED)
 
-    def submit_lazy(self, jobs):
-        """Queues the jobs of the iterator ``jobs``, made as they are fed."""
+    def submit_lazy(self, jobs, abandon):
+        """Queues the jobs of the iterator ``jobs``, made as they are fed;
+        ``abandon(error)``, if the pool ends first, fails the rest at once."""
         self._check_owner()
         with self.lock:
-            self.backlog.append(_Lazy(jobs))
-            self.feed()
+            self.backlog.append(_Lazy(jobs, abandon))
+            self.feed(CALLER_FEED)
 
     def _next(self):
         """The backlog's next entry to send (a Job or _STOP), or None."""
@@ -286,27 +295,33 @@ class Engine:
             return self.head
         return None
 
-    def feed(self):
+    def feed(self, limit=None):
         """Moves backlog entries to the task ring, in order, while the
-        window and the ring have room. Never waits: what the ring does not
-        take now is fed when results come (or on the manager's timer)."""
+        window and the ring have room (at most ``limit`` jobs, if given).
+        Never waits: what the ring does not take now is fed when results
+        come (or on the manager's timer). True if it stopped at ``limit``
+        (there may be more to feed now)."""
         if os.getpid() != self.pid:
-            return
+            return False
         with self.lock:
+            if self.state is State.TERMINATED or self.state is State.BROKEN:
+                return False
             window = self.policy.window
             while True:
+                if limit is not None and limit <= 0:
+                    return True
                 entry = self._next()
                 if entry is None:
-                    return
+                    return False
                 if entry is _STOP:
                     try:
                         self.tasks.put([wire.STOP], False)
                     except Full:
-                        return
+                        return False
                     self.head = None
                     continue
                 if window is not None and len(self.pending) >= window:
-                    return
+                    return False
                 if entry.future is not None and not entry.future.running():
                     if not entry.future.set_running_or_notify_cancel():
                         self.head = None  # cancelled: never sent
@@ -323,7 +338,7 @@ class Engine:
                     self.tasks.put(wire.task(task, call), False)
                 except Full:
                     del self.pending[task]
-                    return
+                    return False
                 except BaseException as exc:
                     del self.pending[task]
                     self.head = None
@@ -331,29 +346,40 @@ class Engine:
                     continue
                 self.head = None
                 entry.call = None
+                if limit is not None:
+                    limit -= 1
 
     def take(self, task):
         """The pending Job of ``task`` (None if gone), taken out."""
         with self.lock:
             return self.pending.pop(task, None)
 
-    def _take_everything(self):
-        """Every job not settled: pending ones, the head, the backlog's
-        (lazy ones made now); the ring's task messages thrown away."""
+    def _end_backlog(self, error, cancel):
+        """The jobs not yet in the ring will not run: each is cancelled
+        (``cancel``, where its future still can be) or fails with
+        ``error``, and each lazy source is abandoned with ``error``."""
         with self.lock:
-            jobs = list(self.pending.values())
-            self.pending.clear()
-            if self.head is not None and self.head is not _STOP:
-                jobs.append(self.head)
+            jobs = [self.head] if self.head is not None and self.head is not _STOP else []
             self.head = None
-            for entry in self.backlog:
-                if type(entry) is _Lazy:
-                    jobs.extend(entry.jobs)
-                elif entry is not _STOP:
-                    jobs.append(entry)
+            lazies = [e for e in self.backlog if type(e) is _Lazy]
+            jobs += [e for e in self.backlog if type(e) is Job]
             self.backlog.clear()
-        self._empty_task_ring()
-        return jobs
+        for job in jobs:
+            job.drop(error) if cancel else job.set_exception(error)
+        for lazy in lazies:
+            lazy.abandon(error)
+
+    def _end_pending(self, error, tasks=None):
+        """The jobs in the ring or running (of ``tasks``, default all) fail
+        with ``error``."""
+        with self.lock:
+            if tasks is None:
+                jobs = list(self.pending.values())
+                self.pending.clear()
+            else:
+                jobs = [self.pending.pop(t) for t in tasks if t in self.pending]
+        for job in jobs:
+            job.drop(error)
 
     def _empty_task_ring(self):
         while True:
@@ -365,17 +391,8 @@ class Engine:
     def cancel_backlog(self):
         """``shutdown(cancel_futures=True)``: the jobs not yet in the ring
         are cancelled (those in it run, as the stdlib's call queue's)."""
-        with self.lock:
-            jobs = [self.head] if self.head is not None and self.head is not _STOP else []
-            self.head = None
-            for entry in self.backlog:
-                if type(entry) is _Lazy:
-                    jobs.extend(entry.jobs)
-                elif entry is not _STOP:
-                    jobs.append(entry)
-            self.backlog.clear()
-        for job in jobs:
-            job.drop(BrokenProcessPool("the pool shut down before this task ran"))
+        self._end_backlog(BrokenProcessPool("the pool shut down before this task ran"),
+                          cancel=True)
 
     # -- results
 
@@ -423,7 +440,7 @@ class Engine:
                 job.set_result(value)
             else:
                 job.set_exception(value)
-        self.feed()
+        self.feed(CALLER_FEED)
 
     def drain(self):
         ring = self.manager_ring
@@ -441,8 +458,10 @@ class Engine:
                 return
             self.state = State.BROKEN
             self.broken = why
-        for job in self._take_everything():
-            job.set_exception(BrokenProcessPool(why))
+        error = BrokenProcessPool(why)
+        self._end_backlog(error, cancel=False)
+        self._empty_task_ring()
+        self._end_pending(error)
         self._kill_workers()
 
     # -- watching the workers
@@ -554,6 +573,7 @@ class Engine:
     def manage(self):
         results = self.manager_ring
         watched = time.monotonic()
+        more = False  # the last feed stopped at its limit
         while True:
             if self.deferred:
                 with self.lock:
@@ -561,13 +581,13 @@ class Engine:
                 for message in deferred:
                     self.settle(message)
             try:
-                message = results.get(True, WATCH_INTERVAL)
+                message = results.get(True, 0 if more else WATCH_INTERVAL)
             except Empty:
                 message = None
             if message is not None:
                 self.settle(message)
                 self.drain()
-            self.feed()
+            more = self.feed(MANAGER_FEED)
             if message is not None and time.monotonic() - watched < WATCH_INTERVAL:
                 continue  # results keep coming: the workers are watched on a timer
             self.watch()
@@ -579,8 +599,10 @@ class Engine:
                 if all(p is None for p in self.procs):
                     break
         # whatever is still pending now never runs
-        for job in self._take_everything():
-            job.drop(BrokenProcessPool("the pool shut down before this task ran"))
+        error = BrokenProcessPool("the pool shut down before this task ran")
+        self._end_backlog(error, cancel=True)
+        self._empty_task_ring()
+        self._end_pending(error)
         _live.discard(self)
 
     # -- stopping
@@ -608,26 +630,13 @@ class Engine:
             if self.state in (State.TERMINATED, State.BROKEN):
                 return
             self.state = State.TERMINATED
-            queued = list(self.backlog)
-            head = self.head
-            self.backlog.clear()
-            self.head = None
-            # the ring's tasks: taken out, their jobs failed below
+            # the tasks in the ring (not running): taken out, failed below
             running = {self.table.running(i) for i in range(self.size)}
             stranded = [t for t in self.pending if t not in running]
-        self._empty_task_ring()
         error = BrokenProcessPool("the pool was terminated before this task ran")
-        jobs = [self.take(t) for t in stranded]
-        if head is not None and head is not _STOP:
-            jobs.append(head)
-        for entry in queued:
-            if type(entry) is _Lazy:
-                jobs.extend(entry.jobs)
-            elif entry is not _STOP:
-                jobs.append(entry)
-        for job in jobs:
-            if job is not None:
-                job.drop(error)
+        self._end_backlog(error, cancel=True)
+        self._empty_task_ring()
+        self._end_pending(error, stranded)
         self._kill_workers()
 
     def _kill_workers(self):

@@ -56,6 +56,17 @@ Every pool has :data:`WORKERS` (2) worker processes started with the
   through a worker process each, loop unrolled ten times, in round
   trips/s (the latency of one is the inverse); target: tress at least 10x
   the stdlib's executor;
+* ``backlog``: queue :data:`BACKLOG` (100k) tiny calls without waiting
+  for them, in a pool whose workers are warm: ``submit(abs, x)`` for each
+  (the executors) or one ``map_async(abs, items, chunksize=1)`` (the
+  ``Pool`` APIs; mpire's ``apply_async`` for each), timed until the
+  submitting call returns, in calls/s (the issue's "time for map_async of
+  100k tiny tasks to return" is its inverse times 100k).  A pool that
+  waited for room in its queue would take as long as running the calls;
+  the work is not waited for: the pool of a batch is made (and warmed up)
+  before and stopped after the timed span (the executors'
+  ``shutdown(cancel_futures=True)``, the pools' ``terminate``), a batch's
+  iterations queueing into the same pool, one after the other; no target;
 * ``start``: create a pool and get the result of its first task
   (``abs(-7)``), in starts/s (1 / the time from the constructor call to
   the first result).  Each iteration creates a pool and shuts it down; the
@@ -159,6 +170,9 @@ CPU_RESULT = (CPU_SPIN - 1) * CPU_SPIN * (2 * CPU_SPIN - 1) // 6
 UNROLL = 10
 """Round trips per loop iteration in ``round-trip``."""
 
+BACKLOG = 100_000
+"""Calls queued per iteration of ``backlog``."""
+
 WARM_TASKS = 8 * WORKERS
 """Tasks of the warm-up map (chunksize 1) run when a pool is made."""
 
@@ -195,6 +209,10 @@ class _Pool:
     map: Callable[[Callable[[Any], Any], Iterable[Any], int | None], Iterable[Any]]
     call: Callable[[Callable[[Any], Any], Any], Any]
     close: Callable[[], None]
+    #: ``queue(fn, items)``: every call queued, none waited for (``backlog``)
+    queue: Callable[[Callable[[Any], Any], Iterable[Any]], Any]
+    #: stops the pool at once, dropping what is queued (``backlog``)
+    abort: Callable[[], None]
     #: the worker processes, for :func:`_kill` (set once the pool has started)
     processes: list[Any] = field(default_factory=list)
     #: a timed batch failed (the case's error is that one, not the shutdown's)
@@ -227,7 +245,13 @@ def _executor_pool(name: str, ex: Any) -> _Pool:
     def call(fn: Callable[[Any], Any], arg: Any) -> Any:
         return submit(fn, arg).result(t)
 
-    return _Pool(name, map_, call, ex.shutdown)
+    def queue(fn: Callable[[Any], Any], items: Iterable[Any]) -> Any:
+        return [submit(fn, x) for x in items]
+
+    def abort() -> None:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+    return _Pool(name, map_, call, ex.shutdown, queue, abort)
 
 
 def _mp_pool(name: str, pool: Any) -> _Pool:
@@ -245,7 +269,14 @@ def _mp_pool(name: str, pool: Any) -> _Pool:
         pool.close()
         pool.join()
 
-    return _Pool(name, map_, call, close)
+    def queue(fn: Callable[[Any], Any], items: Iterable[Any]) -> Any:
+        return map_async(fn, items, 1)
+
+    def abort() -> None:
+        pool.terminate()
+        pool.join()
+
+    return _Pool(name, map_, call, close, queue, abort)
 
 
 def _mpire_pool(name: str, pool: Any) -> _Pool:
@@ -264,7 +295,10 @@ def _mpire_pool(name: str, pool: Any) -> _Pool:
     def close() -> None:
         pool.stop_and_join(keep_alive=False)
 
-    return _Pool(name, map_, call, close)
+    def queue(fn: Callable[[Any], Any], items: Iterable[Any]) -> Any:
+        return [apply_async(fn, args=(x,)) for x in items]
+
+    return _Pool(name, map_, call, close, queue, pool.terminate)
 
 
 def _load_futures(module: str) -> Callable[[], SimpleNamespace]:
@@ -680,6 +714,29 @@ def _round_trip(impl: Any) -> Any:
     return made()
 
 
+def _backlog(impl: Any) -> Runner:
+    def run(n: int) -> float:
+        pool = _open(impl)  # made and warmed up outside the timed span
+        queued = []
+        try:
+            queue = pool.queue
+            items = range(BACKLOG)
+            start = perf_counter()
+            for _ in itertools.repeat(None, n):
+                queued.append(queue(abs, items))
+            elapsed = perf_counter() - start
+        except BaseException:
+            pool.failed = True
+            raise
+        finally:
+            del queued
+            pool.close = pool.abort  # the work is not waited for
+            _close(pool)
+        return elapsed
+
+    return run
+
+
 def _start(impl: Any) -> Runner:
     make = impl.make
 
@@ -713,6 +770,7 @@ _ITEMS = "items/s"
 _TASKS = "tasks/s"
 _ROUND_TRIPS = "round trips/s"
 _STARTS = "starts/s"
+_CALLS = "calls/s"
 
 SCENARIO = Scenario(
     name="procpool",
@@ -757,6 +815,9 @@ SCENARIO = Scenario(
         Case("round-trip", "submit(abs, x).result(), one after the other (a round trip "
              "through a worker process each)", _ROUND_TRIPS, _round_trip, UNROLL,
              Target(10.0)),
+        Case("backlog", f"queue {BACKLOG // 1000}k tiny calls without waiting for them "
+             "(submit each; the Pool APIs: map_async, chunksize 1), until the call "
+             "returns (no target)", _CALLS, _backlog, BACKLOG),
         Case("start", "create a pool, get its first result (shutdown not timed)",
              _STARTS, _start, 1, Target(1.0)),
     ),
@@ -793,6 +854,11 @@ SCENARIO = Scenario(
             f"{TRESS_POOL}: tress.pool.Pool, tress's drop-in multiprocessing.Pool, used "
             f"as {MP_POOL} is; the table shows ratios versus stdlib only: its ratio "
             f"versus {MP_POOL} is {TRESS_POOL}/stdlib divided by {MP_POOL}/stdlib"
+        ),
+        (
+            f"backlog: {BACKLOG} calls queued per iteration, a batch's iterations into "
+            "one fresh warm pool, stopped at once after the timed span (executors: "
+            "shutdown(cancel_futures=True); pools: terminate), the work not waited for"
         ),
         (
             "start: 1 / the time from the pool's constructor to its first result; "

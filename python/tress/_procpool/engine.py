@@ -301,6 +301,8 @@ class Engine:
         Never waits: what the ring does not take now is fed when results
         come (or on the manager's timer). True if it stopped at ``limit``
         (there may be more to feed now)."""
+        if self.head is None and not self.backlog:
+            return False  # (a submission racing with this look feeds itself)
         if os.getpid() != self.pid:
             return False
         with self.lock:

@@ -277,6 +277,31 @@ def filled(size, byte):
     return bytes([byte]) * size
 
 
+def large_error(size):
+    raise ValueError("e" * size)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_exceptions_larger_than_the_result_ring(tf, method):
+    """An exception whose pickle is larger than the result ring comes back
+    whole, with its type (CPython's _TestPool.test_map_no_failfast sends
+    one), through both APIs; the pool goes on."""
+    from tress._procpool import engine
+    from tress.pool import Pool
+
+    size = 3 * engine.RESULTS_CAPACITY
+    ctx = multiprocessing.get_context(method)
+    with tf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+        exc = ex.submit(large_error, size).exception(TIMEOUT)
+        assert type(exc) is ValueError and str(exc) == "e" * size
+        assert ex.submit(square, 4).result(TIMEOUT) == 16
+    with Pool(2, context=ctx) as pool:
+        with pytest.raises(ValueError) as info:
+            pool.apply_async(large_error, (size,)).get(TIMEOUT)
+        assert str(info.value) == "e" * size
+        assert pool.map(square, range(10)) == [x * x for x in range(10)]
+
+
 def open_fds():
     return len(os.listdir("/proc/self/fd"))
 

@@ -302,6 +302,38 @@ def test_exceptions_larger_than_the_result_ring(tf, method):
         assert pool.map(square, range(10)) == [x * x for x in range(10)]
 
 
+class TwoArgError(Exception):
+    """Pickles (as ``TwoArgError(message)``) but cannot be unpickled: its
+    ``__init__`` wants two arguments."""
+
+    def __init__(self, a, b):
+        super().__init__(f"{a}-{b}")
+
+
+def raise_two_arg(a, b):
+    raise TwoArgError(a, b)
+
+
+def test_an_exception_that_cannot_be_unpickled_fails_its_task_alone(tf):
+    """The manager decodes each message apart from its header: a task whose
+    exception cannot be unpickled in the parent fails with
+    BrokenProcessPool (the decoding error as its cause) and the pool, and
+    every later task, goes on."""
+    from tress.pool import Pool
+
+    with tf.ProcessPoolExecutor(2) as ex:
+        exc = ex.submit(raise_two_arg, 1, 2).exception(TIMEOUT)
+        assert type(exc) is BrokenProcessPool and "could not be unpickled" in str(exc)
+        assert isinstance(exc.__cause__, TypeError)
+        assert [f.result(TIMEOUT) for f in [ex.submit(square, i) for i in range(50)]] == \
+            [i * i for i in range(50)]
+    with Pool(2) as pool:
+        r = pool.apply_async(raise_two_arg, (1, 2))
+        with pytest.raises(BrokenProcessPool, match="could not be unpickled"):
+            r.get(TIMEOUT)
+        assert pool.map(square, range(50)) == [i * i for i in range(50)]
+
+
 def open_fds():
     return len(os.listdir("/proc/self/fd"))
 

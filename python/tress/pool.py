@@ -24,9 +24,10 @@ raising its own exception; a worker that dies fails the items of its chunk
 (``chunksize=1`` isolates every item).
 
 Both keep the stdlib's structure minus its task- and result-handler
-threads. ``ThreadPool``'s workers take jobs from a tress ``SimpleQueue`` and
-deliver results straight to their result objects (tress ``Event``s), so a
-callback runs on the worker that finished the job. ``Pool`` runs its jobs on
+threads. ``ThreadPool`` runs on the native core of
+``tress.futures.ThreadPoolExecutor`` (its queue and worker loop), its workers
+delivering results straight to their result objects (tress ``Event``s), so
+a callback runs on the worker that finished the job. ``Pool`` runs its jobs on
 the engine of ``tress.futures.ProcessPoolExecutor`` (shared-memory queues, a
 manager thread that runs the callbacks one at a time, a dead worker failing
 its task alone: see :class:`Pool`).
@@ -43,12 +44,13 @@ from itertools import islice
 from multiprocessing import TimeoutError
 
 from tress import _progress
+from tress._future import Future as _Future
 from tress._procpool import engine as _engine
 from tress._procpool.calls import auto_chunksize, each_outcome, map_chunk, starmap_chunk
 from tress._tress import Condition as _Condition
 from tress._tress import Event as _Event
 from tress._tress import Lock as _Lock
-from tress._tress import SimpleQueue as _SimpleQueue
+from tress._tress import ThreadPoolCore as _ThreadPoolCore
 
 __all__ = ["Pool", "ThreadPool", "AsyncResult", "ApplyResult", "MapResult", "IMapIterator",
            "IMapUnorderedIterator"]
@@ -56,28 +58,16 @@ __all__ = ["Pool", "ThreadPool", "AsyncResult", "ApplyResult", "MapResult", "IMa
 INIT, RUN, CLOSE, TERMINATE = "INIT", "RUN", "CLOSE", "TERMINATE"
 
 
-def _work(jobs, box, initializer, initargs):
-    """A worker thread: run jobs until a stop (``None``) or termination."""
+def _work(core, initializer, initargs):
+    """A worker thread: the initializer, then the native worker loop
+    (``ThreadPoolCore.work``) until a stop."""
     if initializer is not None:
         initializer(*initargs)
-    while True:
-        job = jobs.get()
-        if job is None or box[0] == TERMINATE:
-            jobs.put(None)  # pass the stop on
-            return
-        deliver, func, args, kwds = job
-        del job
-        try:
-            value = (True, func(*args, **kwds))
-        except Exception as exc:
-            value = (False, exc)
-        deliver(*value)
-        del deliver, func, args, kwds, value
+    core.work()
 
 
-def _stop_workers(jobs, box):
-    box[0] = TERMINATE
-    jobs.put(None)
+def _call(func, args, kwds):
+    return func(*args, **kwds)
 
 
 def _chunks(iterable, size):
@@ -309,6 +299,13 @@ class _PoolBase:
     def _state(self):
         return self._box[0]
 
+    @_state.setter
+    def _state(self, state):
+        # the stdlib's _state is a plain attribute, which CPython's
+        # test_resource_warning sets back to RUN after join() to check the
+        # warning of __del__
+        self._box[0] = state
+
     def _check_running(self):
         if self._state != RUN:
             raise ValueError("Pool not running")
@@ -452,7 +449,14 @@ class _PoolBase:
 
 class ThreadPool(_PoolBase):
     """A pool of worker threads (``processes`` of them, default
-    ``os.cpu_count()``) with the API of ``multiprocessing.pool.ThreadPool``."""
+    ``os.cpu_count()``) with the API of ``multiprocessing.pool.ThreadPool``.
+
+    It runs on the native core of ``tress.futures.ThreadPoolExecutor``
+    (``ThreadPoolCore``: its queue and worker loop, a worker keeping the
+    GIL from one job to the next while there is work), without futures:
+    a worker delivers each outcome straight to its result object, so a
+    callback runs on the worker that finished the job. A job that raises
+    any exception (``SystemExit`` too) delivers it as its outcome."""
 
     def __init__(self, processes=None, initializer=None, initargs=()):
         if processes is None:
@@ -462,12 +466,10 @@ class ThreadPool(_PoolBase):
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         self._processes = processes
-        self._jobs = _SimpleQueue()
-        # Shared with the workers, which must not keep the pool alive: a
-        # pool nobody refers to any more is terminated (as the stdlib's).
+        self._core = _ThreadPoolCore(_Future, None, processes)
         self._box = [RUN]
-        # imap feeders still putting jobs: the stop sentinel of `close` must
-        # come after their last job, so the last feeder to finish puts it.
+        # imap feeders still putting jobs: the stop of `close` must come
+        # after their last job, so the last feeder to finish puts it.
         self._feeding = 0
         self._feed_lock = _Lock()
         self._callback_lock = _Lock()
@@ -475,29 +477,39 @@ class ThreadPool(_PoolBase):
         for i in range(processes):
             t = threading.Thread(
                 target=_work,
-                args=(self._jobs, self._box, initializer, initargs),
+                args=(self._core, initializer, initargs),
                 name=f"ThreadPoolWorker-{i + 1}",
                 daemon=True,
             )
             t.start()
             self._pool.append(t)
-        weakref.finalize(self, _stop_workers, self._jobs, self._box)
+        # a pool nobody refers to any more is terminated (as the stdlib's)
+        weakref.finalize(self, self._core.shutdown, True)
+
+    def __del__(self, _warn=warnings.warn):
+        # as the stdlib's (its ThreadPool inherits Pool.__del__); the
+        # finalizer above stops the workers
+        if getattr(self, "_box", [None])[0] == RUN:
+            _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
 
     @property
     def _size(self):
         return len(self._pool)
 
     def _put_job(self, deliver, func, args, kwds, what=None):
-        self._jobs.put((deliver, func, args, kwds))
+        if type(args) is tuple and (not kwds or type(kwds) is dict):
+            self._core.put(deliver, func, args, kwds or None)
+        else:  # bad arguments fail in the worker, as the stdlib's (by get())
+            self._core.put(deliver, _call, (func, args, kwds))
 
     def _end_jobs(self):
-        self._jobs.put(None)
+        self._core.stop_workers()
 
     def terminate(self):
         """Stop now: the queued work is dropped, the workers exit after the
         jobs they run."""
         self._box[0] = TERMINATE
-        self._jobs.put(None)
+        self._core.shutdown(True)
 
     def join(self):
         """Wait for the workers to exit (after ``close`` or ``terminate``)."""

@@ -714,8 +714,18 @@ struct Call {
     kwargs: Option<Py<PyDict>>,
 }
 
+/// A queued call of a `tress.pool.ThreadPool`: no future, its outcome
+/// goes to `deliver(success, value)`.
+struct Delivery {
+    func: Py<PyAny>,
+    args: Py<PyTuple>,
+    kwargs: Option<Py<PyDict>>,
+    deliver: Py<PyAny>,
+}
+
 enum Job {
     Call(Call),
+    Deliver(Delivery),
     /// Workers exit; each passes it on to the next.
     Stop,
 }
@@ -757,7 +767,8 @@ impl PyPoolCore {
     }
 
     /// Takes every queued call out (and the stop, if queued: the caller
-    /// queues one again when it needs to).
+    /// queues one again when it needs to); the deliveries are dropped
+    /// undelivered (a terminated `ThreadPool`'s, as the stdlib's).
     fn drain(&self) -> Vec<Call> {
         let mut calls = Vec::new();
         while let Some(job) = self.jobs.try_get() {
@@ -766,6 +777,24 @@ impl PyPoolCore {
             }
         }
         calls
+    }
+
+    /// Runs one delivery: the call, then its outcome to `deliver` (an
+    /// exception of any kind is the outcome: nothing waits forever).
+    fn deliver(py: Python<'_>, d: Delivery) -> PyResult<()> {
+        let outcome = d
+            .func
+            .bind(py)
+            .call(d.args.bind(py), d.kwargs.as_ref().map(|k| k.bind(py)));
+        drop(d.func);
+        drop(d.args);
+        drop(d.kwargs);
+        let deliver = d.deliver.bind(py);
+        match outcome {
+            Ok(value) => deliver.call1((true, value))?,
+            Err(e) => deliver.call1((false, e.into_value(py)))?,
+        };
+        Ok(())
     }
 
     /// Runs one call; its references die here.
@@ -860,6 +889,26 @@ impl PyPoolCore {
         Ok(future)
     }
 
+    /// Queues `func(*args, **kwargs)` for a `tress.pool.ThreadPool`: no
+    /// future; a worker calls `deliver(True, value)` or `deliver(False,
+    /// exception)` with its outcome. Starts no worker (a `ThreadPool`
+    /// starts its own) and checks no state (the pool does).
+    #[pyo3(signature = (deliver, func, args, kwargs=None))]
+    fn put(
+        &self,
+        deliver: Bound<'_, PyAny>,
+        func: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        kwargs: Option<Bound<'_, PyDict>>,
+    ) {
+        self.jobs.put(Job::Deliver(Delivery {
+            func: func.unbind(),
+            args: args.unbind(),
+            kwargs: kwargs.filter(|k| !k.is_empty()).map(Bound::unbind),
+            deliver: deliver.unbind(),
+        }));
+    }
+
     /// The worker loop: runs calls until the pool stops. A failure of the
     /// machinery itself (not of a call: those go to the futures) is
     /// reported as unraisable and the worker carries on.
@@ -896,6 +945,20 @@ impl PyPoolCore {
                         }
                     }
                     self.idle.fetch_add(1, Ordering::AcqRel);
+                }
+                Job::Deliver(d) => {
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        Self::deliver(py, d)
+                    })) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => e.write_unraisable(py, None),
+                        Err(_) => {
+                            PyRuntimeError::new_err(
+                                "tress: internal error in a thread-pool worker",
+                            )
+                            .write_unraisable(py, None);
+                        }
+                    }
                 }
             }
             // Tasks that are C calls never reach the eval loop, so another
@@ -994,13 +1057,24 @@ impl PyPoolCore {
         }
         let queued = self.jobs.try_inspect(|jobs| {
             for job in jobs {
-                if let Job::Call(c) = job {
-                    visit.call(&c.future)?;
-                    visit.call(&c.func)?;
-                    visit.call(&c.args)?;
-                    if let Some(k) = &c.kwargs {
-                        visit.call(k)?;
+                match job {
+                    Job::Call(c) => {
+                        visit.call(&c.future)?;
+                        visit.call(&c.func)?;
+                        visit.call(&c.args)?;
+                        if let Some(k) = &c.kwargs {
+                            visit.call(k)?;
+                        }
                     }
+                    Job::Deliver(d) => {
+                        visit.call(&d.func)?;
+                        visit.call(&d.args)?;
+                        visit.call(&d.deliver)?;
+                        if let Some(k) = &d.kwargs {
+                            visit.call(k)?;
+                        }
+                    }
+                    Job::Stop => {}
                 }
             }
             Ok(())

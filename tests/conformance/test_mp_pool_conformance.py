@@ -115,16 +115,19 @@ written (under each start method; the stdlib passes all of them):
 * and, as a consequence of a failed test that left its pool running, the
   class's (or the module's) dangling-process check at its teardown.
 
-Wall time (2 shared cores; ``--timeout=30``): with the two
-``test_terminate`` timing out, about 90 s per start method; without them
-(``-k "not test_terminate"``) about 10-15 s per start method, and the
-stdlib's pools take about 7 s per start method for all 57 tests.
+Wall time (2 shared cores): 12-16 s per start method for everything but
+``test_terminate`` (fork 13 s, spawn 16 s, forkserver 12 s); the two
+``test_terminate`` hang until the module's 60 s timeout each, so about 2.5
+minutes per start method while they fail (7-8 minutes for the module).
+The stdlib's pools take about 7 s per start method for all 57 tests.
 
-A hung test fails alone: the module's ``pytestmark`` makes pytest-timeout
-use its ``signal`` method (the exception is raised in the test, whose
-blocking tress or ``threading`` wait is interrupted) rather than the
-project's ``thread`` method, which ends the whole session with
-``os._exit`` and leaves the pools' worker processes behind.
+A hung test fails alone, within a minute: the module's ``pytestmark`` gives
+each test 60 s (the slowest passing one takes under 2 s) and makes
+pytest-timeout use its ``signal`` method (the exception is raised in the
+test, whose blocking tress or ``threading`` wait is interrupted) rather
+than the project's ``thread`` method, which ends the whole session with
+``os._exit`` and leaves the pools' worker processes behind (they do not
+notice their parent's death).
 
 ``TRESS_POOL_CONFORMANCE_TARGET=multiprocessing.pool`` binds the very same
 classes to the stdlib's ``Pool`` and ``ThreadPool``, to tell a harness
@@ -153,7 +156,7 @@ from test.support import script_helper as _script_helper  # noqa: E402 - after t
 
 
 # A hung test fails alone (see "Divergences and bugs" above).
-pytestmark = pytest.mark.timeout(method="signal")
+pytestmark = pytest.mark.timeout(60, method="signal")
 
 
 def Pool(processes=None, initializer=None, initargs=(), maxtasksperchild=None):

@@ -492,6 +492,23 @@ class ThreadPool(_PoolBase):
         if getattr(self, "_box", [None])[0] == RUN:
             _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
 
+    def __del__(self, _warn=warnings.warn):
+        # As the stdlib's (its ThreadPool inherits Pool.__del__); the
+        # weakref finalizer above stops the workers.
+        if getattr(self, "_box", [None])[0] == RUN:
+            _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
+
+    @property
+    def _state(self):
+        return self._box[0]
+
+    @_state.setter
+    def _state(self, state):
+        # The stdlib's _state is a plain attribute, which CPython's
+        # test_resource_warning sets back to RUN after join() to check the
+        # warning of __del__.
+        self._box[0] = state
+
     @property
     def _size(self):
         return len(self._pool)

@@ -65,6 +65,8 @@ prints its path and provenance: a CI job can warm the cache with it.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -80,6 +82,7 @@ import tempfile
 import time
 import types
 import unittest
+import unittest.mock
 from pathlib import Path
 
 PACKAGE = "libpython3.11-testsuite"
@@ -585,6 +588,19 @@ def target_import_root(target_name):
     return os.path.dirname(origin) if hasattr(top, "__path__") else origin
 
 
+def target_path_prelude(target_name):
+    """Child code that puts the directory the parent imported the target
+    from first on the child's ``sys.path`` when it is not there (a source
+    tree on ``PYTHONPATH``, which the isolated mode of ``assert_python_ok``
+    ignores)."""
+    root = target_import_root(target_name)
+    return f"""\
+import sys as _tress_sys
+if {root!r} not in (None, *_tress_sys.path):
+    _tress_sys.path.insert(0, {root!r})
+"""
+
+
 def child_prelude(target_name, importable_dir):
     """What the child interpreters' code starts with.
 
@@ -596,11 +612,8 @@ def child_prelude(target_name, importable_dir):
     child gets from it keep ``__module__ == MODULE_NAME``, which the child's
     own spawn or forkserver workers import by name: they get the child's
     ``sys.path``, not its ``sys.modules``."""
-    root = target_import_root(target_name)
-    return f"""\
-import sys as _tress_sys, types as _tress_types
-if {root!r} not in (None, *_tress_sys.path):
-    _tress_sys.path.insert(0, {root!r})
+    return target_path_prelude(target_name) + f"""\
+import types as _tress_types
 if {str(importable_dir)!r} not in _tress_sys.path:
     _tress_sys.path.append({str(importable_dir)!r})
 def _tress_test_module_getattr(name):
@@ -709,6 +722,236 @@ def bind_or_skip():
     import pytest
 
     pytest.skip(reason, allow_module_level=True)
+
+
+# --------------------------------------------------------------------------
+# binding test._test_multiprocessing (test_mp_conformance.py for the queues and
+# locks, test_mp_pool_conformance.py for the pools)
+#
+# CPython's module ships with this interpreter (no fetch). Its test classes
+# reach their subject through a mixin (``self.Queue()``, ``self.Pool(3)``) or,
+# in some tests, through the module's global ``multiprocessing``; the helpers
+# below bind both, per start method, without copying any test code.
+
+
+def _skip_module(reason):
+    import pytest
+
+    pytest.skip(reason, allow_module_level=True)
+
+
+def import_test_multiprocessing_or_skip():
+    """``test._test_multiprocessing``, or the whole binding module skipped
+    with the reason."""
+    try:
+        from test import _test_multiprocessing
+    except (ImportError, unittest.SkipTest) as exc:  # no `test` package, or CPython skips it
+        _skip_module(
+            f"CPython's test._test_multiprocessing cannot be imported "
+            f"({type(exc).__name__}: {exc}): this interpreter does not ship the `test` "
+            "package (e.g. Debian's python3-test is missing) or CPython skips the suite here"
+        )
+    return _test_multiprocessing
+
+
+def import_mp_target_or_skip(env, default):
+    """``(name, module)`` of the module under test (``$env``, else
+    ``default``), or the whole binding module skipped with the reason."""
+    name = os.environ.get(env, default)
+    try:
+        return name, importlib.import_module(name)
+    except Exception as exc:  # noqa: BLE001 - not built yet, or a broken build
+        _skip_module(
+            f"{name} is not importable ({type(exc).__name__}: {exc}); build and install "
+            "tress with `pip install --no-build-isolation --force-reinstall --no-deps .`"
+        )
+
+
+def mp_start_methods():
+    """The start methods to bind: ``$TRESS_MP_START_METHODS``, default
+    ``fork,spawn,forkserver``."""
+    methods = os.environ.get("TRESS_MP_START_METHODS", "fork,spawn,forkserver")
+    return tuple(m for m in methods.split(",") if m)
+
+
+def divergence(test, reason, stdlib):
+    """``test`` run on the stdlib (``stdlib`` true), skipped with ``reason``
+    (prefixed "DIVERGENCE:") on tress."""
+
+    @functools.wraps(test)
+    def wrapper(self, *args, **kwargs):
+        if stdlib:
+            return test(self, *args, **kwargs)
+        self.skipTest(f"DIVERGENCE: {reason} (see tests/conformance/DIVERGENCES.md)")
+
+    return wrapper
+
+
+def bug(test, stdlib):
+    """``test`` expected to fail on tress (a copy: the base's function is
+    left alone)."""
+    if stdlib:
+        return test
+
+    @functools.wraps(test)
+    def wrapper(self, *args, **kwargs):
+        return test(self, *args, **kwargs)
+
+    return unittest.expectedFailure(wrapper)
+
+
+class ModuleView(types.ModuleType):
+    """The module ``base``, except for the attributes given (set on the
+    view; ``base`` is never touched)."""
+
+    def __init__(self, base, **overrides):
+        super().__init__(base.__name__, base.__doc__)
+        self._ModuleView__base = base
+        for name, value in overrides.items():
+            setattr(self, name, value)
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["_ModuleView__base"], name)
+
+
+def with_patches(test, *patches):
+    """``test`` run with each ``(object, name, value)`` of ``patches``
+    patched (``unittest.mock.patch.object``, undone after the test, in
+    reverse order). Marked ``rebinds_multiprocessing`` for the harness tests
+    that check every test naming ``multiprocessing.X`` runs so."""
+
+    @functools.wraps(test)
+    def wrapper(self, *args, **kwargs):
+        with contextlib.ExitStack() as stack:
+            for obj, name, value in patches:
+                stack.enter_context(unittest.mock.patch.object(obj, name, value))
+            return test(self, *args, **kwargs)
+
+    wrapper.rebinds_multiprocessing = True
+    return wrapper
+
+
+def test_names(cls):
+    return unittest.TestLoader().getTestCaseNames(cls)
+
+
+def only(base, tests, **overrides):
+    """``base`` with only ``tests`` left as tests (the others set to None, which
+    unittest's loader, and so pytest, does not collect); ``overrides``
+    replace some of them."""
+    unknown = (set(tests) | set(overrides)) - set(test_names(base))
+    assert not unknown, f"{base.__name__} has no {sorted(unknown)}"
+    namespace = {name: None for name in test_names(base) if name not in tests}
+    namespace.update(overrides)
+    if issubclass(base, unittest.TestCase):
+        namespace["__test__"] = False
+    return type(f"_{base.__name__.lstrip('_')}", (base,), namespace)
+
+
+def harness_threads():
+    """pytest-timeout's per-test ``Timer`` threads: pytest keeps a reference to
+    each, so they stay in ``threading._dangling``; they are not the tests'."""
+    import threading
+
+    return {
+        t
+        for t in threading._dangling
+        if isinstance(t, threading.Timer) and t.name.startswith("pytest_timeout")
+    }
+
+
+class StartMethod:
+    """Set the global start method for the class, as CPython's setUpModule
+    does for its module; and fail (rather than warn) if BaseMixin found
+    dangling processes or threads, as regrtest's ENV CHANGED would."""
+
+    start_method = None
+
+    @classmethod
+    def setUpClass(cls):
+        import multiprocessing
+
+        cls._old_start_method = multiprocessing.get_start_method(allow_none=True)
+        try:
+            multiprocessing.set_start_method(cls.start_method, force=True)
+        except ValueError:
+            raise unittest.SkipTest(f"{cls.start_method} start method not supported")
+        try:
+            super().setUpClass()
+        except BaseException:
+            multiprocessing.set_start_method(cls._old_start_method, force=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        import multiprocessing
+
+        from test import support
+
+        if isinstance(getattr(cls, "dangling", None), tuple):  # BaseMixin's snapshot
+            cls.dangling = (cls.dangling[0], set(cls.dangling[1]) | harness_threads())
+        support.environment_altered = False
+        try:
+            super().tearDownClass()
+        finally:
+            multiprocessing.set_start_method(cls._old_start_method, force=True)
+        if support.environment_altered:
+            support.environment_altered = False
+            raise AssertionError(
+                f"{cls.__name__}: dangling processes or threads after the class "
+                "(see the warning printed on stderr)"
+            )
+
+
+def mp_module_fixtures(preload):
+    """``(setUpModule, tearDownModule)`` for a binding module, as
+    ``install_tests_in_module_dict``'s: the forkserver preloads the modules
+    named in ``preload`` (the binding module, the target, CPython's module);
+    dangling processes or threads after the module fail it; the forkserver
+    (which has the binding module preloaded) is stopped at the end."""
+    import multiprocessing
+    import threading
+
+    saved = {}
+
+    def setUpModule():
+        from multiprocessing import forkserver, process
+
+        from test import _test_multiprocessing as mp
+
+        saved["preload"] = forkserver._forkserver._preload_modules
+        multiprocessing.set_forkserver_preload(list(preload))
+        process._cleanup()
+        saved["dangling"] = (process._dangling.copy(), threading._dangling.copy())
+        mp.check_enough_semaphores()
+        multiprocessing.util.get_temp_dir()  # creates the temp directory
+        multiprocessing.get_logger().setLevel(mp.LOG_LEVEL)
+
+    def tearDownModule():
+        from multiprocessing import forkserver, process
+
+        from test import support
+
+        support.gc_collect()
+        processes = set(process._dangling) - set(saved["dangling"][0])
+        threads = set(threading._dangling) - set(saved["dangling"][1]) - harness_threads()
+        forkserver._forkserver._stop()
+        forkserver._forkserver._preload_modules = saved["preload"]
+        assert not processes and not threads, (
+            f"dangling processes {processes} / threads {threads} after the module"
+        )
+
+    return setUpModule, tearDownModule
+
+
+def rewrite_child_import(code, line, new_line):
+    """The child code with its one ``line`` replaced by ``new_line`` (a
+    harness error if ``line`` does not occur exactly once)."""
+    if code.count(line) != 1:
+        raise AssertionError(
+            f"harness: expected the child code to contain {line!r} exactly once:\n{code}"
+        )
+    return code.replace(line, new_line)
 
 
 def main() -> int:

@@ -102,51 +102,21 @@ from a tress bug.  ``TRESS_MP_START_METHODS=fork,spawn`` restricts the
 start methods.
 """
 
-import functools
-import importlib
 import inspect
 import multiprocessing
-import os
 import pickle
 import re
 import sys
-import types
 import unittest
-import unittest.mock
 
-import pytest
+import cpython_suite as cs
 
-try:
-    from test import _test_multiprocessing as _mp
-except (
-    ImportError,
-    unittest.SkipTest,
-) as exc:  # no `test` package, or CPython skips it
-    pytest.skip(
-        f"CPython's test._test_multiprocessing cannot be imported "
-        f"({type(exc).__name__}: {exc}): this interpreter does not ship the `test` "
-        "package (e.g. Debian's python3-test is missing) or CPython skips the suite here",
-        allow_module_level=True,
-    )
-
-TARGET = os.environ.get("TRESS_MP_CONFORMANCE_TARGET", "tress.multiprocessing")
-try:
-    target = importlib.import_module(TARGET)
-except Exception as exc:  # noqa: BLE001 - not built yet, or a broken build
-    pytest.skip(
-        f"{TARGET} is not importable ({type(exc).__name__}: {exc}); build and install "
-        "tress with `pip install --no-build-isolation --force-reinstall --no-deps .`",
-        allow_module_level=True,
-    )
-STDLIB = target is multiprocessing
-
-START_METHODS = tuple(
-    m
-    for m in os.environ.get("TRESS_MP_START_METHODS", "fork,spawn,forkserver").split(
-        ","
-    )
-    if m
+_mp = cs.import_test_multiprocessing_or_skip()
+TARGET, target = cs.import_mp_target_or_skip(
+    "TRESS_MP_CONFORMANCE_TARGET", "tress.multiprocessing"
 )
+STDLIB = target is multiprocessing
+START_METHODS = cs.mp_start_methods()
 
 # The names of ProcessesMixin that are the target's.
 MIXIN_NAMES = (
@@ -169,118 +139,33 @@ VIEW_NAMES = MIXIN_NAMES + ("SimpleQueue",)
 
 def _divergence(test, reason):
     """``test`` run on the stdlib, skipped with ``reason`` on tress."""
-
-    @functools.wraps(test)
-    def wrapper(self, *args, **kwargs):
-        if STDLIB:
-            return test(self, *args, **kwargs)
-        self.skipTest(f"DIVERGENCE: {reason} (see tests/conformance/DIVERGENCES.md)")
-
-    return wrapper
+    return cs.divergence(test, reason, STDLIB)
 
 
 def _bug(test):
-    """``test`` expected to fail on tress (a copy: the base's function is
-    left alone)."""
-    if STDLIB:
-        return test
-
-    @functools.wraps(test)
-    def wrapper(self, *args, **kwargs):
-        return test(self, *args, **kwargs)
-
-    return unittest.expectedFailure(wrapper)
+    """``test`` expected to fail on tress."""
+    return cs.bug(test, STDLIB)
 
 
 # --- tests that name `multiprocessing.X` directly --------------------------------
 
-
-class _TargetView(types.ModuleType):
-    """``multiprocessing`` with the target's queue and lock types."""
-
-    def __getattr__(self, name):
-        return getattr(multiprocessing, name)
-
-
-_VIEW = _TargetView("multiprocessing")
-for _name in VIEW_NAMES:
-    setattr(_VIEW, _name, getattr(target, _name))
-del _name
+# ``multiprocessing`` with the target's queue and lock types.
+_VIEW = cs.ModuleView(multiprocessing, **{name: getattr(target, name) for name in VIEW_NAMES})
 
 
 def _with_target_module(test, *, patch_package=()):
     """Run ``test`` with ``test._test_multiprocessing.multiprocessing`` the
     view, and ``patch_package`` names patched on the package itself."""
-
-    @functools.wraps(test)
-    def wrapper(self, *args, **kwargs):
-        with unittest.mock.patch.object(_mp, "multiprocessing", _VIEW):
-            patches = [
-                unittest.mock.patch.object(multiprocessing, name, getattr(target, name))
-                for name in patch_package
-            ]
-            for p in patches:
-                p.start()
-            try:
-                return test(self, *args, **kwargs)
-            finally:
-                for p in reversed(patches):
-                    p.stop()
-
-    wrapper.rebinds_multiprocessing = True  # for the harness test below
-    return wrapper
+    return cs.with_patches(
+        test,
+        (_mp, "multiprocessing", _VIEW),
+        *((multiprocessing, name, getattr(target, name)) for name in patch_package),
+    )
 
 
 # --- the mixin -----------------------------------------------------------------
 
-
-def _harness_threads():
-    """pytest-timeout's per-test ``Timer`` threads: pytest keeps a reference to
-    each, so they stay in ``threading._dangling``; they are not the tests'."""
-    return {
-        t
-        for t in _mp.threading._dangling
-        if isinstance(t, _mp.threading.Timer) and t.name.startswith("pytest_timeout")
-    }
-
-
-class _StartMethod:
-    """Set the global start method for the class, as CPython's setUpModule
-    does for its module; and fail (rather than warn) if BaseMixin found
-    dangling processes or threads, as regrtest's ENV CHANGED would."""
-
-    start_method = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls._old_start_method = multiprocessing.get_start_method(allow_none=True)
-        try:
-            multiprocessing.set_start_method(cls.start_method, force=True)
-        except ValueError:
-            raise unittest.SkipTest(f"{cls.start_method} start method not supported")
-        try:
-            super().setUpClass()
-        except BaseException:
-            multiprocessing.set_start_method(cls._old_start_method, force=True)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        from test import support
-
-        if isinstance(getattr(cls, "dangling", None), tuple):  # BaseMixin's snapshot
-            cls.dangling = (cls.dangling[0], set(cls.dangling[1]) | _harness_threads())
-        support.environment_altered = False
-        try:
-            super().tearDownClass()
-        finally:
-            multiprocessing.set_start_method(cls._old_start_method, force=True)
-        if support.environment_altered:
-            support.environment_altered = False
-            raise AssertionError(
-                f"{cls.__name__}: dangling processes or threads after the class "
-                "(see the warning printed on stderr)"
-            )
+_StartMethod = cs.StartMethod
 
 
 class TressProcessesMixin(_StartMethod, _mp.ProcessesMixin):
@@ -315,21 +200,8 @@ FEEDER_HOOK = (
 )
 
 
-def _test_names(cls):
-    return unittest.TestLoader().getTestCaseNames(cls)
-
-
-def _only(base, tests, **overrides):
-    """``base`` with only ``tests`` left as tests (the others set to None, which
-    unittest's loader, and so pytest, does not collect); ``overrides``
-    replace some of them."""
-    unknown = (set(tests) | set(overrides)) - set(_test_names(base))
-    assert not unknown, f"{base.__name__} has no {sorted(unknown)}"
-    namespace = {name: None for name in _test_names(base) if name not in tests}
-    namespace.update(overrides)
-    if issubclass(base, unittest.TestCase):
-        namespace["__test__"] = False
-    return type(f"_{base.__name__.lstrip('_')}", (base,), namespace)
+_test_names = cs.test_names
+_only = cs.only
 
 
 class _Queue(_mp._TestQueue):
@@ -443,37 +315,7 @@ _install(globals())
 
 # --- module setup, as install_tests_in_module_dict's ------------------------------
 
-_saved = {}
-
-
-def setUpModule():
-    from multiprocessing import forkserver, process
-
-    _saved["preload"] = forkserver._forkserver._preload_modules
-    multiprocessing.set_forkserver_preload([__name__, TARGET, _mp.__name__])
-    process._cleanup()
-    _saved["dangling"] = (process._dangling.copy(), _mp.threading._dangling.copy())
-    _mp.check_enough_semaphores()
-    multiprocessing.util.get_temp_dir()  # creates the temp directory
-    multiprocessing.get_logger().setLevel(_mp.LOG_LEVEL)
-
-
-def tearDownModule():
-    from multiprocessing import forkserver, process
-
-    from test import support
-
-    support.gc_collect()
-    processes = set(process._dangling) - set(_saved["dangling"][0])
-    threads = (
-        set(_mp.threading._dangling) - set(_saved["dangling"][1]) - _harness_threads()
-    )
-    # The forkserver (if this module started it) has this module preloaded.
-    forkserver._forkserver._stop()
-    forkserver._forkserver._preload_modules = _saved["preload"]
-    assert not processes and not threads, (
-        f"dangling processes {processes} / threads {threads} after the module"
-    )
+setUpModule, tearDownModule = cs.mp_module_fixtures([__name__, TARGET, _mp.__name__])
 
 
 # --- the harness itself ------------------------------------------------------------

@@ -50,6 +50,7 @@ from tress._procpool.calls import auto_chunksize, each_outcome, map_chunk, starm
 from tress._tress import Condition as _Condition
 from tress._tress import Event as _Event
 from tress._tress import Lock as _Lock
+from tress._tress import SimpleQueue as _SimpleQueue
 from tress._tress import ThreadPoolCore as _ThreadPoolCore
 
 __all__ = ["Pool", "ThreadPool", "AsyncResult", "ApplyResult", "MapResult", "IMapIterator",
@@ -64,6 +65,52 @@ def _work(core, initializer, initargs):
     if initializer is not None:
         initializer(*initargs)
     core.work()
+
+
+_END = object()  # the end of a ThreadPool's sources: its workers stop after them
+
+
+def _feed_sources(sources, core, box, busy):
+    """A ``ThreadPool``'s task-handler thread (the stdlib's structure): puts
+    the jobs of each source (an iterator of ``_put_job``'s arguments, and
+    its ``abandon``) on the workers' queue, and stops putting once the pool
+    is terminated; at the end, the workers' stop, after every job given
+    before. ``busy[0]``: sources given and not yet put (under ``busy[1]``)."""
+    while True:
+        source = sources.get()
+        if source is _END:
+            if box[0] != TERMINATE:
+                core.stop_workers()
+            return
+        jobs, abandon = source
+        try:
+            for job in jobs:
+                if box[0] == TERMINATE:
+                    break
+                _put_delivery(core, *job[:4])
+                del job  # the job's arguments are the worker's now
+        except Exception as exc:  # the input failed: so does its result
+            abandon(exc)
+        finally:
+            with busy[1]:
+                busy[0] -= 1
+        del jobs, abandon, source
+
+
+def _put_delivery(core, deliver, func, args, kwds):
+    if type(args) is tuple and (not kwds or type(kwds) is dict):
+        core.put(deliver, func, args, kwds or None)
+    else:  # bad arguments fail in the worker, as the stdlib's (by get())
+        core.put(deliver, _call, (func, args, kwds))
+
+
+def _ignore(error):
+    pass
+
+
+def _stop_thread_pool(core, sources):
+    core.shutdown(True)
+    sources.put(_END)
 
 
 def _call(func, args, kwds):
@@ -290,6 +337,12 @@ class _PoolBase:
         cls = type(self)
         return f"<{cls.__module__}.{cls.__qualname__} state={self._state} pool_size={self._size}>"
 
+    def __del__(self, _warn=warnings.warn):
+        # as the stdlib's: a pool dropped while running warns (each pool's
+        # finalizer stops its workers)
+        if getattr(self, "_box", [None])[0] == RUN:
+            _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
+
     def __reduce__(self):
         raise NotImplementedError(
             "pool objects cannot be passed between processes or pickled"
@@ -483,54 +536,47 @@ class ThreadPool(_PoolBase):
             )
             t.start()
             self._pool.append(t)
+        # map_async's chunks are put by a task-handler thread, as the
+        # stdlib's are: the call returns at once and terminate() stops the
+        # putting (close's stop goes the same way, after them)
+        self._sources = _SimpleQueue()
+        self._busy = [0, _Lock()]  # sources the handler has not put yet, its lock
+        self._handler = threading.Thread(
+            target=_feed_sources, args=(self._sources, self._core, self._box, self._busy),
+            name="ThreadPoolTaskHandler", daemon=True)
+        self._handler.start()
         # a pool nobody refers to any more is terminated (as the stdlib's)
-        weakref.finalize(self, self._core.shutdown, True)
-
-    def __del__(self, _warn=warnings.warn):
-        # as the stdlib's (its ThreadPool inherits Pool.__del__); the
-        # finalizer above stops the workers
-        if getattr(self, "_box", [None])[0] == RUN:
-            _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
-
-    def __del__(self, _warn=warnings.warn):
-        # As the stdlib's (its ThreadPool inherits Pool.__del__); the
-        # weakref finalizer above stops the workers.
-        if getattr(self, "_box", [None])[0] == RUN:
-            _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
-
-    @property
-    def _state(self):
-        return self._box[0]
-
-    @_state.setter
-    def _state(self, state):
-        # The stdlib's _state is a plain attribute, which CPython's
-        # test_resource_warning sets back to RUN after join() to check the
-        # warning of __del__.
-        self._box[0] = state
+        weakref.finalize(self, _stop_thread_pool, self._core, self._sources)
 
     @property
     def _size(self):
         return len(self._pool)
 
     def _put_job(self, deliver, func, args, kwds, what=None):
-        if type(args) is tuple and (not kwds or type(kwds) is dict):
-            self._core.put(deliver, func, args, kwds or None)
-        else:  # bad arguments fail in the worker, as the stdlib's (by get())
-            self._core.put(deliver, _call, (func, args, kwds))
+        if self._busy[0]:  # after the handler's: in submission order
+            self._put_jobs(iter([(deliver, func, args, kwds, what)]), _ignore)
+        else:
+            _put_delivery(self._core, deliver, func, args, kwds)
+
+    def _put_jobs(self, jobs, abandon):
+        """``map_async``'s chunks, put by the task-handler thread."""
+        with self._busy[1]:
+            self._busy[0] += 1
+        self._sources.put((jobs, abandon))
 
     def _end_jobs(self):
-        self._core.stop_workers()
+        self._sources.put(_END)
 
     def terminate(self):
         """Stop now: the queued work is dropped, the workers exit after the
         jobs they run."""
         self._box[0] = TERMINATE
-        self._core.shutdown(True)
+        _stop_thread_pool(self._core, self._sources)
 
     def join(self):
         """Wait for the workers to exit (after ``close`` or ``terminate``)."""
         self._check_joinable()
+        self._handler.join()
         for t in self._pool:
             t.join()
 
@@ -585,13 +631,14 @@ class Pool(_PoolBase):
         self._box[0] = RUN
         weakref.finalize(self, self._engine.terminate)
 
-    def __del__(self, _warn=warnings.warn):
-        if getattr(self, "_box", [None])[0] == RUN:
-            _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
-
     @property
     def _size(self):
         return self._processes
+
+    def _repopulate_pool(self):
+        """Starts a worker in the place of each one gone (the stdlib's
+        private method; the pool also replaces them by itself)."""
+        self._engine.repopulate()
 
     @property
     def _pool(self):

@@ -94,40 +94,27 @@ first on ``sys.path``, which the children get).
 
 Divergences and bugs
 --------------------
-None is skipped or marked: a test that fails here is a failure of tress,
-left failing until the pool rework fixes it.  Failing when this module was
-written (under each start method; the stdlib passes all of them):
+None is skipped or marked: a test that fails here is a failure of tress.
+All 57 pass under each start method, as the stdlib's do. They found, when
+this module was written: ``map_async`` of 10,000 one-item chunks blocking
+in the caller until the task ring had room (``test_terminate``; submitting
+now never waits, the backlog staying in the parent); a ``ThreadPool``
+handing ``map_async``'s chunks to idle workers before ``terminate()`` could
+stop them (``ThreadPool`` now has the stdlib's task-handler thread); an
+exception larger than the result ring (``test_map_no_failfast``; the rings
+now carry messages of any size); ``Pool._state`` not settable
+(``test_resource_warning``) and no ``Pool._repopulate_pool()``
+(``test_pool_worker_lifetime``).
 
-* ``_TestPool.test_terminate``, processes: ``map_async`` of 10,000 one-item
-  chunks blocks in the caller until the shared-memory task ring has room for
-  every chunk (``_process_pool._Pool.put_task``), which it never gets while
-  the workers sleep; threads: the caller hands the chunks to the workers as
-  it makes them, so three workers are in a 300 s ``time.sleep`` before
-  ``terminate()`` runs, and ``join()`` waits for them (the stdlib's task
-  handler thread hands out none before ``terminate()``, as a rule);
-* ``_TestPool.test_map_no_failfast``, processes: the task's exception pickles
-  to 2 MiB, more than the result ring takes in one message, and comes back
-  as a ``PicklingError`` instead of the ``ValueError``;
-* ``_TestPool.test_resource_warning``, processes: ``Pool._state`` cannot be
-  set (the test sets it back to ``RUN`` to see ``__del__``'s warning);
-* ``_TestPoolWorkerLifetime.test_pool_worker_lifetime``: ``Pool`` has no
-  ``_repopulate_pool()``;
-* and, as a consequence of a failed test that left its pool running, the
-  class's (or the module's) dangling-process check at its teardown.
-
-Wall time (2 shared cores): 12-16 s per start method for everything but
-``test_terminate`` (fork 13 s, spawn 16 s, forkserver 12 s); the two
-``test_terminate`` hang until the module's 60 s timeout each, so about 2.5
-minutes per start method while they fail (7-8 minutes for the module).
-The stdlib's pools take about 7 s per start method for all 57 tests.
+Wall time (2 shared cores): about 7 s per start method, 20-22 s for the
+module; the stdlib's pools take about the same.
 
 A hung test fails alone, within a minute: the module's ``pytestmark`` gives
 each test 60 s (the slowest passing one takes under 2 s) and makes
 pytest-timeout use its ``signal`` method (the exception is raised in the
 test, whose blocking tress or ``threading`` wait is interrupted) rather
 than the project's ``thread`` method, which ends the whole session with
-``os._exit`` and leaves the pools' worker processes behind (they do not
-notice their parent's death).
+``os._exit``.
 
 ``TRESS_POOL_CONFORMANCE_TARGET=multiprocessing.pool`` binds the very same
 classes to the stdlib's ``Pool`` and ``ThreadPool``, to tell a harness

@@ -265,6 +265,62 @@ def test_a_forked_child_leaving_does_not_stop_the_parents_pool(tf, run_python):
     assert proc.stdout.strip() == "[0, 1, 4, 9, 16, 25]"
 
 
+_PARENT_KILLED = """
+import multiprocessing, os, sys, time
+from tress.futures import ProcessPoolExecutor
+from tress.pool import Pool
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    ex = ProcessPoolExecutor(2, mp_context=ctx)
+    pool = Pool(2, context=ctx)
+    [f.result(60) for f in [ex.submit(time.sleep, 0.2) for _ in range(2)]]
+    pool.map(abs, range(8))
+    busy = pool.apply_async(time.sleep, (0.5,))  # one worker runs a task
+    pids = [p.pid for p in pool._pool] + list(ex._processes)
+    print(" ".join(map(str, pids)), flush=True)
+    time.sleep(600)  # SIGKILLed here
+"""
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_workers_exit_when_their_parent_is_killed(tf, tmp_path, method):
+    """A parent SIGKILLed with pools up (one worker busy with a task):
+    every worker of both APIs notices and exits (multiprocessing's do, when
+    their pipe closes); none is left running."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "parent.py"
+    script.write_text(_PARENT_KILLED)
+    proc = subprocess.Popen([sys.executable, str(script), method], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        line = proc.stdout.readline()
+        pids = [int(p) for p in line.split()]
+        assert len(pids) == 4, f"the parent printed {line!r}"
+        assert all(_running(p) for p in pids)
+    finally:
+        proc.kill()
+        proc.wait(TIMEOUT)
+    deadline = time.monotonic() + TIMEOUT
+    while any(_running(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [p for p in pids if _running(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their parent"
+
+
 # --------------------------------------------------------------------------
 # messages larger than the rings, results read by the waiting caller
 

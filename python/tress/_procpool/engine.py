@@ -230,12 +230,33 @@ class Engine:
         self.table.take(index)
         p = self.ctx.Process(
             target=worker.run,
-            args=(self.tasks, self.results, self.table, index, self.initializer,
+            args=(self.tasks, self.results, self.table, index, self.pid, self.initializer,
                   self.initargs, self.max_tasks, self.policy.pool_api),
             name=f"tress-ProcessPool-{index}",
         )
         p.start()
         self.procs[index] = p
+
+    def _replace(self, index, p, restart):
+        """Worker ``p`` (at ``index``) is gone: its place is emptied and,
+        if ``restart``, filled by a new worker (unless someone did first)."""
+        with self.lock:
+            if self.procs[index] is not p:
+                return
+            self.procs[index] = None
+            if restart:
+                self.start_worker(index)
+
+    def repopulate(self):
+        """Starts a worker in every empty place while the pool runs (the
+        stdlib's ``Pool._repopulate_pool``; the manager replaces workers
+        that go by itself)."""
+        with self.lock:
+            if self.state is not State.RUNNING or self.policy.on_demand:
+                return
+            for index, p in enumerate(self.procs):
+                if p is None:
+                    self.start_worker(index)
 
     def start(self):
         if not self.policy.on_demand:
@@ -285,7 +306,12 @@ class Engine:
         while self.backlog:
             entry = self.backlog[0]
             if type(entry) is _Lazy:
-                job = next(entry.jobs, None)
+                try:
+                    job = next(entry.jobs, None)
+                except Exception as exc:  # the input failed: so does its result
+                    self.backlog.popleft()
+                    entry.abandon(exc)
+                    continue
                 if job is None:
                     self.backlog.popleft()
                     continue
@@ -416,10 +442,8 @@ class Engine:
             if p is None or p.pid != pid:
                 return  # seen gone (and replaced) by `watch` already
             p.join(5)
-            self.procs[number] = None
             # replaced while stopping too: the queued tasks still run
-            if self.state in (State.RUNNING, State.STOPPING):
-                self.start_worker(number)
+            self._replace(number, p, self.state in (State.RUNNING, State.STOPPING))
 
     def _settled(self, task, body, ok):
         job = self.take(task)
@@ -496,9 +520,7 @@ class Engine:
                     self._fail(index, TimeoutError(
                         f"task {task} ({what}) ran longer than task_timeout={limit:g} s; "
                         f"its worker (pid {p.pid}) was killed and replaced"))
-                    self.procs[index] = None
-                    if self.state is State.RUNNING:
-                        self.start_worker(index)
+                    self._replace(index, p, self.state is State.RUNNING)
         if not gone:
             return
         # Seen gone: everything they put is in the ring now. Read it first,
@@ -525,9 +547,7 @@ class Engine:
                             f"{describe_exit(p.exitcode)}; the pool replaced it and goes on")
                     self._fail(index, error)
                 p.join(0)  # reaped: no zombie
-                self.procs[index] = None
-                if self.state is State.RUNNING:
-                    self.start_worker(index)
+                self._replace(index, p, self.state is State.RUNNING)
         finally:
             if helpers_off:
                 self.read_lock.release()

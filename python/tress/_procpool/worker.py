@@ -4,6 +4,7 @@ to stop (the messages are :mod:`tress._procpool.wire`'s)."""
 import os
 import pickle
 import signal
+from queue import Empty
 
 from concurrent.futures import _base
 from concurrent.futures import process as _std
@@ -14,6 +15,8 @@ from tress._procpool import wire
 
 __all__ = ["run"]
 
+PARENT_CHECK = 1.0
+"""Seconds between a waiting worker's looks at its parent."""
 POLL_US = 200
 """Microseconds a worker waiting for a task polls the ring before it
 sleeps (adaptive: less where it does not pay). A caller's loop of submit ->
@@ -47,12 +50,24 @@ def _encode_result(result, pool_api, wrap):
     return wire.ERROR, _encode_error(error)
 
 
-def run(tasks, results, table, index, initializer, initargs, max_tasks, pool_api):
+def _alive(pid):
+    """Whether process ``pid`` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+def run(tasks, results, table, index, parent, initializer, initargs, max_tasks, pool_api):
     """The worker's life. ``tasks``/``results``: the pool's rings;
     ``table``: the pool's task table, whose row ``index`` says which task
     this worker runs (recorded as the task message leaves the ring, see
-    ``ShmQueue.get_task``); ``pool_api``: errors as ``multiprocessing.Pool``
-    sends them (else as ``ProcessPoolExecutor``)."""
+    ``ShmQueue.get_task``); ``parent``: the pool's process (a worker whose
+    parent is gone exits, as multiprocessing's do when their pipe closes);
+    ``pool_api``: errors as ``multiprocessing.Pool`` sends them (else as
+    ``ProcessPoolExecutor``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides (Ctrl-C)
     tasks.set_poll_limit(POLL_US)
     pid = os.getpid()
@@ -66,7 +81,12 @@ def run(tasks, results, table, index, initializer, initargs, max_tasks, pool_api
             return
     done = 0
     while True:
-        message = tasks.get_task(table, index)
+        try:
+            message = tasks.get_task(table, index, True, PARENT_CHECK)
+        except Empty:
+            if not _alive(parent):
+                return  # orphaned: nobody will read what it does
+            continue
         if not message:
             return  # wire.STOP
         task, call = wire.read_task(message)

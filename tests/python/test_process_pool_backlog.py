@@ -204,3 +204,19 @@ def test_a_forked_child_cannot_submit_to_its_copy():
             assert f.read() == b"\x00"
         os.waitpid(pid, 0)
         assert ex.submit(w.square, 5).result(TIMEOUT) == 25
+
+
+def test_cancel_futures_after_a_shutdown_without_wait(gates):
+    """shutdown(wait=False) queues the workers' stops behind the backlog; a
+    later shutdown(cancel_futures=True) cancels the backlog and the stops
+    still reach the workers: the pool ends."""
+    ex = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"))
+    held = hold_workers(ex.submit, gates, 2)
+    fs = bounded(lambda: [ex.submit(w.square, i) for i in range(1000)])
+    bounded(ex.shutdown, wait=False)
+    bounded(ex.shutdown, wait=False, cancel_futures=True)
+    gates.release_all()
+    bounded(ex.shutdown, wait=True)
+    assert [f.result(TIMEOUT) for f, _ in held] == ["held0", "held1"]
+    assert sum(f.cancelled() for f in fs) == 999
+    assert not ex._executor_manager_thread.is_alive()

@@ -385,13 +385,18 @@ class Engine:
     def _end_backlog(self, error, cancel):
         """The jobs not yet in the ring will not run: each is cancelled
         (``cancel``, where its future still can be) or fails with
-        ``error``, and each lazy source is abandoned with ``error``."""
+        ``error``, and each lazy source is abandoned with ``error``. The
+        workers' stop messages stay queued."""
         with self.lock:
-            jobs = [self.head] if self.head is not None and self.head is not _STOP else []
-            self.head = None
+            jobs = []
+            if self.head is not None and self.head is not _STOP:
+                jobs.append(self.head)
+                self.head = None
             lazies = [e for e in self.backlog if type(e) is _Lazy]
             jobs += [e for e in self.backlog if type(e) is Job]
+            stops = sum(e is _STOP for e in self.backlog)
             self.backlog.clear()
+            self.backlog.extend([_STOP] * stops)
         for job in jobs:
             job.drop(error) if cancel else job.set_exception(error)
         for lazy in lazies:

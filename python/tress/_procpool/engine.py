@@ -220,10 +220,6 @@ class Engine:
         self.read_lock = threading.RLock()
         self.deferred = []  # messages a helper leaves to the manager
 
-    @property
-    def stopping(self):
-        return self.state is not State.RUNNING
-
     # -- workers
 
     def start_worker(self, index):

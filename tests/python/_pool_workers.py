@@ -16,7 +16,7 @@ The sections after the workers' are the tests' own side, which the
 thread-pool contract uses too: which processes and /dev/shm names there are
 (``child_pids``, ``new_children``, ``leftovers`` ...); calls and waits
 bounded so that a hang fails the test instead of the session (``bounded``,
-``raised``, ``drain``, ``wait_for``); held tasks seen from the test
+``raised``, ``drain``, ``wait_for``, ``reap``); held tasks seen from the test
 (``Gate``, ``Gates``); a callback that records its calls (``Recorder``); a
 pool factory that stops every pool at teardown (``Pools``); the environment
 of a child interpreter that imports this module (``child_env``).
@@ -426,6 +426,24 @@ def drain(it, timeout=TIMEOUT, failure=described):
             return out
         except Exception as exc:  # noqa: BLE001
             out.append(failure(exc))
+
+
+def reap(procs, timeout=TIMEOUT, expect=0):
+    """Join ``procs`` within one deadline, kill any still alive, and assert
+    none overran and every exit code is ``expect`` (None: any); the codes."""
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+    overrun = [p for p in procs if p.is_alive()]
+    for p in overrun:
+        p.kill()
+        p.join(5)
+    if overrun:
+        _fail(f"children still alive after {timeout} s (killed): {overrun}")
+    codes = [p.exitcode for p in procs]
+    if expect is not None and codes != [expect] * len(procs):
+        _fail(f"exit codes {codes}, expected {expect}")
+    return codes
 
 
 def read(path):

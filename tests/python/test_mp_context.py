@@ -49,6 +49,7 @@ import time
 
 import _mp_context_workers as w
 import pytest
+from _pool_workers import reap
 from _pool_workers import bounded
 
 try:
@@ -98,39 +99,6 @@ def method(request):
 @pytest.fixture
 def ctx(method):
     return tmp.get_context(method)
-
-
-@pytest.fixture
-def children():
-    """start(ctx, target, *args) -> a started Process; whatever is still
-    alive at teardown (a failed test) is killed and reaped."""
-    started = []
-
-    def start(context, target, *args):
-        p = context.Process(target=target, args=args, daemon=True)
-        p.start()
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        if p.is_alive():
-            p.kill()
-        p.join(5)
-
-
-def reap(procs, timeout=REAP):
-    """Join ``procs`` within one deadline, kill any still alive; assert none
-    overran and every one exited 0."""
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        p.join(max(0.0, deadline - time.monotonic()))
-    overrun = [p for p in procs if p.is_alive()]
-    for p in overrun:
-        p.kill()
-        p.join(5)
-    assert not overrun, f"children still alive after {timeout} s (killed): {overrun}"
-    assert [p.exitcode for p in procs] == [0] * len(procs)
 
 
 @pytest.fixture

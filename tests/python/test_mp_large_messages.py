@@ -31,6 +31,8 @@ import time
 import zlib
 
 import pytest
+import _pool_workers
+from _pool_workers import wait_for
 
 try:
     import tress.multiprocessing as TMP
@@ -43,52 +45,12 @@ import multiprocessing
 MiB = 1 << 20
 GET = 60.0  # seconds: bound on every get in the parent (256 MiB under spawn)
 REAP = 60.0
-KINDS = ["Queue", "SimpleQueue", "JoinableQueue"]
-START_METHODS = ["fork", "spawn"]
 
 
 def reap(procs, timeout=REAP, expect=0):
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        p.join(max(0.0, deadline - time.monotonic()))
-    overrun = [p for p in procs if p.is_alive()]
-    for p in overrun:
-        p.kill()
-        p.join(5)
-    assert not overrun, f"children still alive after {timeout} s (killed): {overrun}"
-    codes = [p.exitcode for p in procs]
-    if expect is not None:
-        assert codes == [expect] * len(procs), f"exit codes {codes}, expected {expect}"
-    return codes
-
-
-def wait_for(predicate, timeout=GET, message="condition"):
-    deadline = time.monotonic() + timeout
-    interval = 0.0005
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(interval)
-        interval = min(interval * 2, 0.02)
-
-
-@pytest.fixture
-def children():
-    started = []
-
-    def start(ctx, target, *args):
-        p = ctx.Process(target=target, args=args, daemon=True)
-        p.start()
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        if p._closed:
-            continue  # reaped and closed by the test
-        if p.is_alive():
-            p.kill()
-        p.join(5)
+    return _pool_workers.reap(procs, timeout, expect)
+KINDS = ["Queue", "SimpleQueue", "JoinableQueue"]
+START_METHODS = ["fork", "spawn"]
 
 
 def get(q, timeout=GET):

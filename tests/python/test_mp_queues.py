@@ -69,6 +69,7 @@ import time
 import zlib
 
 import pytest
+from _pool_workers import reap, wait_for
 
 try:
     import tress.multiprocessing as TMP
@@ -163,52 +164,6 @@ def ctx(request):
 @pytest.fixture
 def fork_ctx():
     return multiprocessing.get_context("fork")
-
-
-@pytest.fixture
-def children():
-    """start(ctx, target, *args) -> a started Process; whatever is still
-    alive at teardown (a failed test) is killed and reaped."""
-    started = []
-
-    def start(ctx, target, *args):
-        p = ctx.Process(target=target, args=args, daemon=True)
-        p.start()
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        if p.is_alive():
-            p.kill()
-        p.join(5)
-
-
-def reap(procs, timeout=REAP, expect=0):
-    """Join ``procs`` within one deadline, kill any still alive, and assert
-    none overran and every exit code is ``expect`` (None: any)."""
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        p.join(max(0.0, deadline - time.monotonic()))
-    overrun = [p for p in procs if p.is_alive()]
-    for p in overrun:
-        p.kill()
-        p.join(5)
-    assert not overrun, f"children still alive after {timeout} s (killed): {overrun}"
-    codes = [p.exitcode for p in procs]
-    if expect is not None:
-        assert codes == [expect] * len(procs), f"exit codes {codes}, expected {expect}"
-    return codes
-
-
-def wait_for(predicate, timeout=GET, message="condition"):
-    deadline = time.monotonic() + timeout
-    interval = 0.0005
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(interval)
-        interval = min(interval * 2, 0.02)
 
 
 def simple_get(sq, timeout=GET):

@@ -1,7 +1,9 @@
 //! A multi-producer, multi-consumer queue of byte messages in a ring of
 //! shared memory, safe against participants killed at any instruction.
 
+use std::cell::Cell;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -145,6 +147,26 @@ struct Header {
     /// Where the next out-of-band message goes in the memory file (a page
     /// boundary past the ring; only grows: offsets are never reused).
     next_extent: AtomicU64,
+    /// Extents of consumed out-of-band messages kept for reuse (see
+    /// [`ByteQueue`]), under the lock.
+    spares: [Spare; SPARES],
+    /// The stamp of the next spare kept (the oldest is given back first).
+    spare_stamp: AtomicU64,
+}
+
+/// How many extents a queue keeps for reuse at most.
+const SPARES: usize = 4;
+/// The bytes of the spare extents a queue keeps at most, if its ring is
+/// smaller (see [`ByteQueue`]).
+const SPARE_BYTES: u64 = 256 << 20;
+
+/// An extent kept for reuse: its offset and size in whole pages (0: an
+/// empty entry), and when it was kept.
+#[repr(C)]
+struct Spare {
+    off: AtomicU64,
+    size: AtomicU64,
+    stamp: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() <= HEADER);
@@ -292,6 +314,130 @@ fn punch(fd: libc::c_int, off: u64, len: u64) {
         };
         if r == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             return;
+        }
+    }
+}
+
+/// A message taken by [`ByteQueue::get_message_with`], for the call of its
+/// reader only: in the ring, or out of band in the queue's memory file.
+pub struct Message<'a> {
+    q: &'a ByteQueue,
+    kind: Kind<'a>,
+    /// Set when the message could not be read here: it goes back to the
+    /// queue.
+    back: &'a Cell<bool>,
+}
+
+enum Kind<'a> {
+    Ring(&'a [u8]),
+    OutOfBand { off: u64, len: u64 },
+}
+
+impl Message<'_> {
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        match self.kind {
+            Kind::Ring(m) => m.len(),
+            Kind::OutOfBand { len, .. } => len as usize,
+        }
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether it is out of band (larger than the ring; see [`ByteQueue`]).
+    pub fn is_out_of_band(&self) -> bool {
+        matches!(self.kind, Kind::OutOfBand { .. })
+    }
+
+    /// Copies its bytes from `pos` on into `buf` (all of `buf`, which then
+    /// holds them): out of band with `pread`, from the memory file straight
+    /// into `buf`, nothing mapped. An error if the message ends before.
+    pub fn read_at(&self, pos: usize, buf: &mut [MaybeUninit<u8>]) -> io::Result<()> {
+        let end = pos.checked_add(buf.len()).filter(|&e| e <= self.len());
+        if end.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "past the end of the message",
+            ));
+        }
+        match self.kind {
+            Kind::Ring(m) => {
+                // SAFETY: `m[pos..]` holds `buf.len()` bytes (checked
+                // above); `buf` is writable memory of its own, not in the
+                // ring.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        m.as_ptr().add(pos),
+                        buf.as_mut_ptr().cast::<u8>(),
+                        buf.len(),
+                    )
+                };
+                Ok(())
+            }
+            Kind::OutOfBand { off, .. } => {
+                let mut done = 0usize;
+                while done < buf.len() {
+                    let want = (buf.len() - done).min(WRITE_CHUNK);
+                    // SAFETY: the kernel writes at most `want` bytes into
+                    // `buf[done..]`, writable memory of the caller's; the
+                    // extent was written in full before the message was
+                    // published (and nobody writes it until it is released,
+                    // after the reader returns).
+                    let n = unsafe {
+                        libc::pread(
+                            self.q.fd(),
+                            buf.as_mut_ptr().add(done).cast(),
+                            want,
+                            (off + (pos + done) as u64) as i64,
+                        )
+                    };
+                    if n < 0 {
+                        let e = io::Error::last_os_error();
+                        if e.kind() == io::ErrorKind::Interrupted {
+                            continue;
+                        }
+                        return Err(e);
+                    }
+                    if n == 0 {
+                        return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+                    }
+                    done += n as usize;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs `f` on its bytes: in place in the ring, or out of band mapped
+    /// read-only for the call (then unmapped). If it cannot be mapped (no
+    /// address space), `f` is not run and the message goes back to the
+    /// queue, for another reader.
+    pub fn with_bytes<T>(&self, f: impl FnOnce(&[u8]) -> T) -> io::Result<T> {
+        match self.kind {
+            Kind::Ring(m) => Ok(f(m)),
+            Kind::OutOfBand { off, len } => {
+                let mapped = match Mapped::new(self.q.fd(), off, len) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.back.set(true);
+                        return Err(e);
+                    }
+                };
+                // SAFETY: the extent was written in full before the slot
+                // was published READY (Release/Acquire, then the mapping
+                // made after the claim), the mapping is `len` bytes or more,
+                // and nobody writes or frees it until the message is
+                // released, after its reader returned; the slice does not
+                // outlive `mapped` (unmapped below, and on unwinding).
+                let bytes =
+                    unsafe { std::slice::from_raw_parts(mapped.ptr as *const u8, len as usize) };
+                let r = f(bytes);
+                drop(mapped);
+                Ok(r)
+            }
         }
     }
 }
@@ -697,10 +843,26 @@ impl ByteQueue {
             h.tail.load(Ordering::Relaxed),
         );
         let (mut messages, mut ready) = (0, 0);
+        let mut freed = false;
         while pos < tail {
             let s = self.slot(pos);
-            let state = s.state.load(Ordering::Acquire);
+            let mut state = s.state.load(Ordering::Acquire);
             let len = s.len.load(Ordering::Relaxed);
+            if len & OOB != 0 && matches!(state, WRITING | READING | RELEASING) {
+                // The holder died between listing a spare and its slot's
+                // change (see `reserve` and `get_message_with`): a writer's
+                // slot keeps the extent (unlisted here; the reaper frees
+                // it), a reader's gave it to the list (the slot is freed).
+                if let Some(i) = self.spare_at(self.extent_at(pos).0) {
+                    if state == WRITING {
+                        self.header().spares[i].size.store(0, Ordering::Release);
+                    } else {
+                        s.state.store(FREE, Ordering::Release);
+                        state = FREE;
+                        freed = true;
+                    }
+                }
+            }
             match state {
                 WRITING | READING | RELEASING => messages += 1,
                 READY => {
@@ -713,6 +875,9 @@ impl ByteQueue {
         }
         h.messages.store(messages, Ordering::Relaxed);
         h.ready.store(ready, Ordering::Relaxed);
+        if freed {
+            self.reclaim();
+        }
     }
 
     /// The size of the slot at `pos` in the ring.
@@ -882,35 +1047,23 @@ impl ByteQueue {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let h = self.header();
         // A large message goes out of band: its slot holds a reference to
-        // an extent of the memory file past the ring, taken here once (an
-        // offset abandoned by a put that found no room is never used).
-        let extent = if self.out_of_band(len as u64) {
-            if len as u64 > MAX_MESSAGE {
-                return Err(SendError::TooLarge {
-                    size: len,
-                    max: MAX_MESSAGE as usize,
-                });
-            }
-            let off = h
-                .next_extent
-                .fetch_add(extent_size(len as u64), Ordering::Relaxed);
-            if off > MAX_MESSAGE {
-                return Err(SendError::TooLarge {
-                    size: len,
-                    max: MAX_MESSAGE as usize,
-                });
-            }
-            Some((off, len as u64))
-        } else {
-            None
-        };
-        let pos = loop {
+        // an extent of the memory file past the ring (a spare one, or new
+        // pages), taken with the slot.
+        let oob = self.out_of_band(len as u64);
+        if oob && (len as u64 > MAX_MESSAGE || h.next_extent.load(Ordering::Relaxed) > MAX_MESSAGE)
+        {
+            return Err(SendError::TooLarge {
+                size: len,
+                max: MAX_MESSAGE as usize,
+            });
+        }
+        let (pos, extent) = loop {
             let seen = h.get_seq.load(Ordering::SeqCst);
             self.lock(interrupt);
-            let reserved = self.reserve(len as u64, extent);
+            let reserved = self.reserve(len as u64, oob);
             self.unlock();
-            if let Some(pos) = reserved {
-                break pos;
+            if let Some(reserved) = reserved {
+                break reserved;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(SendError::Full);
@@ -965,11 +1118,13 @@ impl ByteQueue {
         Ok(())
     }
 
-    /// Reserves a slot for `len` bytes (the lock held), or for a
-    /// reference to `extent` (offset, length) where the message goes out
-    /// of band: its position, or `None` when there is no room.
-    fn reserve(&self, len: u64, extent: Option<(u64, u64)>) -> Option<u64> {
-        let len = if extent.is_some() { REF_LEN | OOB } else { len };
+    /// Reserves a slot for `len` bytes (the lock held), or, `oob`, for a
+    /// reference to an extent of the memory file for them (a spare one
+    /// if one fits, else new pages): its position and the extent (offset,
+    /// length), or `None` when there is no room.
+    fn reserve(&self, len: u64, oob: bool) -> Option<(u64, Option<(u64, u64)>)> {
+        let msg_len = len;
+        let len = if oob { REF_LEN | OOB } else { len };
         let h = self.header();
         let cap = self.cap();
         let max = h.max_messages.load(Ordering::Relaxed);
@@ -999,6 +1154,22 @@ impl ByteQueue {
             tail += pad;
             h.tail.store(tail, Ordering::Release);
         }
+        // The extent: a spare one that fits (its pages already there), or
+        // new pages from the bump allocator.
+        let spare = if oob {
+            self.fit_spare(extent_size(msg_len))
+        } else {
+            None
+        };
+        let extent = oob.then(|| {
+            let off = match spare {
+                Some(i) => h.spares[i].off.load(Ordering::Relaxed),
+                None => h
+                    .next_extent
+                    .fetch_add(extent_size(msg_len), Ordering::Relaxed),
+            };
+            (off, msg_len)
+        });
         let s = self.slot(tail);
         s.len.store(len, Ordering::Relaxed);
         s.pid.store(sys::process_id(), Ordering::Relaxed);
@@ -1018,7 +1189,133 @@ impl ByteQueue {
         h.messages.fetch_add(1, Ordering::Relaxed);
         h.unfinished.fetch_add(1, Ordering::SeqCst);
         h.tail.store(tail + need, Ordering::Release);
-        Some(tail)
+        if let Some(i) = spare {
+            // Last: a process killed before this leaves the spare listed
+            // and the slot (if it is in the ring) referring to it; the
+            // lock's next holder sees both and keeps the slot's (`recount`).
+            h.spares[i].size.store(0, Ordering::Release);
+        }
+        Some((tail, extent))
+    }
+
+    // ------------------------------------------------------------ spares
+
+    /// The bytes of spare extents this queue keeps at most.
+    fn spare_limit(&self) -> u64 {
+        self.cap().max(SPARE_BYTES)
+    }
+
+    /// The spare that best fits a message of `size` bytes (whole pages),
+    /// the lock held: the smallest of at least `size` and at most an
+    /// eighth more, whose pages past `size` are freed here. It stays listed
+    /// until the caller's slot refers to it.
+    fn fit_spare(&self, size: u64) -> Option<usize> {
+        let h = self.header();
+        let mut best: Option<(usize, u64)> = None;
+        for (i, sp) in h.spares.iter().enumerate() {
+            let have = sp.size.load(Ordering::Acquire);
+            if have >= size && have - size <= size / 8 && best.is_none_or(|(_, b)| have < b) {
+                best = Some((i, have));
+            }
+        }
+        let (i, have) = best?;
+        if have > size {
+            // Freed before the entry shrinks: a process killed in between
+            // leaves an entry that claims pages it no longer has (harmless:
+            // its next user writes them).
+            punch(
+                self.fd(),
+                h.spares[i].off.load(Ordering::Relaxed) + size,
+                have - size,
+            );
+            h.spares[i].size.store(size, Ordering::Release);
+        }
+        Some(i)
+    }
+
+    /// Keeps the extent of a consumed message (`size` bytes, whole pages,
+    /// at `off`) for reuse, the lock held, if it is no larger than the
+    /// limit: the oldest spares are freed (their pages punched) until it
+    /// fits. Whether it was kept.
+    fn keep_spare(&self, off: u64, size: u64) -> bool {
+        let h = self.header();
+        let limit = self.spare_limit();
+        if size > limit {
+            return false;
+        }
+        loop {
+            let mut total = 0;
+            let mut empty = None;
+            let mut oldest: Option<(usize, u64)> = None;
+            for (i, sp) in h.spares.iter().enumerate() {
+                let n = sp.size.load(Ordering::Acquire);
+                if n == 0 {
+                    empty = Some(i);
+                    continue;
+                }
+                total += n;
+                let stamp = sp.stamp.load(Ordering::Relaxed);
+                if oldest.is_none_or(|(_, s)| stamp < s) {
+                    oldest = Some((i, stamp));
+                }
+            }
+            match (empty, oldest) {
+                (Some(i), _) if total + size <= limit => {
+                    let sp = &h.spares[i];
+                    sp.off.store(off, Ordering::Relaxed);
+                    let stamp = h.spare_stamp.fetch_add(1, Ordering::Relaxed);
+                    sp.stamp.store(stamp, Ordering::Relaxed);
+                    // Listed by its size, last.
+                    sp.size.store(size, Ordering::Release);
+                    return true;
+                }
+                (_, Some((i, _))) => {
+                    // Punched before it is unlisted: a process killed in
+                    // between leaves a listed spare without pages (its
+                    // next user writes them).
+                    let sp = &h.spares[i];
+                    punch(
+                        self.fd(),
+                        sp.off.load(Ordering::Relaxed),
+                        sp.size.load(Ordering::Relaxed),
+                    );
+                    sp.size.store(0, Ordering::Release);
+                }
+                _ => unreachable!("a size within the limit fits an empty list"),
+            }
+        }
+    }
+
+    /// The index of the listed spare at `off` (the lock held).
+    fn spare_at(&self, off: u64) -> Option<usize> {
+        self.header().spares.iter().position(|sp| {
+            sp.size.load(Ordering::Acquire) != 0 && sp.off.load(Ordering::Relaxed) == off
+        })
+    }
+
+    /// The bytes of shared memory this queue keeps for reuse now: the
+    /// extents of consumed out-of-band messages (see [`ByteQueue`]; at
+    /// most the larger of the ring's size and 256 MiB).
+    pub fn spare_bytes(&self) -> usize {
+        let h = self.header();
+        h.spares
+            .iter()
+            .map(|sp| sp.size.load(Ordering::Relaxed))
+            .sum::<u64>() as usize
+    }
+
+    /// Frees the memory kept for reuse ([`spare_bytes`](Self::spare_bytes)):
+    /// the next large messages take new pages.
+    pub fn trim(&self) {
+        self.lock(&mut Uninterruptible);
+        for sp in &self.header().spares {
+            let size = sp.size.load(Ordering::Acquire);
+            if size != 0 {
+                punch(self.fd(), sp.off.load(Ordering::Relaxed), size);
+                sp.size.store(0, Ordering::Release);
+            }
+        }
+        self.unlock();
     }
 
     /// One wait on `word` (still `seen`), in slices of [`REAP_SLICE`]
@@ -1156,6 +1453,25 @@ impl ByteQueue {
         interrupt: &mut I,
         read: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, GetError<I::Error>> {
+        self.get_message_with(deadline, interrupt, |m| {
+            let len = m.len();
+            match m.with_bytes(read) {
+                Ok(r) => r,
+                Err(e) => panic!("cannot map a message of {len} bytes: {e}"),
+            }
+        })
+    }
+
+    /// As [`get_with`](Self::get_with), but `read` gets the [`Message`]
+    /// itself: it may copy an out-of-band message straight into memory of
+    /// its own ([`Message::read_at`], one copy, nothing mapped) rather than
+    /// see it mapped ([`Message::with_bytes`]).
+    pub fn get_message_with<I: Interrupt + ?Sized, R>(
+        &self,
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+        read: impl FnOnce(Message<'_>) -> R,
+    ) -> Result<R, GetError<I::Error>> {
         let h = self.header();
         let mut spun = false;
         // After a wait, look at the ring itself (under the lock) rather than
@@ -1186,77 +1502,83 @@ impl ByteQueue {
             }
             look = true;
         };
+        let back = Cell::new(false);
         struct Release<'a, I: Interrupt + ?Sized> {
             q: &'a ByteQueue,
             pos: u64,
             extent: Option<(u64, u64)>,
+            back: &'a Cell<bool>,
             interrupt: &'a mut I,
         }
         impl<I: Interrupt + ?Sized> Drop for Release<'_, I> {
             fn drop(&mut self) {
+                let q = self.q;
+                if self.back.get() {
+                    // Not read here (no address space to map it): the
+                    // message goes back to the queue for another reader.
+                    q.lock(self.interrupt);
+                    q.slot(self.pos).state.store(READY, Ordering::Release);
+                    q.header().ready.fetch_add(1, Ordering::SeqCst);
+                    q.unlock();
+                    q.message_ready();
+                    return;
+                }
                 if let Some((off, len)) = self.extent {
+                    q.lock(self.interrupt);
+                    // Its pages kept for the next large message, and the
+                    // slot freed, in one critical section (a process killed
+                    // in it leaves both to the next holder's `recount`).
+                    if q.keep_spare(off, extent_size(len)) {
+                        stall_if_asked(&TEST_STALL_LARGE_GET);
+                        q.slot(self.pos).state.store(FREE, Ordering::Release);
+                        q.header().messages.fetch_sub(1, Ordering::Relaxed);
+                        q.reclaim();
+                        q.unlock();
+                        return;
+                    }
+                    q.unlock();
                     // Consumed (RELEASING) before its memory is freed: a
                     // reader killed from here on has its slot freed by the
                     // reaper, never made READY again over punched pages.
-                    self.q
-                        .slot(self.pos)
-                        .state
-                        .store(RELEASING, Ordering::Release);
-                    punch(self.q.fd(), off, len);
+                    q.slot(self.pos).state.store(RELEASING, Ordering::Release);
+                    punch(q.fd(), off, len);
                     stall_if_asked(&TEST_STALL_LARGE_GET);
                 }
                 // Freed under the lock, with the count: a process killed
                 // here leaves both to the lock's next holder's recount.
-                self.q.lock(self.interrupt);
-                self.q.slot(self.pos).state.store(FREE, Ordering::Release);
-                self.q.header().messages.fetch_sub(1, Ordering::Relaxed);
-                self.q.reclaim();
-                self.q.unlock();
+                q.lock(self.interrupt);
+                q.slot(self.pos).state.store(FREE, Ordering::Release);
+                q.header().messages.fetch_sub(1, Ordering::Relaxed);
+                q.reclaim();
+                q.unlock();
             }
         }
         let len = self.slot(pos).len.load(Ordering::Relaxed);
         let extent = (len & OOB != 0).then(|| self.extent_at(pos));
-        let mapped = match extent {
-            Some((off, len)) => match Mapped::new(self.fd(), off, len) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    // No address space for it here: the message goes back
-                    // to the queue for another reader.
-                    self.lock(interrupt);
-                    self.slot(pos).state.store(READY, Ordering::Release);
-                    h.ready.fetch_add(1, Ordering::SeqCst);
-                    self.unlock();
-                    self.message_ready();
-                    panic!("cannot map a message of {len} bytes: {e}");
-                }
-            },
-            None => None,
-        };
         let release = Release {
             q: self,
             pos,
             extent,
+            back: &back,
             interrupt,
         };
-        let message = match (&mapped, extent) {
-            // SAFETY: the extent was written in full before the slot was
-            // published READY (Release/Acquire, then the mapping made after
-            // the claim), the mapping is `len` bytes or more, and nobody
-            // writes or frees it until `release` runs, after `mapped` is
-            // unmapped; the slice does not outlive `mapped` (dropped
-            // first, below and on unwinding: declared after `release`).
-            (Some(m), Some((_, len))) => unsafe {
-                std::slice::from_raw_parts(m.ptr as *const u8, len as usize)
-            },
+        let kind = match extent {
+            Some((off, len)) => Kind::OutOfBand { off, len },
             // SAFETY: the slot at `pos` is READING, claimed by this
             // process: its `len` bytes were published with its READY state
             // (Release/Acquire) and nobody writes them until `release`
             // frees the slot, after `read` returned (or unwound); the
-            // slice does not outlive that.
-            _ => unsafe { std::slice::from_raw_parts(self.payload(pos, len), len as usize) },
+            // message does not outlive that (`read` gets it by value, for
+            // its call only).
+            None => Kind::Ring(unsafe {
+                std::slice::from_raw_parts(self.payload(pos, len), len as usize)
+            }),
         };
-        let r = read(message);
-        drop(mapped);
+        let r = read(Message {
+            q: self,
+            kind,
+            back: &back,
+        });
         drop(release);
         Ok(r)
     }

@@ -31,29 +31,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// The size of a huge page (x86-64, arm64 with 4 KiB pages).
-const HUGE_PAGE: usize = 2 << 20;
-
-/// Asks for huge pages in the fresh memory at `ptr` (`len` bytes, about to
-/// be written in full): one fault per 2 MiB rather than per 4 KiB. A
-/// hint, for large buffers only; ignored where transparent huge pages are
-/// off.
-fn advise_huge_pages(ptr: *mut u8, len: usize) {
-    if len < 4 * HUGE_PAGE {
-        return;
-    }
-    let start = (ptr as usize).next_multiple_of(HUGE_PAGE);
-    let end = (ptr as usize + len) / HUGE_PAGE * HUGE_PAGE;
-    if end > start {
-        // SAFETY: the whole 2 MiB pages inside `ptr..ptr + len`, memory of
-        // a buffer the caller just allocated; MADV_HUGEPAGE changes neither
-        // its contents nor its validity.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-        }
-    }
-}
-
 /// A new `bytes` (`array`: `bytearray`) holding `len` bytes of message `m`
 /// from `pos` on, with one copy (out of band: `pread` from the queue's
 /// memory file straight into the object, nothing mapped).
@@ -88,7 +65,6 @@ fn fresh_from<'py>(
         }
     } as *mut u8;
     if len > 0 {
-        advise_huge_pages(ptr, len);
         // SAFETY: `ptr` is the object's buffer of `len` bytes (see above);
         // read_at fills all of it.
         let buf = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<MaybeUninit<u8>>(), len) };

@@ -6,6 +6,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Segment;
@@ -157,8 +158,9 @@ struct Header {
 /// How many extents a queue keeps for reuse at most.
 const SPARES: usize = 4;
 /// The bytes of the spare extents a queue keeps at most, if its ring is
-/// smaller (see [`ByteQueue`]).
-const SPARE_BYTES: u64 = 256 << 20;
+/// smaller (see [`ByteQueue`]): room for a 256 MiB message and its
+/// pickling's few bytes more (the next 4 KiB page), and then some.
+const SPARE_BYTES: u64 = 512 << 20;
 
 /// An extent kept for reuse: its offset and size in whole pages (0: an
 /// empty entry), and when it was kept.
@@ -214,7 +216,9 @@ pub static TEST_STALL_LARGE_PUT: AtomicI32 = AtomicI32::new(-1);
 
 /// Test hook (not an API), as [`TEST_STALL_LARGE_PUT`] for a get of an
 /// out-of-band message: it stops once the message is consumed and its
-/// pages freed (RELEASING), before its slot is freed.
+/// extent listed as a spare (holding the lock: the next holder settles
+/// the slot in its recount) or its pages freed (RELEASING), before its
+/// slot is freed.
 #[doc(hidden)]
 pub static TEST_STALL_LARGE_GET: AtomicI32 = AtomicI32::new(-1);
 
@@ -293,6 +297,106 @@ fn write_parts_at(fd: libc::c_int, parts: &[&[u8]], mut off: u64) -> io::Result<
             stall_if_asked(&TEST_STALL_LARGE_PUT);
         }
     }
+}
+
+/// Copies the concatenation of `parts` to the start of `m`, a mapping
+/// (read-write) of an extent reserved by this process for them, whose
+/// pages are there.
+fn copy_parts_to(m: &Mapped, parts: &[&[u8]]) -> io::Result<()> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    assert!(total <= m.len, "the message fits its extent");
+    let mut dst = m.ptr.cast::<u8>();
+    let mut first = true;
+    for part in parts {
+        for chunk in part.chunks(WRITE_CHUNK) {
+            // SAFETY: `dst` stays within the mapping (`total` bytes from its
+            // start, checked above), writable, and the extent is this
+            // process's (its slot WRITING) until published; the parts do
+            // not overlap it.
+            unsafe {
+                std::ptr::copy_nonoverlapping(chunk.as_ptr(), dst, chunk.len());
+                dst = dst.add(chunk.len());
+            }
+            if first {
+                first = false;
+                stall_if_asked(&TEST_STALL_LARGE_PUT);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// From this size on, a read out of the memory file ([`read_file_at`])
+/// runs in two threads: most of its time is the page faults of the fresh
+/// memory it fills (one copy, for the result), which two cores take in
+/// half the time.
+const PARALLEL_READ: usize = 32 << 20;
+
+/// Fills `buf` with the bytes of the file `fd` from `at` on (they are
+/// there: the extent of a published message), with `pread`; a large read
+/// in two halves at once (see [`PARALLEL_READ`]).
+fn read_file_at(fd: libc::c_int, buf: &mut [MaybeUninit<u8>], at: u64) -> io::Result<()> {
+    if buf.len() >= PARALLEL_READ {
+        // Split at a 2 MiB boundary of the buffer.
+        let half = (buf.len() / 2).next_multiple_of(2 << 20).min(buf.len());
+        let (first, second) = buf.split_at_mut(half);
+        let second = Mutex::new(Some(second));
+        let take = || second.lock().unwrap_or_else(|e| e.into_inner()).take();
+        return std::thread::scope(|s| {
+            let other = std::thread::Builder::new()
+                .name("tress-read".into())
+                .spawn_scoped(s, || match take() {
+                    Some(b) => pread_all(fd, b, at + half as u64),
+                    None => Ok(()),
+                });
+            let mine = pread_all(fd, first, at);
+            let theirs = match other {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("a reading thread panicked"))),
+                // No thread: the second half here too.
+                Err(_) => match take() {
+                    Some(b) => pread_all(fd, b, at + half as u64),
+                    None => Ok(()),
+                },
+            };
+            mine.and(theirs)
+        });
+    }
+    pread_all(fd, buf, at)
+}
+
+/// Fills `buf` from the file `fd` at `at` with `pread` (as many calls as
+/// it takes).
+fn pread_all(fd: libc::c_int, buf: &mut [MaybeUninit<u8>], at: u64) -> io::Result<()> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let want = (buf.len() - done).min(WRITE_CHUNK);
+        // SAFETY: the kernel writes at most `want` bytes into `buf[done..]`,
+        // writable memory of the caller's; the range of the file is the
+        // extent of a published message (written in full, and nobody
+        // writes it until it is released, after its reader returns).
+        let n = unsafe {
+            libc::pread(
+                fd,
+                buf.as_mut_ptr().add(done).cast(),
+                want,
+                (at + done as u64) as i64,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        done += n as usize;
+    }
+    Ok(())
 }
 
 /// Frees the pages of `len` bytes at `off` in `fd` (the file keeps its
@@ -377,36 +481,23 @@ impl Message<'_> {
                 };
                 Ok(())
             }
-            Kind::OutOfBand { off, .. } => {
-                let mut done = 0usize;
-                while done < buf.len() {
-                    let want = (buf.len() - done).min(WRITE_CHUNK);
-                    // SAFETY: the kernel writes at most `want` bytes into
-                    // `buf[done..]`, writable memory of the caller's; the
-                    // extent was written in full before the message was
-                    // published (and nobody writes it until it is released,
-                    // after the reader returns).
-                    let n = unsafe {
-                        libc::pread(
-                            self.q.fd(),
-                            buf.as_mut_ptr().add(done).cast(),
-                            want,
-                            (off + (pos + done) as u64) as i64,
+            Kind::OutOfBand { off, len } => {
+                let size = extent_size(len);
+                if let Ok(Some(m)) = self.q.cached(off, size, size <= CACHED_READ_MAX) {
+                    // SAFETY: the mapping holds the whole extent (`len`
+                    // bytes or more, `pos + buf.len()` checked above),
+                    // written in full before the message was published;
+                    // `buf` is the caller's own memory.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            m.ptr.cast::<u8>().add(pos),
+                            buf.as_mut_ptr().cast::<u8>(),
+                            buf.len(),
                         )
                     };
-                    if n < 0 {
-                        let e = io::Error::last_os_error();
-                        if e.kind() == io::ErrorKind::Interrupted {
-                            continue;
-                        }
-                        return Err(e);
-                    }
-                    if n == 0 {
-                        return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
-                    }
-                    done += n as usize;
+                    return Ok(());
                 }
-                Ok(())
+                read_file_at(self.q.fd(), buf, off + pos as u64)
             }
         }
     }
@@ -442,16 +533,46 @@ impl Message<'_> {
     }
 }
 
-/// An out-of-band message mapped read-only, unmapped when dropped.
+/// A slot reserved by `reserve`: its position, the extent of an
+/// out-of-band message (offset, length) and whether it is a spare one.
+type Reserved = (u64, Option<(u64, u64)>, bool);
+
+/// An extent of the memory file mapped (read-only, or read-write for this
+/// process's cache of extents, see `ByteQueue::cached`), unmapped when
+/// dropped.
+#[derive(Debug)]
 struct Mapped {
     ptr: *mut libc::c_void,
     len: usize,
+    off: u64,
 }
+
+// SAFETY: a mapping of shared memory is usable from any thread; what is
+// read or written through it is governed by the slots' states.
+unsafe impl Send for Mapped {}
+// SAFETY: as above; `Mapped` itself is never changed after `new`.
+unsafe impl Sync for Mapped {}
+
+/// The most extents a handle keeps mapped (see `ByteQueue::cached`).
+const CACHED_MAPS: usize = SPARES;
+/// The largest extent a reader maps to keep rather than `pread` from: a
+/// message larger than this costs the page faults of its result anyway,
+/// and is read without mapping (the receiver then holds the result only).
+const CACHED_READ_MAX: u64 = 64 << 20;
 
 impl Mapped {
     fn new(fd: libc::c_int, off: u64, len: u64) -> io::Result<Mapped> {
+        Mapped::map(fd, off, len, false)
+    }
+
+    fn map(fd: libc::c_int, off: u64, len: u64, writable: bool) -> io::Result<Mapped> {
         let size = usize::try_from(extent_size(len))
             .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
         // SAFETY: mapping pages of a file we hold a descriptor of, at a
         // page-aligned offset inside its size (the extent was written by
         // its put); the kernel picks the address. MAP_POPULATE maps every
@@ -460,7 +581,7 @@ impl Mapped {
             libc::mmap(
                 std::ptr::null_mut(),
                 size,
-                libc::PROT_READ,
+                prot,
                 libc::MAP_SHARED | libc::MAP_POPULATE,
                 fd,
                 off as i64,
@@ -469,7 +590,11 @@ impl Mapped {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Mapped { ptr, len: size })
+        Ok(Mapped {
+            ptr,
+            len: size,
+            off,
+        })
     }
 }
 
@@ -503,22 +628,43 @@ impl Drop for Mapped {
 /// A message larger than the ring goes
 /// **out of band**, in the same memory file past the ring's end, so every
 /// participant already reaches it through the descriptor it holds (no
-/// descriptor passing, nothing in `/dev/shm`). A bump allocator in the
-/// header gives each one its own extent (page-aligned offsets, never
-/// reused: the file is sparse and 2^62 bytes of offsets do not run out);
-/// its slot in the ring holds only a reference (offset and length) and
-/// counts as one message like any other. The put writes the reference
-/// into its reserved slot first, then the message into the file with
-/// `pwritev` (which allocates the pages as it fills them: written once,
-/// never zeroed first; short of memory, the put fails with
-/// [`SendError::Memory`] naming the size and the queue is unchanged), then
-/// publishes it. The get maps the extent read-only, runs the caller's
-/// closure on the mapped bytes, unmaps them, marks the slot consumed
-/// (RELEASING), frees the pages (`FALLOC_FL_PUNCH_HOLE`) and then the
-/// slot: the memory of a large message is held only until it is read.
-/// The file's size only grows (the holes take no memory), so a process
-/// that opens the queue ([`open_fd`](Self::open_fd)) maps the header and
-/// the ring only.
+/// descriptor passing, nothing in `/dev/shm`). Its slot in the ring holds
+/// only a reference (offset and length) to its extent (whole pages) and
+/// counts as one message like any other.
+///
+/// Extents are **reused**: the pages of a consumed message are kept for
+/// the next large ones (new pages cost their allocation, zeroing and
+/// freeing by the kernel, ~1.3 GB/s, several times a copy). A short list
+/// in the header, under the lock, holds the *spare* extents: at most 4,
+/// of at most the larger of the ring's size and 512 MiB in all; a reader
+/// lists the extent of the message it consumed in the critical section
+/// that frees its slot, the oldest spares punched
+/// (`FALLOC_FL_PUNCH_HOLE`) to make room, and an extent larger than the
+/// bound is punched at once, as every extent was before. A writer takes,
+/// with its slot, the smallest spare of at least its message's pages and
+/// at most an eighth more (the rest is punched); else new pages from a
+/// bump allocator in the header (page-aligned offsets, never reused: the
+/// file is sparse and 2^62 bytes of offsets do not run out). So a queue
+/// that carried large messages holds up to that bound of shared memory
+/// until it is closed or [`trim`](Self::trim)med
+/// ([`spare_bytes`](Self::spare_bytes) counts it).
+///
+/// The put writes the reference into its reserved slot first, then the
+/// message: into a spare, through this process's mapping of it (each
+/// handle keeps its last 4 extents mapped, read-write: copying into
+/// mapped pages runs at memory speed, `pwrite` into the file at a fifth of
+/// it); into new pages, with `pwritev` (which allocates them as it fills
+/// them: short of memory, the put fails with [`SendError::Memory`] naming
+/// the size and the queue is unchanged). Then it publishes it. The get
+/// hands the reader a [`Message`] ([`get_message_with`](Self::get_message_with)):
+/// [`Message::read_at`] copies it straight into the reader's memory (from
+/// the handle's mapping of the extent for one of 64 MiB or less, which it
+/// keeps; else with `pread`, in two threads from 32 MiB on, nothing
+/// mapped: most of that time is the page faults of the reader's fresh
+/// memory), [`Message::with_bytes`] maps it for the call
+/// ([`get_with`](Self::get_with) does). The file's size only grows (holes
+/// take no memory), so a process that opens the queue
+/// ([`open_fd`](Self::open_fd)) maps the header and the ring only.
 ///
 /// # Participants that die
 ///
@@ -537,6 +683,14 @@ impl Drop for Mapped {
 ///   unless the reader had finished with it (an out-of-band message being
 ///   freed, RELEASING): then the reaper frees its pages and its slot, and
 ///   it is not delivered twice;
+/// - killed between listing a spare extent and changing its slot (a
+///   writer taking one, a reader giving one back; both under the lock):
+///   the lock's next holder finds the extent both listed and referred to
+///   by a WRITING or READING slot and settles it in its recount: the
+///   writer's slot keeps it (unlisted; the reaper frees it as any dead
+///   writer's), the reader's gave it up (the slot is freed, the message
+///   not delivered again). Nothing leaks beyond the spares' bound, nothing
+///   is delivered twice, and a listed spare is never written by two;
 /// - killed while publishing a message (under the lock): as for any lock
 ///   holder, the next one recounts.
 ///
@@ -575,6 +729,9 @@ pub struct ByteQueue {
     /// The `poll_until` mark this handle's last successful poll set, until
     /// its get has claimed a message (then taken off; see `unmark`).
     my_mark: AtomicU64,
+    /// Extents this process keeps mapped (see `cached`), the most
+    /// recently used last.
+    maps: Mutex<Vec<Arc<Mapped>>>,
 }
 
 impl ByteQueue {
@@ -607,6 +764,7 @@ impl ByteQueue {
             spin_skipped: AtomicU32::new(0),
             spin_max: AtomicU32::new(SPIN_MAX_US),
             my_mark: AtomicU64::new(0),
+            maps: Mutex::new(Vec::new()),
         }
     }
 
@@ -730,11 +888,13 @@ impl ByteQueue {
     }
 
     /// Whether a message of `len` bytes goes out of band: when the ring
-    /// can never hold it. Not sooner: out of band, a message costs the
-    /// allocation and freeing of its pages (about 1.3 GB/s here, for any
-    /// size from 1 MiB up), while a copy through the ring runs at memory
-    /// speed (10-20 GB/s for 1-6 MiB messages in an 8 MiB ring, even one
-    /// at a time), so a message the ring can hold waits for room there.
+    /// can never hold it. Not sooner: out of band, a message costs a
+    /// system call or two and, unless a spare extent of its size is there,
+    /// the allocation and freeing of its pages (about 1.3 GB/s here, for
+    /// any size from 1 MiB up), while a copy through the ring runs at
+    /// memory speed (10-20 GB/s for 1-6 MiB messages in an 8 MiB ring,
+    /// even one at a time), so a message the ring can hold waits for room
+    /// there.
     fn out_of_band(&self, len: u64) -> bool {
         slot_size(len) > self.cap()
     }
@@ -1057,7 +1217,7 @@ impl ByteQueue {
                 max: MAX_MESSAGE as usize,
             });
         }
-        let (pos, extent) = loop {
+        let (pos, extent, spare) = loop {
             let seen = h.get_seq.load(Ordering::SeqCst);
             self.lock(interrupt);
             let reserved = self.reserve(len as u64, oob);
@@ -1074,7 +1234,16 @@ impl ByteQueue {
             }
         };
         if let Some((off, len)) = extent {
-            if let Err(e) = write_parts_at(self.fd(), parts, off) {
+            // A spare extent (its pages there): copied into this process's
+            // mapping of it; new pages: written into the file, which
+            // allocates them (a failure is an error, not a SIGBUS).
+            let written = if spare {
+                self.cached(off, extent_size(len), true)
+                    .and_then(|m| copy_parts_to(m.as_deref().expect("created"), parts))
+            } else {
+                write_parts_at(self.fd(), parts, off)
+            };
+            if let Err(e) = written {
                 // Nothing put: the pages written so far freed, the slot
                 // dropped (a process killed in here leaves both to the
                 // reaper: a WRITING slot whose writer is gone).
@@ -1122,7 +1291,7 @@ impl ByteQueue {
     /// reference to an extent of the memory file for them (a spare one
     /// if one fits, else new pages): its position and the extent (offset,
     /// length), or `None` when there is no room.
-    fn reserve(&self, len: u64, oob: bool) -> Option<(u64, Option<(u64, u64)>)> {
+    fn reserve(&self, len: u64, oob: bool) -> Option<Reserved> {
         let msg_len = len;
         let len = if oob { REF_LEN | OOB } else { len };
         let h = self.header();
@@ -1195,7 +1364,7 @@ impl ByteQueue {
             // lock's next holder sees both and keeps the slot's (`recount`).
             h.spares[i].size.store(0, Ordering::Release);
         }
-        Some((tail, extent))
+        Some((tail, extent, spare.is_some()))
     }
 
     // ------------------------------------------------------------ spares
@@ -1286,6 +1455,36 @@ impl ByteQueue {
         }
     }
 
+    /// This process's mapping (read-write) of the extent at `off`, at
+    /// least `size` bytes: a spare extent comes back again and again, so
+    /// a put copies into it (and a get out of it) at memory speed, without
+    /// setting up and tearing down its page tables each time (`pwrite`
+    /// into the file costs about 5x the copy). The last few are kept
+    /// (their pages are the file's: freed when it punches them, whoever
+    /// keeps them mapped). With `create` false, only one already mapped.
+    fn cached(&self, off: u64, size: u64, create: bool) -> io::Result<Option<Arc<Mapped>>> {
+        let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = maps
+            .iter()
+            .position(|m| m.off == off && m.len as u64 >= size)
+        {
+            let m = maps.remove(i);
+            maps.push(m.clone());
+            return Ok(Some(m));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let m = Arc::new(Mapped::map(self.fd(), off, size, true)?);
+        // Another extent at the same offset (smaller) is of no more use.
+        maps.retain(|old| old.off != off);
+        if maps.len() >= CACHED_MAPS {
+            maps.remove(0);
+        }
+        maps.push(m.clone());
+        Ok(Some(m))
+    }
+
     /// The index of the listed spare at `off` (the lock held).
     fn spare_at(&self, off: u64) -> Option<usize> {
         self.header().spares.iter().position(|sp| {
@@ -1295,7 +1494,7 @@ impl ByteQueue {
 
     /// The bytes of shared memory this queue keeps for reuse now: the
     /// extents of consumed out-of-band messages (see [`ByteQueue`]; at
-    /// most the larger of the ring's size and 256 MiB).
+    /// most the larger of the ring's size and 512 MiB).
     pub fn spare_bytes(&self) -> usize {
         let h = self.header();
         h.spares

@@ -326,44 +326,42 @@ fn copy_parts_to(m: &Mapped, parts: &[&[u8]]) -> io::Result<()> {
     Ok(())
 }
 
-/// From this size on, a read out of the memory file ([`read_file_at`])
-/// runs in two threads: most of its time is the page faults of the fresh
-/// memory it fills (one copy, for the result), which two cores take in
-/// half the time.
-const PARALLEL_READ: usize = 32 << 20;
+/// From this size on, a read of an out-of-band message into the reader's
+/// memory ([`Message::read_at`]) runs in two threads: most of its time is
+/// the page faults of the fresh memory it fills (the result), which two
+/// cores take in about half the time.
+const PARALLEL_READ: usize = 8 << 20;
 
-/// Fills `buf` with the bytes of the file `fd` from `at` on (they are
-/// there: the extent of a published message), with `pread`; a large read
-/// in two halves at once (see [`PARALLEL_READ`]).
-fn read_file_at(fd: libc::c_int, buf: &mut [MaybeUninit<u8>], at: u64) -> io::Result<()> {
-    if buf.len() >= PARALLEL_READ {
-        // Split at a 2 MiB boundary of the buffer.
-        let half = (buf.len() / 2).next_multiple_of(2 << 20).min(buf.len());
-        let (first, second) = buf.split_at_mut(half);
-        let second = Mutex::new(Some(second));
-        let take = || second.lock().unwrap_or_else(|e| e.into_inner()).take();
-        return std::thread::scope(|s| {
-            let other = std::thread::Builder::new()
-                .name("tress-read".into())
-                .spawn_scoped(s, || match take() {
-                    Some(b) => pread_all(fd, b, at + half as u64),
-                    None => Ok(()),
-                });
-            let mine = pread_all(fd, first, at);
-            let theirs = match other {
-                Ok(h) => h
-                    .join()
-                    .unwrap_or_else(|_| Err(io::Error::other("a reading thread panicked"))),
-                // No thread: the second half here too.
-                Err(_) => match take() {
-                    Some(b) => pread_all(fd, b, at + half as u64),
-                    None => Ok(()),
-                },
-            };
-            mine.and(theirs)
-        });
+/// Runs `fill(part, at)` on the two halves of `buf` at once (`at`: where
+/// the part starts in `buf`), one in a scoped thread, when `buf` is large
+/// ([`PARALLEL_READ`]); else (or if no thread can be started) here.
+fn fill_in_two(
+    buf: &mut [MaybeUninit<u8>],
+    fill: impl Fn(&mut [MaybeUninit<u8>], usize) -> io::Result<()> + Sync,
+) -> io::Result<()> {
+    if buf.len() < PARALLEL_READ {
+        return fill(buf, 0);
     }
-    pread_all(fd, buf, at)
+    // Split at a 2 MiB boundary of the buffer.
+    let half = (buf.len() / 2).next_multiple_of(2 << 20).min(buf.len());
+    let (first, second) = buf.split_at_mut(half);
+    let second = Mutex::new(Some(second));
+    let take = || second.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let fill = &fill;
+    std::thread::scope(|s| {
+        let other = std::thread::Builder::new()
+            .name("tress-read".into())
+            .spawn_scoped(s, || take().map_or(Ok(()), |b| fill(b, half)));
+        let mine = fill(first, 0);
+        let theirs = match other {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a reading thread panicked"))),
+            // No thread: the second half here too.
+            Err(_) => take().map_or(Ok(()), |b| fill(b, half)),
+        };
+        mine.and(theirs)
+    })
 }
 
 /// Fills `buf` from the file `fd` at `at` with `pread` (as many calls as
@@ -484,20 +482,26 @@ impl Message<'_> {
             Kind::OutOfBand { off, len } => {
                 let size = extent_size(len);
                 if let Ok(Some(m)) = self.q.cached(off, size, size <= CACHED_READ_MAX) {
-                    // SAFETY: the mapping holds the whole extent (`len`
-                    // bytes or more, `pos + buf.len()` checked above),
-                    // written in full before the message was published;
-                    // `buf` is the caller's own memory.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            m.ptr.cast::<u8>().add(pos),
-                            buf.as_mut_ptr().cast::<u8>(),
-                            buf.len(),
-                        )
-                    };
-                    return Ok(());
+                    let src = m.ptr as usize + pos;
+                    return fill_in_two(buf, |part, at| {
+                        // SAFETY: the mapping (alive: `m` outlives the
+                        // threads) holds the whole extent (`len` bytes or
+                        // more; `pos + buf.len()` checked above), written
+                        // in full before the message was published; `part`
+                        // is the caller's own memory, `at` bytes into `buf`.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                (src + at) as *const u8,
+                                part.as_mut_ptr().cast::<u8>(),
+                                part.len(),
+                            )
+                        };
+                        Ok(())
+                    });
                 }
-                read_file_at(self.q.fd(), buf, off + pos as u64)
+                fill_in_two(buf, |part, at| {
+                    pread_all(self.q.fd(), part, off + (pos + at) as u64)
+                })
             }
         }
     }
@@ -659,9 +663,9 @@ impl Drop for Mapped {
 /// hands the reader a [`Message`] ([`get_message_with`](Self::get_message_with)):
 /// [`Message::read_at`] copies it straight into the reader's memory (from
 /// the handle's mapping of the extent for one of 64 MiB or less, which it
-/// keeps; else with `pread`, in two threads from 32 MiB on, nothing
-/// mapped: most of that time is the page faults of the reader's fresh
-/// memory), [`Message::with_bytes`] maps it for the call
+/// keeps; else with `pread`, nothing mapped), in two threads from 8 MiB
+/// on (most of that time is the page faults of the reader's fresh
+/// memory); [`Message::with_bytes`] maps it for the call
 /// ([`get_with`](Self::get_with) does). The file's size only grows (holes
 /// take no memory), so a process that opens the queue
 /// ([`open_fd`](Self::open_fd)) maps the header and the ring only.

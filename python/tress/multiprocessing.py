@@ -21,7 +21,11 @@ shared ring). What differs, by design:
 * items of any size go through (a 100 MB NumPy array, a 256 MiB
   ``bytes``), with no capacity to tune: a message larger than the ring
   goes out of band, in the same anonymous memory file past the ring,
-  copied there once and freed as soon as it is read; only a machine short of memory makes the
+  copied there once and copied once more, straight into the result, by
+  ``get``; its pages are then kept for the next large items (the last
+  few, at most 512 MiB or the ring's size: ``_ring.spare_bytes``, freed
+  by ``_ring.trim()`` or when the queue is closed) or freed; only a
+  machine short of memory makes the
   ``put`` fail (``OSError`` naming the size; the queue stays intact);
 * the shared memory is an anonymous memory file reserved at creation: no
   name in ``/dev/shm`` (nothing is left there, whatever happens to the
@@ -97,12 +101,14 @@ DEFAULT_CAPACITY = 8 << 20
 """Bytes of shared memory a queue's ring reserves unless told otherwise
 (8 MiB). It does not bound the items: one that pickles to more than the
 ring holds (8 MiB less 16 bytes) goes out of band, in memory of its own
-taken when it is put and freed when it is read. Reserving is paid at
-creation, in proportion to the size (the kernel zeroes every page), so a
-larger default would slow every ``Queue()``. A larger ``capacity=`` is
-only a matter of speed: through the ring an item is copied at memory
-speed, out of band at the speed the kernel allocates and frees pages
-(several times slower)."""
+taken when it is put (the pages of an earlier large item, kept for reuse,
+where one of its size is there) and given back when it is read. Reserving
+is paid at creation, in proportion to the size (the kernel zeroes every
+page), so a larger default would slow every ``Queue()``. A larger
+``capacity=`` is only a matter of speed: through the ring an item is
+copied at memory speed; out of band too once pages of its size are kept
+for reuse (items of a recurring size), else at the speed the kernel
+allocates and frees pages (several times slower)."""
 
 _PROTOCOL = 5
 _FRAMED = b"F"  # a message with out-of-band buffers; plain ones start b"\x80"

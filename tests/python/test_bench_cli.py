@@ -86,7 +86,17 @@ POOL_TARGETS = {
     "pool-imap-unordered": (1.0, "stdlib"),
 }
 
-IPC_CASES = {"64B", "64B-vs-faster-fifo", "1KiB", "64KiB", "1MiB", "ping-pong"}
+IPC_CASES = {"64B", "64B-vs-faster-fifo", "1KiB", "64KiB", "1MiB", "16MiB", "256MiB",
+             "numpy-100MB", "ping-pong"}
+
+#: ipc cases of large messages, and the MiB of payload one iteration moves
+IPC_LARGE = {"16MiB": 16, "256MiB": 256}
+
+#: the ipc case skipped (every implementation) where NumPy is not installed
+IPC_NUMPY_CASE = "numpy-100MB"
+
+#: ipc cases faster-fifo cannot carry (its max_size_bytes): "n/a", with why
+IPC_PEER_NOT_APPLICABLE = {"256MiB", "numpy-100MB"}
 
 #: ipc cases without a target (the issue sets none for 1 KiB and 64 KiB)
 IPC_UNTARGETED = {"1KiB", "64KiB"}
@@ -98,6 +108,9 @@ IPC_UNITS = {
     "1KiB": "msgs/s",
     "64KiB": "MiB/s",
     "1MiB": "MiB/s",
+    "16MiB": "MiB/s",
+    "256MiB": "MiB/s",
+    "numpy-100MB": "round trips/s",
     "ping-pong": "round trips/s",
 }
 
@@ -116,6 +129,9 @@ IPC_TARGETS = {
     "64B": (10.0, "stdlib"),
     "64B-vs-faster-fifo": (10.0, IPC_PEER),
     "1MiB": (3.0, IPC_PEER),
+    "16MiB": (5.0, "stdlib"),
+    "256MiB": (5.0, "stdlib"),
+    "numpy-100MB": (5.0, "stdlib"),
     "ping-pong": (1.0, IPC_REFERENCE),
 }
 
@@ -535,11 +551,14 @@ def test_ipc_json_structure(ipc_json):
 
 def test_ipc_json_every_case_measured_or_skipped(ipc_json):
     (scenario,) = ipc_json["scenarios"]
+    impls = {impl["name"]: impl for impl in scenario["implementations"]}
     for case in scenario["cases"]:
         name = case["name"]
         assert case["unit"] == IPC_UNITS[name], name
         assert case["description"], name
-        if case["unit"] == "MiB/s":
+        if name in IPC_LARGE:  # one message an iteration, counted in MiB
+            assert case["ops_per_iteration"] == IPC_LARGE[name], name
+        elif case["unit"] == "MiB/s":
             assert case["ops_per_iteration"] == 1, name  # one MiB per iteration
         target = case["target"]
         if name in IPC_UNTARGETED:
@@ -557,11 +576,25 @@ def test_ipc_json_every_case_measured_or_skipped(ipc_json):
             {IPC_REFERENCE} if name == IPC_REFERENCE_CASE else set()
         )
         assert set(results) == expected, name
+        if name == IPC_NUMPY_CASE and results["stdlib"]["status"] == "skipped":
+            for impl in expected:  # no NumPy: skipped, saying why
+                assert results[impl]["status"] == "skipped", (name, impl)
+                assert "NumPy is not installed" in results[impl]["reason"], impl
+            continue
         for impl in expected - {"tress", IPC_PEER}:
             assert results[impl]["status"] == "ok", (name, impl, results[impl])
             assert results[impl]["median"] > 0, (name, impl)
             assert case["ratios"].get(impl, 1) > 0, (name, impl)
+        peer = results[IPC_PEER]
+        if name in IPC_PEER_NOT_APPLICABLE and impls[IPC_PEER]["status"] == "ok":
+            # installed, yet it cannot carry the message: not applicable,
+            # neither a failure nor a skip
+            assert peer["status"] == "n/a", (name, peer)
+            assert "max_size_bytes" in peer["reason"], (name, peer)
+            assert case["ratios"][IPC_PEER] is None, name
         for impl in ("tress", IPC_PEER):
+            if results[impl]["status"] == "n/a" and impl == IPC_PEER:
+                continue  # checked above
             if results[impl]["status"] == "ok":
                 assert results[impl]["median"] > 0, (name, impl)
             else:
@@ -1043,6 +1076,50 @@ def test_failing_pools_are_reported_not_fatal():
     assert cases["pool-map"]["lossy"]["status"] == "skipped"
     assert "no ThreadPool here" in cases["pool-map"]["lossy"]["reason"]
     assert cases["pool-map"]["neverstops"]["status"] == "ok"
+
+
+def test_not_applicable_is_shown_as_such_not_as_a_failure():
+    """An implementation whose set-up raises NotApplicable (a case outside
+    what it is made for) is "n/a" in the table, listed with its reason under
+    "not applicable", and counts neither as an error nor as a skip."""
+    proc = run_snippet(
+        """
+        import json
+        from tress.bench.measure import Settings, run_scenario
+        from tress.bench.model import Case, Implementation, NotApplicable, Scenario
+        from tress.bench.report import render_text
+        from tress.bench.results import count_errors
+
+        def setup(impl):
+            if impl == "bounded":
+                raise NotApplicable("bounded carries 64 MiB at most")
+            return lambda n: 0.001 * n
+
+        scenario = Scenario(
+            "s", "test",
+            (Implementation("stdlib", "stdlib", lambda: "stdlib"),
+             Implementation("tress", "tress", lambda: "tress"),
+             Implementation("bounded", "peer", lambda: "bounded")),
+            (Case("big", "a big one", "MiB/s", setup),),
+        )
+        result = run_scenario(scenario, Settings(0.01, 1))
+        text = render_text([result], {}, Settings(0.01, 1), {"command": "x"})
+        print(json.dumps({"errors": count_errors([result]), "text": text,
+                          "result": result.to_dict()}))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["errors"] == 0
+    (case,) = out["result"]["cases"]
+    assert case["results"]["bounded"] == {
+        "status": "n/a", "reason": "NotApplicable: bounded carries 64 MiB at most"}
+    lines = out["text"].splitlines()
+    (row,) = [line for line in lines if line.startswith("s ")]
+    assert row.split()[-2:] == ["n/a", "-"]
+    assert "not applicable (n/a):" in lines
+    assert "  bounded in s/big: NotApplicable: bounded carries 64 MiB at most" in lines
+    assert "skipped:" not in lines and "ERRORS:" not in lines
 
 
 def test_failing_ipc_is_reported_not_fatal():

@@ -12,7 +12,9 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use tress::ipc::{ByteQueue, Segment, SendError, TaskTable};
+use std::mem::MaybeUninit;
+
+use tress::ipc::{ByteQueue, Message, Segment, SendError, TaskTable};
 use tress::{GetError, Interrupt};
 
 use crate::wait::Blocking;
@@ -27,6 +29,48 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyShmEvent>()?;
     m.add_class::<PyTaskTable>()?;
     Ok(())
+}
+
+/// A new `bytes` (`array`: `bytearray`) holding `len` bytes of message `m`
+/// from `pos` on, with one copy (out of band: `pread` from the queue's
+/// memory file straight into the object, nothing mapped).
+fn fresh_from<'py>(
+    py: Python<'py>,
+    m: &Message<'_>,
+    pos: usize,
+    len: usize,
+    array: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let n = pyo3::ffi::Py_ssize_t::try_from(len)
+        .map_err(|_| pyo3::exceptions::PyMemoryError::new_err(()))?;
+    // SAFETY: creating an object of `n` bytes not yet written (the C API's
+    // documented use of a NULL source); its buffer is then filled below
+    // before the object is seen by anything else.
+    let obj = unsafe {
+        let raw = if array {
+            pyo3::ffi::PyByteArray_FromStringAndSize(std::ptr::null(), n)
+        } else {
+            pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), n)
+        };
+        Bound::from_owned_ptr_or_err(py, raw)?
+    };
+    // SAFETY: the object was just made, of exactly `len` bytes, and is
+    // referenced only here: its buffer is writable and stays put until it
+    // is filled.
+    let ptr = unsafe {
+        if array {
+            pyo3::ffi::PyByteArray_AsString(obj.as_ptr())
+        } else {
+            pyo3::ffi::PyBytes_AsString(obj.as_ptr())
+        }
+    } as *mut u8;
+    if len > 0 {
+        // SAFETY: `ptr` is the object's buffer of `len` bytes (see above);
+        // read_at fills all of it.
+        let buf = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<MaybeUninit<u8>>(), len) };
+        m.read_at(pos, buf).map_err(os_error)?;
+    }
+    Ok(obj)
 }
 
 fn os_error(e: std::io::Error) -> PyErr {
@@ -141,7 +185,71 @@ impl PyShmQueue {
     ) -> Result<Bound<'py, PyBytes>, GetError<PyErr>> {
         // The copy into the new bytes object runs with the GIL held (the
         // get takes it back before reading).
-        self.q.get_with(until, interrupt, |m| PyBytes::new(py, m))
+        self.q
+            .get_message_with(until, interrupt, |m| Self::bytes_of(py, &m))?
+            .map_err(GetError::Failed)
+    }
+
+    /// Message `m` as a new `bytes` object (one copy).
+    fn bytes_of<'py>(py: Python<'py>, m: &Message<'_>) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(fresh_from(py, m, 0, m.len(), false)?.cast_into::<PyBytes>()?)
+    }
+
+    /// The object in message `m`: out of band, a `bytes`, a `bytearray`
+    /// or the out-of-band buffers of a framed pickle are copied once,
+    /// straight from the queue's memory file into the objects returned
+    /// (nothing mapped); the rest as [`decode`](Self::decode), in place.
+    fn decode_message<'py>(py: Python<'py>, m: &Message<'_>) -> PyResult<Bound<'py, PyAny>> {
+        if !m.is_out_of_band() || m.is_empty() {
+            return m.with_bytes(|b| Self::decode(py, b)).map_err(os_error)?;
+        }
+        let mut tag = [MaybeUninit::new(0u8)];
+        m.read_at(0, &mut tag).map_err(os_error)?;
+        // SAFETY: initialised above (and by read_at).
+        match unsafe { tag[0].assume_init() } {
+            TAG_BYTES => fresh_from(py, m, 1, m.len() - 1, false),
+            TAG_BYTEARRAY => fresh_from(py, m, 1, m.len() - 1, true),
+            TAG_FRAMED => Self::decode_framed_message(py, m),
+            _ => m.with_bytes(|b| Self::decode(py, b)).map_err(os_error)?,
+        }
+    }
+
+    /// [`decode_framed`](Self::decode_framed) of an out-of-band message:
+    /// its buffers read straight into their `bytearray`s, its pickle into
+    /// a `bytes`.
+    fn decode_framed_message<'py>(py: Python<'py>, m: &Message<'_>) -> PyResult<Bound<'py, PyAny>> {
+        let bad = || PyValueError::new_err("a truncated tress.multiprocessing message");
+        let read = |at: usize, n: usize| -> PyResult<Vec<u8>> {
+            let mut b = vec![MaybeUninit::new(0u8); n];
+            m.read_at(at, &mut b).map_err(|_| bad())?;
+            // SAFETY: every byte initialised (zeroes, then read_at).
+            Ok(b.into_iter().map(|x| unsafe { x.assume_init() }).collect())
+        };
+        let head = read(1, 4)?;
+        let count = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+        let words = count.checked_add(1).ok_or_else(bad)?;
+        let table = read(5, words.checked_mul(8).ok_or_else(bad)?)?;
+        let mut offset = 5 + 8 * words;
+        let mut pieces = Vec::with_capacity(words);
+        for w in table.chunks_exact(8) {
+            let size = usize::try_from(u64::from_le_bytes(w.try_into().expect("8 bytes")))
+                .map_err(|_| bad())?;
+            let end = offset
+                .checked_add(size)
+                .filter(|&e| e <= m.len())
+                .ok_or_else(bad)?;
+            pieces.push((offset, size));
+            offset = end;
+        }
+        let buffers = PyList::empty(py);
+        for &(at, size) in &pieces[1..] {
+            buffers.append(fresh_from(py, m, at, size, true)?)?;
+        }
+        let (at, size) = pieces[0];
+        let stream = fresh_from(py, m, at, size, false)?;
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("buffers", buffers)?;
+        pickling(py)?.loads.bind(py).call((&stream,), Some(&kwargs))
     }
 }
 
@@ -333,7 +441,7 @@ impl PyShmQueue {
         let mut interrupt = Blocking::interruptible(py);
         match self
             .q
-            .get_with(until, &mut interrupt, |m| Self::decode(py, m))
+            .get_message_with(until, &mut interrupt, |m| Self::decode_message(py, &m))
         {
             Ok(obj) => obj,
             Err(GetError::Failed(e)) => Err(e),
@@ -376,9 +484,11 @@ impl PyShmQueue {
         out.append(self.get_obj(py, block, timeout)?)?;
         let mut interrupt = Blocking::interruptible(py);
         while out.len() < n {
-            match self.q.get_with(Some(Instant::now()), &mut interrupt, |m| {
-                Self::decode(py, m)
-            }) {
+            match self
+                .q
+                .get_message_with(Some(Instant::now()), &mut interrupt, |m| {
+                    Self::decode_message(py, &m)
+                }) {
                 Ok(Ok(obj)) => out.append(obj)?,
                 Ok(Err(e)) => {
                     // raised by the next get; these are returned now (the
@@ -589,6 +699,18 @@ impl PyShmQueue {
         let _ = size;
         let max = self.q.max_messages();
         max != 0 && self.q.len() >= max
+    }
+
+    /// Bytes of shared memory kept for reuse by the next large messages
+    /// (the pages of consumed ones; bounded, see `ByteQueue`).
+    #[getter]
+    fn spare_bytes(&self) -> usize {
+        self.q.spare_bytes()
+    }
+
+    /// Frees the memory kept for reuse (`spare_bytes`).
+    fn trim(&self) {
+        self.q.trim()
     }
 
     /// The ring's size in bytes.

@@ -133,6 +133,12 @@ fn allocated(q: &ByteQueue) -> u64 {
     st.st_blocks as u64 * 512
 }
 
+/// The memory the queue's file holds beyond its spare extents (kept for
+/// reuse, bounded: see `ByteQueue::spare_bytes`).
+fn in_use(q: &ByteQueue) -> u64 {
+    allocated(q) - q.spare_bytes() as u64
+}
+
 /// This process's open descriptors.
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -171,7 +177,7 @@ fn wait_byte(pipe: &std::fs::File) {
 /// Waits (bounded) until the queue's file holds `bytes` again.
 fn settles_at(q: &ByteQueue, bytes: u64) {
     let end = Instant::now() + BOUND;
-    while allocated(q) != bytes && Instant::now() < end {
+    while in_use(q) != bytes && Instant::now() < end {
         // a get that times out runs the reaper
         let _ = q.get_with(
             Some(Instant::now() + Duration::from_millis(30)),
@@ -179,7 +185,7 @@ fn settles_at(q: &ByteQueue, bytes: u64) {
             |m| m.len(),
         );
     }
-    assert_eq!(allocated(q), bytes, "memory left in the queue's file");
+    assert_eq!(in_use(q), bytes, "memory left in the queue's file");
 }
 
 #[test]
@@ -199,10 +205,10 @@ fn messages_of_any_size_go_through_and_their_memory_is_freed() {
     for seq in 1..=3 {
         assert_eq!(q.get(check), seq);
     }
-    assert_eq!(allocated(&q), ring);
+    assert_eq!(in_use(&q), ring);
     // as large as an empty ring holds: in the ring
     q.put(&[&message(4, (1 << 20) - 16)]).unwrap();
-    assert_eq!(allocated(&q), ring);
+    assert_eq!(in_use(&q), ring);
     assert_eq!(q.get(check), 4);
     // batches with large messages mixed in
     let msgs: Vec<Vec<u8>> = (0..6u64)
@@ -219,7 +225,7 @@ fn messages_of_any_size_go_through_and_their_memory_is_freed() {
         seen.push(check(m))
     });
     assert_eq!((got, seen), (Ok(6), (10..16).collect::<Vec<_>>()));
-    assert_eq!(allocated(&q), ring);
+    assert_eq!(in_use(&q), ring);
     assert_eq!(q.unfinished_tasks(), 10);
     // a panicking reader frees the message too
     q.put(&[&message(20, 1 << 20)]).unwrap();
@@ -228,7 +234,7 @@ fn messages_of_any_size_go_through_and_their_memory_is_freed() {
     }));
     assert!(r.is_err());
     assert!(q.is_empty());
-    assert_eq!(allocated(&q), ring);
+    assert_eq!(in_use(&q), ring);
     // a count bound counts a large message as one
     let bounded = ByteQueue::create(1 << 16, 2).unwrap();
     bounded.put(&[&message(1, 1 << 20)]).unwrap();
@@ -236,6 +242,73 @@ fn messages_of_any_size_go_through_and_their_memory_is_freed() {
     assert_eq!(bounded.try_put(&[b"x"]), Err(SendError::Full));
     assert_eq!(bounded.get(check), 1);
     bounded.try_put(&[&message(3, 1 << 20)]).unwrap();
+}
+
+#[test]
+fn spare_extents_are_reused_and_bounded() {
+    let q = ByteQueue::create(1 << 16, 0).unwrap();
+    let ring = allocated(&q);
+    // one size again and again: one extent, its pages kept between messages
+    for i in 0..5 {
+        q.put(&[&message(i, 16 << 20)]).unwrap();
+        assert_eq!(q.get(check), i);
+        assert_eq!(q.spare_bytes(), 16 << 20);
+        assert_eq!(allocated(&q), ring + (16 << 20));
+    }
+    // a little smaller: the same extent, the pages past it given back
+    q.put(&[&message(5, (15 << 20) + 5)]).unwrap();
+    assert_eq!(
+        (q.spare_bytes(), allocated(&q)),
+        (0, ring + (15 << 20) + 4096)
+    );
+    let mut seen = Vec::new();
+    q.get_message_with(None, &mut tress::Uninterruptible, |m| {
+        assert!(m.is_out_of_band());
+        let mut buf = vec![std::mem::MaybeUninit::new(0u8); m.len()];
+        m.read_at(0, &mut buf).unwrap();
+        // SAFETY: read_at initialised every byte.
+        seen = buf
+            .into_iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
+        assert!(
+            m.read_at(m.len(), &mut [std::mem::MaybeUninit::new(0)])
+                .is_err()
+        );
+    })
+    .unwrap();
+    assert_eq!(check(&seen), 5);
+    assert_eq!(q.spare_bytes(), (15 << 20) + 4096);
+    assert_eq!(allocated(&q), ring + (15 << 20) + 4096);
+    // many sizes at once: at most 4 kept, the most recent, within the bound
+    let sizes = [1usize, 2, 3, 4, 5, 6].map(|mib| (mib << 20) + 100);
+    for (i, &len) in sizes.iter().enumerate() {
+        q.put(&[&message(10 + i as u64, len)]).unwrap();
+    }
+    for i in 0..sizes.len() {
+        assert_eq!(q.get(check), 10 + i as u64);
+    }
+    let kept: usize = sizes[2..].iter().map(|&n| n.div_ceil(4096) * 4096).sum();
+    assert_eq!(q.spare_bytes(), kept);
+    assert_eq!(allocated(&q), ring + kept as u64);
+    // a fifth: the oldest spare freed to list it
+    q.put(&[&message(20, 200 << 20)]).unwrap();
+    assert_eq!(q.get(check), 20);
+    let page = |n: usize| n.div_ceil(4096) * 4096;
+    assert_eq!(q.spare_bytes(), (200 << 20) + kept - page(sizes[2]));
+    // beyond the bytes' bound (512 MiB here): the oldest freed until it fits
+    q.put(&[&message(21, 310 << 20)]).unwrap();
+    assert_eq!(q.get(check), 21);
+    assert_eq!(q.spare_bytes(), (200 << 20) + (310 << 20));
+    // larger than the bound itself: freed at once, the spares kept
+    let before = q.spare_bytes();
+    q.put(&[&message(22, 600 << 20)]).unwrap();
+    assert_eq!(q.get(check), 22);
+    assert_eq!(q.spare_bytes(), before);
+    assert!(q.spare_bytes() <= 512 << 20);
+    assert_eq!(in_use(&q), ring);
+    q.trim();
+    assert_eq!((q.spare_bytes(), allocated(&q)), (0, ring));
 }
 
 #[test]
@@ -291,7 +364,7 @@ fn many_large_messages_in_flight_between_processes() {
             next[w] += 1;
         }
         assert_eq!(next, [6, 6, 6]);
-        assert_eq!(allocated(&q), ring);
+        assert_eq!(in_use(&q), ring);
         assert_eq!(open_fds(), fds, "a descriptor leaked");
     });
     assert_eq!(reap(outer), 0);
@@ -302,6 +375,10 @@ fn a_writer_killed_mid_copy_of_a_large_message_leaks_nothing() {
     use std::os::fd::AsRawFd;
     let q = ByteQueue::create(1 << 16, 0).unwrap();
     let ring = allocated(&q);
+    // a spare extent of the size: the killed writer reuses it
+    q.put(&[&message(0, 100 << 20)]).unwrap();
+    assert_eq!(q.get(check), 0);
+    assert_eq!(q.spare_bytes(), 100 << 20);
     q.put(&[&message(1, 40)]).unwrap();
     let (r, w) = pipe();
     let child = fork_child(|| {
@@ -314,6 +391,7 @@ fn a_writer_killed_mid_copy_of_a_large_message_leaks_nothing() {
         allocated(&q) >= ring + (64 << 20),
         "the writer wrote nothing yet"
     );
+    assert_eq!(q.spare_bytes(), 0, "the writer took the spare");
     kill(child);
     assert_eq!(reap(child), -libc::SIGKILL);
     q.put(&[&message(3, 40)]).unwrap();
@@ -328,10 +406,10 @@ fn a_writer_killed_mid_copy_of_a_large_message_leaks_nothing() {
     );
     settles_at(&q, ring);
     assert!(q.is_empty());
-    assert_eq!(q.unfinished_tasks(), 2);
+    assert_eq!(q.unfinished_tasks(), 3);
     q.put(&[&message(4, 20 << 20)]).unwrap();
     assert_eq!(q.get(check), 4);
-    assert_eq!(allocated(&q), ring);
+    assert_eq!(in_use(&q), ring);
 }
 
 #[test]
@@ -361,7 +439,7 @@ fn a_large_put_short_of_memory_fails_cleanly() {
         assert!(err.to_string().contains("8388608 bytes"), "{err}");
         // nothing was put, nothing is held, the queue works
         assert_eq!((q.len(), q.unfinished_tasks()), (0, 0));
-        assert_eq!(allocated(&q), ring);
+        assert_eq!(in_use(&q), ring);
         q.put(&[&message(2, 100)]).unwrap();
         assert_eq!(q.get(check), 2);
         assert_eq!(
@@ -375,7 +453,7 @@ fn a_large_put_short_of_memory_fails_cleanly() {
         );
         assert_eq!(q.get(check), 3); // the one before the failure was put
         assert!(q.is_empty());
-        assert_eq!(allocated(&q), ring);
+        assert_eq!(in_use(&q), ring);
     });
     assert_eq!(reap(child), 0);
 }
@@ -404,7 +482,7 @@ fn a_reader_killed_mid_read_of_a_large_message_leaves_it_to_another() {
         q.get_with(soon(), &mut tress::Uninterruptible, check),
         Ok(1)
     );
-    assert_eq!(allocated(&q), ring);
+    assert_eq!(in_use(&q), ring);
     assert_eq!(
         q.get_with(
             Some(Instant::now() + Duration::from_millis(100)),
@@ -427,9 +505,10 @@ fn a_reader_killed_freeing_a_large_message_does_not_revive_it() {
         tress::ipc::TEST_STALL_LARGE_GET.store(w.as_raw_fd(), std::sync::atomic::Ordering::Relaxed);
         q.get(check);
     });
-    // consumed, its pages freed, its slot not yet
+    // consumed, its extent listed as a spare, its slot not yet freed (the
+    // reader stops holding the lock: the next holder settles both)
     wait_byte(&r);
-    assert_eq!(allocated(&q), ring);
+    assert_eq!(in_use(&q), ring);
     kill(child);
     assert_eq!(reap(child), -libc::SIGKILL);
     // not delivered again (its pages are gone): the next is the small one
@@ -451,7 +530,7 @@ fn a_reader_killed_freeing_a_large_message_does_not_revive_it() {
         n += 1;
     }
     assert!(n >= 60, "only {n} messages fit after the recovery");
-    assert_eq!(allocated(&q), ring);
+    assert_eq!(in_use(&q), ring);
 }
 
 #[test]
@@ -853,6 +932,7 @@ fn random_operations_match_a_model() {
     for (capacity, max_messages) in [(1024usize, 0usize), (4096, 7), (1 << 16, 0)] {
         let q = ByteQueue::create(capacity, max_messages).unwrap();
         let cap = q.capacity() as u64;
+        let file = allocated(&q);
         let mut model: VecDeque<Vec<u8>> = VecDeque::new();
         let mut undone = 0usize;
         let slot = |len: usize| 16 + (len as u64).div_ceil(16) * 16;
@@ -925,6 +1005,9 @@ fn random_operations_match_a_model() {
             assert_eq!(check(&m), check(&model.pop_front().unwrap()));
         }
         assert!(model.is_empty());
+        // every extent consumed: kept as a spare (bounded) or freed
+        assert_eq!(in_use(&q), file);
+        assert!(q.spare_bytes() <= 512 << 20);
         let largest = vec![1u8; q.capacity() * 3];
         q.try_put(&[&largest])
             .expect("a drained ring takes a message larger than itself");

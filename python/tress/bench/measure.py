@@ -16,7 +16,8 @@ For each case:
 The garbage collector is disabled while a batch runs (as ``timeit`` does).
 An exception in an implementation's set-up or batch marks that
 implementation as failed (or skipped, for :class:`Unsupported`, ImportError
-and NotImplementedError) for the case and never stops the others.
+and NotImplementedError; not applicable, for :class:`NotApplicable`) for the
+case and never stops the others.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from tress.bench.model import Case, Runner, Scenario, Unsupported
+from tress.bench.model import Case, NotApplicable, Runner, Scenario, Unsupported
 from tress.bench.results import (
     ERROR,
+    NOT_APPLICABLE,
     SKIPPED,
     CaseResult,
     ImplResult,
@@ -135,7 +137,10 @@ def _enter(stack: ExitStack, made: Any) -> Runner:
 
 
 def _failure(exc: Exception) -> ImplResult:
-    status = SKIPPED if isinstance(exc, _SKIP_EXCEPTIONS) else ERROR
+    if isinstance(exc, NotApplicable):
+        status = NOT_APPLICABLE
+    else:
+        status = SKIPPED if isinstance(exc, _SKIP_EXCEPTIONS) else ERROR
     return ImplResult(status=status, reason=describe_exception(exc))
 
 

@@ -43,6 +43,17 @@ class Unsupported(Exception):
     """
 
 
+class NotApplicable(Unsupported):
+    """Raised by a case's set-up when the case lies outside what the
+    implementation is made for, by design rather than by a missing feature
+    or package (faster-fifo's messages are bounded by its ``max_size_bytes``:
+    it cannot carry a 256 MiB message at all).
+
+    The implementation is then reported as *not applicable* (``n/a``) for
+    that case, with the reason: neither a skip nor a failure.
+    """
+
+
 @dataclass(frozen=True)
 class Implementation:
     """One implementation of a scenario's API.

@@ -9,7 +9,14 @@ from typing import Any
 from tress.bench.machine import compact_cpus
 from tress.bench.measure import Settings
 from tress.bench.model import STDLIB, TRESS
-from tress.bench.results import ERROR, OK, SKIPPED, ScenarioResult, count_errors
+from tress.bench.results import (
+    ERROR,
+    NOT_APPLICABLE,
+    OK,
+    SKIPPED,
+    ScenarioResult,
+    count_errors,
+)
 
 #: version of the JSON document's layout
 SCHEMA = "tress-bench/1"
@@ -207,8 +214,10 @@ def _legend(scenarios: list[ScenarioResult]) -> list[str]:
 
 
 def _problems(scenarios: list[ScenarioResult]) -> list[str]:
-    """Why implementations were skipped, and every error, once each."""
+    """Why implementations were skipped or do not apply, and every error,
+    once each."""
     skipped: list[str] = []
+    not_applicable: list[str] = []
     errors: list[str] = []
     for scenario in scenarios:
         if scenario.error is not None:
@@ -223,9 +232,13 @@ def _problems(scenarios: list[ScenarioResult]) -> list[str]:
                 where = f"{name} in {scenario.name}/{case.case.name}"
                 if result.status == SKIPPED and name not in not_loaded:
                     skipped.append(f"  {where}: {result.reason}")
+                elif result.status == NOT_APPLICABLE:
+                    not_applicable.append(f"  {where}: {result.reason}")
                 elif result.status == ERROR:
                     errors.append(f"  {where}: {result.reason}")
     lines = []
+    if not_applicable:
+        lines += ["", "not applicable (n/a):"] + not_applicable
     if skipped:
         lines += ["", "skipped:"] + skipped
     if errors:

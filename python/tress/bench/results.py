@@ -16,6 +16,9 @@ from tress.bench.model import STDLIB, TRESS, Case, Scenario
 OK = "ok"
 SKIPPED = "skipped"
 ERROR = "error"
+#: the case lies outside what the implementation is made for
+#: (:class:`tress.bench.model.NotApplicable`)
+NOT_APPLICABLE = "n/a"
 
 
 @dataclass
@@ -221,6 +224,7 @@ def count_errors(scenarios: list[ScenarioResult]) -> int:
 
 __all__ = [
     "ERROR",
+    "NOT_APPLICABLE",
     "OK",
     "SKIPPED",
     "STDLIB",

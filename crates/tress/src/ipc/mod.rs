@@ -31,7 +31,7 @@ mod segment;
 mod sync;
 mod task_table;
 
-pub use ring::{ByteQueue, SendError};
+pub use ring::{ByteQueue, Message, SendError};
 #[doc(hidden)]
 pub use ring::{TEST_STALL_LARGE_GET, TEST_STALL_LARGE_PUT};
 pub use segment::Segment;

@@ -1,9 +1,12 @@
 //! A multi-producer, multi-consumer queue of byte messages in a ring of
 //! shared memory, safe against participants killed at any instruction.
 
+use std::cell::Cell;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Segment;
@@ -145,6 +148,27 @@ struct Header {
     /// Where the next out-of-band message goes in the memory file (a page
     /// boundary past the ring; only grows: offsets are never reused).
     next_extent: AtomicU64,
+    /// Extents of consumed out-of-band messages kept for reuse (see
+    /// [`ByteQueue`]), under the lock.
+    spares: [Spare; SPARES],
+    /// The stamp of the next spare kept (the oldest is given back first).
+    spare_stamp: AtomicU64,
+}
+
+/// How many extents a queue keeps for reuse at most.
+const SPARES: usize = 4;
+/// The bytes of the spare extents a queue keeps at most, if its ring is
+/// smaller (see [`ByteQueue`]): room for a 256 MiB message and its
+/// pickling's few bytes more (the next 4 KiB page), and then some.
+const SPARE_BYTES: u64 = 512 << 20;
+
+/// An extent kept for reuse: its offset and size in whole pages (0: an
+/// empty entry), and when it was kept.
+#[repr(C)]
+struct Spare {
+    off: AtomicU64,
+    size: AtomicU64,
+    stamp: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() <= HEADER);
@@ -192,7 +216,9 @@ pub static TEST_STALL_LARGE_PUT: AtomicI32 = AtomicI32::new(-1);
 
 /// Test hook (not an API), as [`TEST_STALL_LARGE_PUT`] for a get of an
 /// out-of-band message: it stops once the message is consumed and its
-/// pages freed (RELEASING), before its slot is freed.
+/// extent listed as a spare (holding the lock: the next holder settles
+/// the slot in its recount) or its pages freed (RELEASING), before its
+/// slot is freed.
 #[doc(hidden)]
 pub static TEST_STALL_LARGE_GET: AtomicI32 = AtomicI32::new(-1);
 
@@ -273,6 +299,104 @@ fn write_parts_at(fd: libc::c_int, parts: &[&[u8]], mut off: u64) -> io::Result<
     }
 }
 
+/// Copies the concatenation of `parts` to the start of `m`, a mapping
+/// (read-write) of an extent reserved by this process for them, whose
+/// pages are there.
+fn copy_parts_to(m: &Mapped, parts: &[&[u8]]) -> io::Result<()> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    assert!(total <= m.len, "the message fits its extent");
+    let mut dst = m.ptr.cast::<u8>();
+    let mut first = true;
+    for part in parts {
+        for chunk in part.chunks(WRITE_CHUNK) {
+            // SAFETY: `dst` stays within the mapping (`total` bytes from its
+            // start, checked above), writable, and the extent is this
+            // process's (its slot WRITING) until published; the parts do
+            // not overlap it.
+            unsafe {
+                std::ptr::copy_nonoverlapping(chunk.as_ptr(), dst, chunk.len());
+                dst = dst.add(chunk.len());
+            }
+            if first {
+                first = false;
+                stall_if_asked(&TEST_STALL_LARGE_PUT);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// From this size on, a read of an out-of-band message into the reader's
+/// memory ([`Message::read_at`]) runs in two threads: most of its time is
+/// the page faults of the fresh memory it fills (the result), which two
+/// cores take in about half the time.
+const PARALLEL_READ: usize = 8 << 20;
+
+/// Runs `fill(part, at)` on the two halves of `buf` at once (`at`: where
+/// the part starts in `buf`), one in a scoped thread, when `buf` is large
+/// ([`PARALLEL_READ`]); else (or if no thread can be started) here.
+fn fill_in_two(
+    buf: &mut [MaybeUninit<u8>],
+    fill: impl Fn(&mut [MaybeUninit<u8>], usize) -> io::Result<()> + Sync,
+) -> io::Result<()> {
+    if buf.len() < PARALLEL_READ {
+        return fill(buf, 0);
+    }
+    // Split at a 2 MiB boundary of the buffer.
+    let half = (buf.len() / 2).next_multiple_of(2 << 20).min(buf.len());
+    let (first, second) = buf.split_at_mut(half);
+    let second = Mutex::new(Some(second));
+    let take = || second.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let fill = &fill;
+    std::thread::scope(|s| {
+        let other = std::thread::Builder::new()
+            .name("tress-read".into())
+            .spawn_scoped(s, || take().map_or(Ok(()), |b| fill(b, half)));
+        let mine = fill(first, 0);
+        let theirs = match other {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a reading thread panicked"))),
+            // No thread: the second half here too.
+            Err(_) => take().map_or(Ok(()), |b| fill(b, half)),
+        };
+        mine.and(theirs)
+    })
+}
+
+/// Fills `buf` from the file `fd` at `at` with `pread` (as many calls as
+/// it takes).
+fn pread_all(fd: libc::c_int, buf: &mut [MaybeUninit<u8>], at: u64) -> io::Result<()> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let want = (buf.len() - done).min(WRITE_CHUNK);
+        // SAFETY: the kernel writes at most `want` bytes into `buf[done..]`,
+        // writable memory of the caller's; the range of the file is the
+        // extent of a published message (written in full, and nobody
+        // writes it until it is released, after its reader returns).
+        let n = unsafe {
+            libc::pread(
+                fd,
+                buf.as_mut_ptr().add(done).cast(),
+                want,
+                (at + done as u64) as i64,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
 /// Frees the pages of `len` bytes at `off` in `fd` (the file keeps its
 /// size). Punching a hole twice, or where nothing was written, is
 /// harmless.
@@ -296,16 +420,163 @@ fn punch(fd: libc::c_int, off: u64, len: u64) {
     }
 }
 
-/// An out-of-band message mapped read-only, unmapped when dropped.
+/// A message taken by [`ByteQueue::get_message_with`], for the call of its
+/// reader only: in the ring, or out of band in the queue's memory file.
+pub struct Message<'a> {
+    q: &'a ByteQueue,
+    kind: Kind<'a>,
+    /// Set when the message could not be read here: it goes back to the
+    /// queue.
+    back: &'a Cell<bool>,
+}
+
+enum Kind<'a> {
+    Ring(&'a [u8]),
+    OutOfBand { off: u64, len: u64 },
+}
+
+impl Message<'_> {
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        match self.kind {
+            Kind::Ring(m) => m.len(),
+            Kind::OutOfBand { len, .. } => len as usize,
+        }
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether it is out of band (larger than the ring; see [`ByteQueue`]).
+    pub fn is_out_of_band(&self) -> bool {
+        matches!(self.kind, Kind::OutOfBand { .. })
+    }
+
+    /// Copies its bytes from `pos` on into `buf` (all of `buf`, which then
+    /// holds them): out of band with `pread`, from the memory file straight
+    /// into `buf`, nothing mapped. An error if the message ends before.
+    pub fn read_at(&self, pos: usize, buf: &mut [MaybeUninit<u8>]) -> io::Result<()> {
+        let end = pos.checked_add(buf.len()).filter(|&e| e <= self.len());
+        if end.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "past the end of the message",
+            ));
+        }
+        match self.kind {
+            Kind::Ring(m) => {
+                // SAFETY: `m[pos..]` holds `buf.len()` bytes (checked
+                // above); `buf` is writable memory of its own, not in the
+                // ring.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        m.as_ptr().add(pos),
+                        buf.as_mut_ptr().cast::<u8>(),
+                        buf.len(),
+                    )
+                };
+                Ok(())
+            }
+            Kind::OutOfBand { off, len } => {
+                let size = extent_size(len);
+                if let Ok(Some(m)) = self.q.cached(off, size, size <= CACHED_READ_MAX) {
+                    let src = m.ptr as usize + pos;
+                    return fill_in_two(buf, |part, at| {
+                        // SAFETY: the mapping (alive: `m` outlives the
+                        // threads) holds the whole extent (`len` bytes or
+                        // more; `pos + buf.len()` checked above), written
+                        // in full before the message was published; `part`
+                        // is the caller's own memory, `at` bytes into `buf`.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                (src + at) as *const u8,
+                                part.as_mut_ptr().cast::<u8>(),
+                                part.len(),
+                            )
+                        };
+                        Ok(())
+                    });
+                }
+                fill_in_two(buf, |part, at| {
+                    pread_all(self.q.fd(), part, off + (pos + at) as u64)
+                })
+            }
+        }
+    }
+
+    /// Runs `f` on its bytes: in place in the ring, or out of band mapped
+    /// read-only for the call (then unmapped). If it cannot be mapped (no
+    /// address space), `f` is not run and the message goes back to the
+    /// queue, for another reader.
+    pub fn with_bytes<T>(&self, f: impl FnOnce(&[u8]) -> T) -> io::Result<T> {
+        match self.kind {
+            Kind::Ring(m) => Ok(f(m)),
+            Kind::OutOfBand { off, len } => {
+                let mapped = match Mapped::new(self.q.fd(), off, len) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.back.set(true);
+                        return Err(e);
+                    }
+                };
+                // SAFETY: the extent was written in full before the slot
+                // was published READY (Release/Acquire, then the mapping
+                // made after the claim), the mapping is `len` bytes or more,
+                // and nobody writes or frees it until the message is
+                // released, after its reader returned; the slice does not
+                // outlive `mapped` (unmapped below, and on unwinding).
+                let bytes =
+                    unsafe { std::slice::from_raw_parts(mapped.ptr as *const u8, len as usize) };
+                let r = f(bytes);
+                drop(mapped);
+                Ok(r)
+            }
+        }
+    }
+}
+
+/// A slot reserved by `reserve`: its position, the extent of an
+/// out-of-band message (offset, length) and whether it is a spare one.
+type Reserved = (u64, Option<(u64, u64)>, bool);
+
+/// An extent of the memory file mapped (read-only, or read-write for this
+/// process's cache of extents, see `ByteQueue::cached`), unmapped when
+/// dropped.
+#[derive(Debug)]
 struct Mapped {
     ptr: *mut libc::c_void,
     len: usize,
+    off: u64,
 }
+
+// SAFETY: a mapping of shared memory is usable from any thread; what is
+// read or written through it is governed by the slots' states.
+unsafe impl Send for Mapped {}
+// SAFETY: as above; `Mapped` itself is never changed after `new`.
+unsafe impl Sync for Mapped {}
+
+/// The most extents a handle keeps mapped (see `ByteQueue::cached`).
+const CACHED_MAPS: usize = SPARES;
+/// The largest extent a reader maps to keep rather than `pread` from: a
+/// message larger than this costs the page faults of its result anyway,
+/// and is read without mapping (the receiver then holds the result only).
+const CACHED_READ_MAX: u64 = 64 << 20;
 
 impl Mapped {
     fn new(fd: libc::c_int, off: u64, len: u64) -> io::Result<Mapped> {
+        Mapped::map(fd, off, len, false)
+    }
+
+    fn map(fd: libc::c_int, off: u64, len: u64, writable: bool) -> io::Result<Mapped> {
         let size = usize::try_from(extent_size(len))
             .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
         // SAFETY: mapping pages of a file we hold a descriptor of, at a
         // page-aligned offset inside its size (the extent was written by
         // its put); the kernel picks the address. MAP_POPULATE maps every
@@ -314,7 +585,7 @@ impl Mapped {
             libc::mmap(
                 std::ptr::null_mut(),
                 size,
-                libc::PROT_READ,
+                prot,
                 libc::MAP_SHARED | libc::MAP_POPULATE,
                 fd,
                 off as i64,
@@ -323,7 +594,11 @@ impl Mapped {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Mapped { ptr, len: size })
+        Ok(Mapped {
+            ptr,
+            len: size,
+            off,
+        })
     }
 }
 
@@ -357,22 +632,43 @@ impl Drop for Mapped {
 /// A message larger than the ring goes
 /// **out of band**, in the same memory file past the ring's end, so every
 /// participant already reaches it through the descriptor it holds (no
-/// descriptor passing, nothing in `/dev/shm`). A bump allocator in the
-/// header gives each one its own extent (page-aligned offsets, never
-/// reused: the file is sparse and 2^62 bytes of offsets do not run out);
-/// its slot in the ring holds only a reference (offset and length) and
-/// counts as one message like any other. The put writes the reference
-/// into its reserved slot first, then the message into the file with
-/// `pwritev` (which allocates the pages as it fills them: written once,
-/// never zeroed first; short of memory, the put fails with
-/// [`SendError::Memory`] naming the size and the queue is unchanged), then
-/// publishes it. The get maps the extent read-only, runs the caller's
-/// closure on the mapped bytes, unmaps them, marks the slot consumed
-/// (RELEASING), frees the pages (`FALLOC_FL_PUNCH_HOLE`) and then the
-/// slot: the memory of a large message is held only until it is read.
-/// The file's size only grows (the holes take no memory), so a process
-/// that opens the queue ([`open_fd`](Self::open_fd)) maps the header and
-/// the ring only.
+/// descriptor passing, nothing in `/dev/shm`). Its slot in the ring holds
+/// only a reference (offset and length) to its extent (whole pages) and
+/// counts as one message like any other.
+///
+/// Extents are **reused**: the pages of a consumed message are kept for
+/// the next large ones (new pages cost their allocation, zeroing and
+/// freeing by the kernel, ~1.3 GB/s, several times a copy). A short list
+/// in the header, under the lock, holds the *spare* extents: at most 4,
+/// of at most the larger of the ring's size and 512 MiB in all; a reader
+/// lists the extent of the message it consumed in the critical section
+/// that frees its slot, the oldest spares punched
+/// (`FALLOC_FL_PUNCH_HOLE`) to make room, and an extent larger than the
+/// bound is punched at once, as every extent was before. A writer takes,
+/// with its slot, the smallest spare of at least its message's pages and
+/// at most an eighth more (the rest is punched); else new pages from a
+/// bump allocator in the header (page-aligned offsets, never reused: the
+/// file is sparse and 2^62 bytes of offsets do not run out). So a queue
+/// that carried large messages holds up to that bound of shared memory
+/// until it is closed or [`trim`](Self::trim)med
+/// ([`spare_bytes`](Self::spare_bytes) counts it).
+///
+/// The put writes the reference into its reserved slot first, then the
+/// message: into a spare, through this process's mapping of it (each
+/// handle keeps its last 4 extents mapped, read-write: copying into
+/// mapped pages runs at memory speed, `pwrite` into the file at a fifth of
+/// it); into new pages, with `pwritev` (which allocates them as it fills
+/// them: short of memory, the put fails with [`SendError::Memory`] naming
+/// the size and the queue is unchanged). Then it publishes it. The get
+/// hands the reader a [`Message`] ([`get_message_with`](Self::get_message_with)):
+/// [`Message::read_at`] copies it straight into the reader's memory (from
+/// the handle's mapping of the extent for one of 64 MiB or less, which it
+/// keeps; else with `pread`, nothing mapped), in two threads from 8 MiB
+/// on (most of that time is the page faults of the reader's fresh
+/// memory); [`Message::with_bytes`] maps it for the call
+/// ([`get_with`](Self::get_with) does). The file's size only grows (holes
+/// take no memory), so a process that opens the queue
+/// ([`open_fd`](Self::open_fd)) maps the header and the ring only.
 ///
 /// # Participants that die
 ///
@@ -391,6 +687,14 @@ impl Drop for Mapped {
 ///   unless the reader had finished with it (an out-of-band message being
 ///   freed, RELEASING): then the reaper frees its pages and its slot, and
 ///   it is not delivered twice;
+/// - killed between listing a spare extent and changing its slot (a
+///   writer taking one, a reader giving one back; both under the lock):
+///   the lock's next holder finds the extent both listed and referred to
+///   by a WRITING or READING slot and settles it in its recount: the
+///   writer's slot keeps it (unlisted; the reaper frees it as any dead
+///   writer's), the reader's gave it up (the slot is freed, the message
+///   not delivered again). Nothing leaks beyond the spares' bound, nothing
+///   is delivered twice, and a listed spare is never written by two;
 /// - killed while publishing a message (under the lock): as for any lock
 ///   holder, the next one recounts.
 ///
@@ -429,6 +733,9 @@ pub struct ByteQueue {
     /// The `poll_until` mark this handle's last successful poll set, until
     /// its get has claimed a message (then taken off; see `unmark`).
     my_mark: AtomicU64,
+    /// Extents this process keeps mapped (see `cached`), the most
+    /// recently used last.
+    maps: Mutex<Vec<Arc<Mapped>>>,
 }
 
 impl ByteQueue {
@@ -461,6 +768,7 @@ impl ByteQueue {
             spin_skipped: AtomicU32::new(0),
             spin_max: AtomicU32::new(SPIN_MAX_US),
             my_mark: AtomicU64::new(0),
+            maps: Mutex::new(Vec::new()),
         }
     }
 
@@ -584,11 +892,13 @@ impl ByteQueue {
     }
 
     /// Whether a message of `len` bytes goes out of band: when the ring
-    /// can never hold it. Not sooner: out of band, a message costs the
-    /// allocation and freeing of its pages (about 1.3 GB/s here, for any
-    /// size from 1 MiB up), while a copy through the ring runs at memory
-    /// speed (10-20 GB/s for 1-6 MiB messages in an 8 MiB ring, even one
-    /// at a time), so a message the ring can hold waits for room there.
+    /// can never hold it. Not sooner: out of band, a message costs a
+    /// system call or two and, unless a spare extent of its size is there,
+    /// the allocation and freeing of its pages (about 1.3 GB/s here, for
+    /// any size from 1 MiB up), while a copy through the ring runs at
+    /// memory speed (10-20 GB/s for 1-6 MiB messages in an 8 MiB ring,
+    /// even one at a time), so a message the ring can hold waits for room
+    /// there.
     fn out_of_band(&self, len: u64) -> bool {
         slot_size(len) > self.cap()
     }
@@ -697,10 +1007,26 @@ impl ByteQueue {
             h.tail.load(Ordering::Relaxed),
         );
         let (mut messages, mut ready) = (0, 0);
+        let mut freed = false;
         while pos < tail {
             let s = self.slot(pos);
-            let state = s.state.load(Ordering::Acquire);
+            let mut state = s.state.load(Ordering::Acquire);
             let len = s.len.load(Ordering::Relaxed);
+            if len & OOB != 0 && matches!(state, WRITING | READING | RELEASING) {
+                // The holder died between listing a spare and its slot's
+                // change (see `reserve` and `get_message_with`): a writer's
+                // slot keeps the extent (unlisted here; the reaper frees
+                // it), a reader's gave it to the list (the slot is freed).
+                if let Some(i) = self.spare_at(self.extent_at(pos).0) {
+                    if state == WRITING {
+                        self.header().spares[i].size.store(0, Ordering::Release);
+                    } else {
+                        s.state.store(FREE, Ordering::Release);
+                        state = FREE;
+                        freed = true;
+                    }
+                }
+            }
             match state {
                 WRITING | READING | RELEASING => messages += 1,
                 READY => {
@@ -713,6 +1039,9 @@ impl ByteQueue {
         }
         h.messages.store(messages, Ordering::Relaxed);
         h.ready.store(ready, Ordering::Relaxed);
+        if freed {
+            self.reclaim();
+        }
     }
 
     /// The size of the slot at `pos` in the ring.
@@ -882,35 +1211,23 @@ impl ByteQueue {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let h = self.header();
         // A large message goes out of band: its slot holds a reference to
-        // an extent of the memory file past the ring, taken here once (an
-        // offset abandoned by a put that found no room is never used).
-        let extent = if self.out_of_band(len as u64) {
-            if len as u64 > MAX_MESSAGE {
-                return Err(SendError::TooLarge {
-                    size: len,
-                    max: MAX_MESSAGE as usize,
-                });
-            }
-            let off = h
-                .next_extent
-                .fetch_add(extent_size(len as u64), Ordering::Relaxed);
-            if off > MAX_MESSAGE {
-                return Err(SendError::TooLarge {
-                    size: len,
-                    max: MAX_MESSAGE as usize,
-                });
-            }
-            Some((off, len as u64))
-        } else {
-            None
-        };
-        let pos = loop {
+        // an extent of the memory file past the ring (a spare one, or new
+        // pages), taken with the slot.
+        let oob = self.out_of_band(len as u64);
+        if oob && (len as u64 > MAX_MESSAGE || h.next_extent.load(Ordering::Relaxed) > MAX_MESSAGE)
+        {
+            return Err(SendError::TooLarge {
+                size: len,
+                max: MAX_MESSAGE as usize,
+            });
+        }
+        let (pos, extent, spare) = loop {
             let seen = h.get_seq.load(Ordering::SeqCst);
             self.lock(interrupt);
-            let reserved = self.reserve(len as u64, extent);
+            let reserved = self.reserve(len as u64, oob);
             self.unlock();
-            if let Some(pos) = reserved {
-                break pos;
+            if let Some(reserved) = reserved {
+                break reserved;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(SendError::Full);
@@ -921,7 +1238,16 @@ impl ByteQueue {
             }
         };
         if let Some((off, len)) = extent {
-            if let Err(e) = write_parts_at(self.fd(), parts, off) {
+            // A spare extent (its pages there): copied into this process's
+            // mapping of it; new pages: written into the file, which
+            // allocates them (a failure is an error, not a SIGBUS).
+            let written = if spare {
+                self.cached(off, extent_size(len), true)
+                    .and_then(|m| copy_parts_to(m.as_deref().expect("created"), parts))
+            } else {
+                write_parts_at(self.fd(), parts, off)
+            };
+            if let Err(e) = written {
                 // Nothing put: the pages written so far freed, the slot
                 // dropped (a process killed in here leaves both to the
                 // reaper: a WRITING slot whose writer is gone).
@@ -965,11 +1291,13 @@ impl ByteQueue {
         Ok(())
     }
 
-    /// Reserves a slot for `len` bytes (the lock held), or for a
-    /// reference to `extent` (offset, length) where the message goes out
-    /// of band: its position, or `None` when there is no room.
-    fn reserve(&self, len: u64, extent: Option<(u64, u64)>) -> Option<u64> {
-        let len = if extent.is_some() { REF_LEN | OOB } else { len };
+    /// Reserves a slot for `len` bytes (the lock held), or, `oob`, for a
+    /// reference to an extent of the memory file for them (a spare one
+    /// if one fits, else new pages): its position and the extent (offset,
+    /// length), or `None` when there is no room.
+    fn reserve(&self, len: u64, oob: bool) -> Option<Reserved> {
+        let msg_len = len;
+        let len = if oob { REF_LEN | OOB } else { len };
         let h = self.header();
         let cap = self.cap();
         let max = h.max_messages.load(Ordering::Relaxed);
@@ -999,6 +1327,22 @@ impl ByteQueue {
             tail += pad;
             h.tail.store(tail, Ordering::Release);
         }
+        // The extent: a spare one that fits (its pages already there), or
+        // new pages from the bump allocator.
+        let spare = if oob {
+            self.fit_spare(extent_size(msg_len))
+        } else {
+            None
+        };
+        let extent = oob.then(|| {
+            let off = match spare {
+                Some(i) => h.spares[i].off.load(Ordering::Relaxed),
+                None => h
+                    .next_extent
+                    .fetch_add(extent_size(msg_len), Ordering::Relaxed),
+            };
+            (off, msg_len)
+        });
         let s = self.slot(tail);
         s.len.store(len, Ordering::Relaxed);
         s.pid.store(sys::process_id(), Ordering::Relaxed);
@@ -1018,7 +1362,163 @@ impl ByteQueue {
         h.messages.fetch_add(1, Ordering::Relaxed);
         h.unfinished.fetch_add(1, Ordering::SeqCst);
         h.tail.store(tail + need, Ordering::Release);
-        Some(tail)
+        if let Some(i) = spare {
+            // Last: a process killed before this leaves the spare listed
+            // and the slot (if it is in the ring) referring to it; the
+            // lock's next holder sees both and keeps the slot's (`recount`).
+            h.spares[i].size.store(0, Ordering::Release);
+        }
+        Some((tail, extent, spare.is_some()))
+    }
+
+    // ------------------------------------------------------------ spares
+
+    /// The bytes of spare extents this queue keeps at most.
+    fn spare_limit(&self) -> u64 {
+        self.cap().max(SPARE_BYTES)
+    }
+
+    /// The spare that best fits a message of `size` bytes (whole pages),
+    /// the lock held: the smallest of at least `size` and at most an
+    /// eighth more, whose pages past `size` are freed here. It stays listed
+    /// until the caller's slot refers to it.
+    fn fit_spare(&self, size: u64) -> Option<usize> {
+        let h = self.header();
+        let mut best: Option<(usize, u64)> = None;
+        for (i, sp) in h.spares.iter().enumerate() {
+            let have = sp.size.load(Ordering::Acquire);
+            if have >= size && have - size <= size / 8 && best.is_none_or(|(_, b)| have < b) {
+                best = Some((i, have));
+            }
+        }
+        let (i, have) = best?;
+        if have > size {
+            // Freed before the entry shrinks: a process killed in between
+            // leaves an entry that claims pages it no longer has (harmless:
+            // its next user writes them).
+            punch(
+                self.fd(),
+                h.spares[i].off.load(Ordering::Relaxed) + size,
+                have - size,
+            );
+            h.spares[i].size.store(size, Ordering::Release);
+        }
+        Some(i)
+    }
+
+    /// Keeps the extent of a consumed message (`size` bytes, whole pages,
+    /// at `off`) for reuse, the lock held, if it is no larger than the
+    /// limit: the oldest spares are freed (their pages punched) until it
+    /// fits. Whether it was kept.
+    fn keep_spare(&self, off: u64, size: u64) -> bool {
+        let h = self.header();
+        let limit = self.spare_limit();
+        if size > limit {
+            return false;
+        }
+        loop {
+            let mut total = 0;
+            let mut empty = None;
+            let mut oldest: Option<(usize, u64)> = None;
+            for (i, sp) in h.spares.iter().enumerate() {
+                let n = sp.size.load(Ordering::Acquire);
+                if n == 0 {
+                    empty = Some(i);
+                    continue;
+                }
+                total += n;
+                let stamp = sp.stamp.load(Ordering::Relaxed);
+                if oldest.is_none_or(|(_, s)| stamp < s) {
+                    oldest = Some((i, stamp));
+                }
+            }
+            match (empty, oldest) {
+                (Some(i), _) if total + size <= limit => {
+                    let sp = &h.spares[i];
+                    sp.off.store(off, Ordering::Relaxed);
+                    let stamp = h.spare_stamp.fetch_add(1, Ordering::Relaxed);
+                    sp.stamp.store(stamp, Ordering::Relaxed);
+                    // Listed by its size, last.
+                    sp.size.store(size, Ordering::Release);
+                    return true;
+                }
+                (_, Some((i, _))) => {
+                    // Punched before it is unlisted: a process killed in
+                    // between leaves a listed spare without pages (its
+                    // next user writes them).
+                    let sp = &h.spares[i];
+                    punch(
+                        self.fd(),
+                        sp.off.load(Ordering::Relaxed),
+                        sp.size.load(Ordering::Relaxed),
+                    );
+                    sp.size.store(0, Ordering::Release);
+                }
+                _ => unreachable!("a size within the limit fits an empty list"),
+            }
+        }
+    }
+
+    /// This process's mapping (read-write) of the extent at `off`, at
+    /// least `size` bytes: a spare extent comes back again and again, so
+    /// a put copies into it (and a get out of it) at memory speed, without
+    /// setting up and tearing down its page tables each time (`pwrite`
+    /// into the file costs about 5x the copy). The last few are kept
+    /// (their pages are the file's: freed when it punches them, whoever
+    /// keeps them mapped). With `create` false, only one already mapped.
+    fn cached(&self, off: u64, size: u64, create: bool) -> io::Result<Option<Arc<Mapped>>> {
+        let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = maps
+            .iter()
+            .position(|m| m.off == off && m.len as u64 >= size)
+        {
+            let m = maps.remove(i);
+            maps.push(m.clone());
+            return Ok(Some(m));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let m = Arc::new(Mapped::map(self.fd(), off, size, true)?);
+        // Another extent at the same offset (smaller) is of no more use.
+        maps.retain(|old| old.off != off);
+        if maps.len() >= CACHED_MAPS {
+            maps.remove(0);
+        }
+        maps.push(m.clone());
+        Ok(Some(m))
+    }
+
+    /// The index of the listed spare at `off` (the lock held).
+    fn spare_at(&self, off: u64) -> Option<usize> {
+        self.header().spares.iter().position(|sp| {
+            sp.size.load(Ordering::Acquire) != 0 && sp.off.load(Ordering::Relaxed) == off
+        })
+    }
+
+    /// The bytes of shared memory this queue keeps for reuse now: the
+    /// extents of consumed out-of-band messages (see [`ByteQueue`]; at
+    /// most the larger of the ring's size and 512 MiB).
+    pub fn spare_bytes(&self) -> usize {
+        let h = self.header();
+        h.spares
+            .iter()
+            .map(|sp| sp.size.load(Ordering::Relaxed))
+            .sum::<u64>() as usize
+    }
+
+    /// Frees the memory kept for reuse ([`spare_bytes`](Self::spare_bytes)):
+    /// the next large messages take new pages.
+    pub fn trim(&self) {
+        self.lock(&mut Uninterruptible);
+        for sp in &self.header().spares {
+            let size = sp.size.load(Ordering::Acquire);
+            if size != 0 {
+                punch(self.fd(), sp.off.load(Ordering::Relaxed), size);
+                sp.size.store(0, Ordering::Release);
+            }
+        }
+        self.unlock();
     }
 
     /// One wait on `word` (still `seen`), in slices of [`REAP_SLICE`]
@@ -1156,6 +1656,25 @@ impl ByteQueue {
         interrupt: &mut I,
         read: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, GetError<I::Error>> {
+        self.get_message_with(deadline, interrupt, |m| {
+            let len = m.len();
+            match m.with_bytes(read) {
+                Ok(r) => r,
+                Err(e) => panic!("cannot map a message of {len} bytes: {e}"),
+            }
+        })
+    }
+
+    /// As [`get_with`](Self::get_with), but `read` gets the [`Message`]
+    /// itself: it may copy an out-of-band message straight into memory of
+    /// its own ([`Message::read_at`], one copy, nothing mapped) rather than
+    /// see it mapped ([`Message::with_bytes`]).
+    pub fn get_message_with<I: Interrupt + ?Sized, R>(
+        &self,
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+        read: impl FnOnce(Message<'_>) -> R,
+    ) -> Result<R, GetError<I::Error>> {
         let h = self.header();
         let mut spun = false;
         // After a wait, look at the ring itself (under the lock) rather than
@@ -1186,77 +1705,83 @@ impl ByteQueue {
             }
             look = true;
         };
+        let back = Cell::new(false);
         struct Release<'a, I: Interrupt + ?Sized> {
             q: &'a ByteQueue,
             pos: u64,
             extent: Option<(u64, u64)>,
+            back: &'a Cell<bool>,
             interrupt: &'a mut I,
         }
         impl<I: Interrupt + ?Sized> Drop for Release<'_, I> {
             fn drop(&mut self) {
+                let q = self.q;
+                if self.back.get() {
+                    // Not read here (no address space to map it): the
+                    // message goes back to the queue for another reader.
+                    q.lock(self.interrupt);
+                    q.slot(self.pos).state.store(READY, Ordering::Release);
+                    q.header().ready.fetch_add(1, Ordering::SeqCst);
+                    q.unlock();
+                    q.message_ready();
+                    return;
+                }
                 if let Some((off, len)) = self.extent {
+                    q.lock(self.interrupt);
+                    // Its pages kept for the next large message, and the
+                    // slot freed, in one critical section (a process killed
+                    // in it leaves both to the next holder's `recount`).
+                    if q.keep_spare(off, extent_size(len)) {
+                        stall_if_asked(&TEST_STALL_LARGE_GET);
+                        q.slot(self.pos).state.store(FREE, Ordering::Release);
+                        q.header().messages.fetch_sub(1, Ordering::Relaxed);
+                        q.reclaim();
+                        q.unlock();
+                        return;
+                    }
+                    q.unlock();
                     // Consumed (RELEASING) before its memory is freed: a
                     // reader killed from here on has its slot freed by the
                     // reaper, never made READY again over punched pages.
-                    self.q
-                        .slot(self.pos)
-                        .state
-                        .store(RELEASING, Ordering::Release);
-                    punch(self.q.fd(), off, len);
+                    q.slot(self.pos).state.store(RELEASING, Ordering::Release);
+                    punch(q.fd(), off, len);
                     stall_if_asked(&TEST_STALL_LARGE_GET);
                 }
                 // Freed under the lock, with the count: a process killed
                 // here leaves both to the lock's next holder's recount.
-                self.q.lock(self.interrupt);
-                self.q.slot(self.pos).state.store(FREE, Ordering::Release);
-                self.q.header().messages.fetch_sub(1, Ordering::Relaxed);
-                self.q.reclaim();
-                self.q.unlock();
+                q.lock(self.interrupt);
+                q.slot(self.pos).state.store(FREE, Ordering::Release);
+                q.header().messages.fetch_sub(1, Ordering::Relaxed);
+                q.reclaim();
+                q.unlock();
             }
         }
         let len = self.slot(pos).len.load(Ordering::Relaxed);
         let extent = (len & OOB != 0).then(|| self.extent_at(pos));
-        let mapped = match extent {
-            Some((off, len)) => match Mapped::new(self.fd(), off, len) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    // No address space for it here: the message goes back
-                    // to the queue for another reader.
-                    self.lock(interrupt);
-                    self.slot(pos).state.store(READY, Ordering::Release);
-                    h.ready.fetch_add(1, Ordering::SeqCst);
-                    self.unlock();
-                    self.message_ready();
-                    panic!("cannot map a message of {len} bytes: {e}");
-                }
-            },
-            None => None,
-        };
         let release = Release {
             q: self,
             pos,
             extent,
+            back: &back,
             interrupt,
         };
-        let message = match (&mapped, extent) {
-            // SAFETY: the extent was written in full before the slot was
-            // published READY (Release/Acquire, then the mapping made after
-            // the claim), the mapping is `len` bytes or more, and nobody
-            // writes or frees it until `release` runs, after `mapped` is
-            // unmapped; the slice does not outlive `mapped` (dropped
-            // first, below and on unwinding: declared after `release`).
-            (Some(m), Some((_, len))) => unsafe {
-                std::slice::from_raw_parts(m.ptr as *const u8, len as usize)
-            },
+        let kind = match extent {
+            Some((off, len)) => Kind::OutOfBand { off, len },
             // SAFETY: the slot at `pos` is READING, claimed by this
             // process: its `len` bytes were published with its READY state
             // (Release/Acquire) and nobody writes them until `release`
             // frees the slot, after `read` returned (or unwound); the
-            // slice does not outlive that.
-            _ => unsafe { std::slice::from_raw_parts(self.payload(pos, len), len as usize) },
+            // message does not outlive that (`read` gets it by value, for
+            // its call only).
+            None => Kind::Ring(unsafe {
+                std::slice::from_raw_parts(self.payload(pos, len), len as usize)
+            }),
         };
-        let r = read(message);
-        drop(mapped);
+        let r = read(Message {
+            q: self,
+            kind,
+            back: &back,
+        });
         drop(release);
         Ok(r)
     }

@@ -14,6 +14,21 @@ payloads through a channel; every case is measured on each implementation:
   (messages/s is 16 times the figure; no target);
 * ``1MiB``: one message of 1 MiB per iteration, in MiB/s of payload;
   target: tress at least 3x faster-fifo (not measured without faster-fifo);
+* ``16MiB``, ``256MiB``: one message of 16 MiB (256 MiB) per iteration, in
+  MiB/s of payload; target: tress at least 5x ``multiprocessing.Queue``.
+  tress's queue has its default ring here (8 MiB, not :data:`CAPACITY`),
+  so they go out of band (see ``tress::ipc::ByteQueue``), as they do for a
+  user of ``tress.multiprocessing.Queue()``.  faster-fifo cannot carry a
+  message of 64 MiB or more (a message is bounded by its
+  ``max_size_bytes``): in ``256MiB`` it is shown as not applicable
+  (``n/a``, with the reason), not as a failure or a skip.  Only one
+  messages per batch: a 256 MiB case takes a few seconds with ``--quick``;
+* ``numpy-100MB``: a NumPy array of 100 MB (``float64``) to a child process
+  and back (the child puts back what it gets), one round trip after the
+  other, in round trips/s; target: tress at least 5x
+  ``multiprocessing.Queue``.  Each returned array is checked (type, shape,
+  dtype, first and last element).  Skipped, with the reason, where NumPy is
+  not installed; faster-fifo: not applicable, as above;
 * ``ping-pong``: a 64 B message to the other process and back, one round
   trip after the other, in round trips/s (the latency of one round trip is
   the inverse).  Its yardstick is the ``os.pipe`` reference: the same round
@@ -27,7 +42,8 @@ ratios), ``tress`` = ``tress.multiprocessing.Queue(capacity=64 MiB)``,
 ``multiprocessing.Pipe(duplex=False)`` (``Connection.send``/``recv``) and the
 peer ``faster-fifo`` = ``faster_fifo.Queue(max_size_bytes=64 MiB)``, skipped
 with the reason when it cannot be imported.  Both shared-memory rings get
-:data:`CAPACITY` (64 MiB) in every case, room for the 1 MiB messages.  The
+:data:`CAPACITY` (64 MiB), room for the 1 MiB messages, except tress's in
+the large cases (its default 8 MiB, see above).  The
 payloads are ``bytes`` objects; every implementation pickles them (tress
 and faster-fifo in the caller of ``put``, ``multiprocessing.Queue`` in its
 feeder thread, ``SimpleQueue`` and ``Pipe`` in ``put``/``send``).
@@ -86,6 +102,7 @@ from tress.bench.model import (
     TRESS,
     Case,
     Implementation,
+    NotApplicable,
     Runner,
     Scenario,
     Setup,
@@ -100,6 +117,11 @@ MiB = 1 << 20
 CAPACITY = 64 * MiB
 """Bytes of the shared ring of tress's queue and of faster-fifo's."""
 
+LARGE = 16 * MiB
+"""From this size on (the large cases), tress's queue has its default ring
+(8 MiB): the messages go out of band, as they do for a user of
+``tress.multiprocessing.Queue()``."""
+
 MESSAGES_UNIT = 100
 """Messages per iteration of the cases in messages/s."""
 
@@ -108,6 +130,9 @@ PINGPONG_UNIT = 10
 
 PINGPONG_SIZE = 64
 """Bytes of the ping-pong message."""
+
+NUMPY_BYTES = 100_000_000
+"""Bytes of the array of ``numpy-100MB``."""
 
 PAYLOAD_MEMORY = 8 * MiB
 """Bytes of prebuilt payloads at most (at least two are made)."""
@@ -195,17 +220,20 @@ def _bare_pipe(size: int, timeout: float) -> _Channel:
 
 
 def _load_stdlib(module: str, factory: Callable[[int, float], _Channel]) -> Any:
-    return lambda: SimpleNamespace(__name__=module, channel=factory, messages=True)
+    return lambda: SimpleNamespace(__name__=module, channel=factory, messages=True,
+                                   max_message=None)
 
 
 def _load_tress() -> SimpleNamespace:
     tmp = importlib.import_module("tress.multiprocessing")
 
     def channel(size: int, timeout: float) -> _Channel:
-        q = tmp.Queue(capacity=CAPACITY)
+        # large messages: the default ring, as a user gets it (out of band)
+        q = tmp.Queue(capacity=CAPACITY) if size < LARGE else tmp.Queue()
         return _Channel(q.put, partial(q.get, True, timeout), q.close)
 
-    return SimpleNamespace(__name__="tress.multiprocessing", channel=channel, messages=True)
+    return SimpleNamespace(__name__="tress.multiprocessing", channel=channel, messages=True,
+                           max_message=None)
 
 
 def _load_faster_fifo() -> SimpleNamespace:
@@ -219,11 +247,25 @@ def _load_faster_fifo() -> SimpleNamespace:
         # put() waits for room at most its default timeout (10 s), then Full
         return _Channel(q.put, partial(q.get, True, timeout), q.close)
 
-    return SimpleNamespace(__name__="faster_fifo", channel=channel, messages=True)
+    # a message (with its pickling) must fit in the ring: max_size_bytes
+    return SimpleNamespace(__name__="faster_fifo", channel=channel, messages=True,
+                           max_message=CAPACITY)
 
 
 def _load_bare_pipe() -> SimpleNamespace:
-    return SimpleNamespace(__name__="os", channel=_bare_pipe, messages=False)
+    return SimpleNamespace(__name__="os", channel=_bare_pipe, messages=False,
+                           max_message=None)
+
+
+def _fits(impl: Any, size: int) -> None:
+    """:class:`NotApplicable` if ``impl`` cannot carry a message of ``size``
+    bytes by design (its messages are bounded)."""
+    bound = getattr(impl, "max_message", None)
+    if bound is not None and size >= bound:
+        raise NotApplicable(
+            f"{impl.__name__} cannot carry a message of {_size_name(size, ' ')}: its "
+            f"messages are bounded by the ring (max_size_bytes={bound // MiB} MiB here)"
+        )
 
 
 SIMPLE_QUEUE = "mp.SimpleQueue"
@@ -260,7 +302,7 @@ def _serve(control: Any, parents_end: Any, down: _Channel | None, up: _Channel,
     """
     parents_end.close()
     _guard_orphan(parent)
-    payloads = _payloads(size)
+    payloads = _payloads(size) if down is None else []  # an echo sends back what it gets
     control.send((_READY, os.getpid()))
     while True:
         try:
@@ -446,6 +488,7 @@ def _throughput(size: int, per_iteration: int) -> Setup:
     def setup(impl: Any) -> Any:
         if not impl.messages:
             raise Unsupported(f"{impl.__name__} carries bytes, not messages")
+        _fits(impl, size)
 
         @contextmanager
         def made() -> Iterator[Runner]:
@@ -512,6 +555,53 @@ def _ping_pong(impl: Any) -> Any:
     return made()
 
 
+def _numpy_round_trip(impl: Any) -> Any:
+    """Set-up for ``n`` round trips of a 100 MB NumPy array."""
+    if not impl.messages:
+        raise Unsupported(f"{impl.__name__} carries bytes, not messages")
+    try:
+        np = importlib.import_module("numpy")
+    except ImportError as exc:
+        raise Unsupported(
+            "NumPy is not installed (pip install numpy; requirements-dev.txt pins it)"
+        ) from exc
+    _fits(impl, NUMPY_BYTES)
+
+    @contextmanager
+    def made() -> Iterator[Runner]:
+        with _serving(impl, NUMPY_BYTES, echo=True) as (child, down, up):
+            put, get, empty = down.put, up.get, queue.Empty
+            arrays = [np.full(NUMPY_BYTES // 8, float(j)) for j in range(2)]
+
+            def body(k: int) -> float:
+                child.command(_ECHO, k)
+                try:
+                    start = perf_counter()
+                    for j in itertools.islice(itertools.cycle(range(len(arrays))), k):
+                        a = arrays[j]
+                        put(a)
+                        b = get()
+                        if (type(b) is not np.ndarray or b.shape != a.shape
+                                or b.dtype != a.dtype or b[0] != j or b[-1] != j):
+                            raise RuntimeError(
+                                f"numpy round trip: got {type(b).__name__} "
+                                f"{getattr(b, 'shape', '?')}, expected array {j} of "
+                                f"shape {a.shape}: lost, reordered or torn"
+                            )
+                        del b
+                    elapsed = perf_counter() - start
+                except empty:
+                    raise stuck("numpy round trip", "reply") from None
+                return elapsed
+
+            def run(n: int) -> float:
+                return child.batch(partial(body, n), n)
+
+            yield run
+
+    return made()
+
+
 # --------------------------------------------------------------------------
 # the scenario
 
@@ -536,6 +626,15 @@ def _messages_case(size: int, target: Target | None, name: str = "",
                 _MESSAGES, _throughput(size, MESSAGES_UNIT), MESSAGES_UNIT, target)
 
 
+def _large_case(size: int, target: Target) -> Case:
+    """A case in MiB/s of payload: one message of ``size`` bytes (a whole
+    number of MiB, larger than the rings) per iteration."""
+    return Case(_size_name(size),
+                f"{_size_name(size, ' ')} messages (one an iteration), producer process "
+                "-> this process, payload MiB/s; out of band in tress's queue",
+                _MIB, _throughput(size, 1), size // MiB, target)
+
+
 def _bytes_case(size: int, target: Target | None, note: str = "") -> Case:
     """A case in MiB/s of payload: 1 MiB of messages per iteration."""
     per = max(1, MiB // size)
@@ -549,12 +648,14 @@ SCENARIO = Scenario(
     name="ipc",
     description="between two processes: multiprocessing.Queue, SimpleQueue, Pipe, "
     "faster-fifo and tress.multiprocessing.Queue; 1 producer process, 1 consumer "
-    "process, 64 B to 1 MiB payloads; 64 B ping-pong",
+    "process, 64 B to 256 MiB payloads; a 100 MB NumPy array round trip; 64 B "
+    "ping-pong",
     implementations=(
         Implementation(STDLIB, STDLIB, _load_stdlib("multiprocessing", _mp_queue),
                        source="multiprocessing.Queue"),
         Implementation(TRESS, TRESS, _load_tress,
-                       source=f"tress.multiprocessing.Queue(capacity={CAPACITY // MiB} MiB)"),
+                       source=f"tress.multiprocessing.Queue(capacity={CAPACITY // MiB} MiB; "
+                       f"the default, 8 MiB, for messages of {LARGE // MiB} MiB and more)"),
         Implementation(SIMPLE_QUEUE, STDLIB, _load_stdlib("multiprocessing", _mp_simple_queue),
                        source="multiprocessing.SimpleQueue"),
         Implementation(PIPE, STDLIB, _load_stdlib("multiprocessing", _mp_pipe),
@@ -571,6 +672,11 @@ SCENARIO = Scenario(
         _messages_case(KiB, None, note=" (no target)"),
         _bytes_case(64 * KiB, None, note=" (no target)"),
         _bytes_case(MiB, Target(3.0, versus=FASTER_FIFO)),
+        _large_case(16 * MiB, Target(5.0)),
+        _large_case(256 * MiB, Target(5.0)),
+        Case("numpy-100MB", f"a NumPy array of {NUMPY_BYTES // 10**6} MB (float64) to a "
+             "child process and back, one round trip after the other",
+             _ROUND_TRIPS, _numpy_round_trip, 1, Target(5.0)),
         Case("ping-pong", f"{PINGPONG_SIZE} B to a child process and back, one round "
              f"trip after the other, beside bare os.pipe (column {BARE_PIPE})",
              _ROUND_TRIPS, _ping_pong, PINGPONG_UNIT, Target(1.0, versus=BARE_PIPE)),
@@ -588,8 +694,15 @@ SCENARIO = Scenario(
             f"bounded ({threads.HANDOFF_TIMEOUT:g} s, a batch 4x that)"
         ),
         (
-            f"tress and faster-fifo rings: {CAPACITY // MiB} MiB in every case; targets "
+            f"tress and faster-fifo rings: {CAPACITY // MiB} MiB (tress: 8 MiB from "
+            f"{LARGE // MiB} MiB messages on); targets "
             "versus faster-fifo are not measured when it is not installed"
+        ),
+        (
+            "16MiB, 256MiB, numpy-100MB: tress with its default ring (8 MiB), so they "
+            "go out of band, its receiver holding the result only (its peak RSS grows "
+            "by the message: tests/python/test_mp_large_messages.py); faster-fifo "
+            "cannot carry 64 MiB or more (n/a: max_size_bytes)"
         ),
         (
             f"ping-pong: the latency of a round trip is 1 / the figure; {BARE_PIPE} is "

@@ -23,8 +23,9 @@ shared ring). What differs, by design:
   goes out of band, in the same anonymous memory file past the ring,
   copied there once and copied once more, straight into the result, by
   ``get``; its pages are then kept for the next large items (the last
-  few, at most 512 MiB or the ring's size: ``_ring.spare_bytes``, freed
-  by ``_ring.trim()`` or when the queue is closed) or freed; only a
+  few, at most 64 MiB or the ring's size, or the last one if larger:
+  ``_ring.spare_bytes``, freed by ``_ring.trim()`` or when the queue is
+  closed) or freed; only a
   machine short of memory makes the
   ``put`` fail (``OSError`` naming the size; the queue stays intact);
 * the shared memory is an anonymous memory file reserved at creation: no

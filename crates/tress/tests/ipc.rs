@@ -291,21 +291,19 @@ fn spare_extents_are_reused_and_bounded() {
     let kept: usize = sizes[2..].iter().map(|&n| n.div_ceil(4096) * 4096).sum();
     assert_eq!(q.spare_bytes(), kept);
     assert_eq!(allocated(&q), ring + kept as u64);
-    // a fifth: the oldest spare freed to list it
+    let page = |n: usize| n.div_ceil(4096) * 4096;
+    // larger than the bound (64 MiB here): kept alone, the others freed
     q.put(&[&message(20, 200 << 20)]).unwrap();
     assert_eq!(q.get(check), 20);
-    let page = |n: usize| n.div_ceil(4096) * 4096;
-    assert_eq!(q.spare_bytes(), (200 << 20) + kept - page(sizes[2]));
-    // beyond the bytes' bound (512 MiB here): the oldest freed until it fits
-    q.put(&[&message(21, 310 << 20)]).unwrap();
+    assert_eq!(q.spare_bytes(), page(200 << 20));
+    // within the bound again: the large one freed to make room
+    q.put(&[&message(21, 30 << 20)]).unwrap();
     assert_eq!(q.get(check), 21);
-    assert_eq!(q.spare_bytes(), (200 << 20) + (310 << 20));
-    // larger than the bound itself: freed at once, the spares kept
-    let before = q.spare_bytes();
-    q.put(&[&message(22, 600 << 20)]).unwrap();
+    assert_eq!(q.spare_bytes(), page(30 << 20));
+    q.put(&[&message(22, 10 << 20)]).unwrap();
     assert_eq!(q.get(check), 22);
-    assert_eq!(q.spare_bytes(), before);
-    assert!(q.spare_bytes() <= 512 << 20);
+    assert_eq!(q.spare_bytes(), page(30 << 20) + page(10 << 20));
+    assert!(q.spare_bytes() <= 64 << 20);
     assert_eq!(in_use(&q), ring);
     q.trim();
     assert_eq!((q.spare_bytes(), allocated(&q)), (0, ring));
@@ -1007,7 +1005,7 @@ fn random_operations_match_a_model() {
         assert!(model.is_empty());
         // every extent consumed: kept as a spare (bounded) or freed
         assert_eq!(in_use(&q), file);
-        assert!(q.spare_bytes() <= 512 << 20);
+        assert!(q.spare_bytes() <= 64 << 20);
         let largest = vec![1u8; q.capacity() * 3];
         q.try_put(&[&largest])
             .expect("a drained ring takes a message larger than itself");

@@ -158,9 +158,8 @@ struct Header {
 /// How many extents a queue keeps for reuse at most.
 const SPARES: usize = 4;
 /// The bytes of the spare extents a queue keeps at most, if its ring is
-/// smaller (see [`ByteQueue`]): room for a 256 MiB message and its
-/// pickling's few bytes more (the next 4 KiB page), and then some.
-const SPARE_BYTES: u64 = 512 << 20;
+/// smaller (see [`ByteQueue`]); one larger extent may be kept, alone.
+const SPARE_BYTES: u64 = 64 << 20;
 
 /// An extent kept for reuse: its offset and size in whole pages (0: an
 /// empty entry), and when it was kept.
@@ -640,17 +639,18 @@ impl Drop for Mapped {
 /// the next large ones (new pages cost their allocation, zeroing and
 /// freeing by the kernel, ~1.3 GB/s, several times a copy). A short list
 /// in the header, under the lock, holds the *spare* extents: at most 4,
-/// of at most the larger of the ring's size and 512 MiB in all; a reader
-/// lists the extent of the message it consumed in the critical section
-/// that frees its slot, the oldest spares punched
-/// (`FALLOC_FL_PUNCH_HOLE`) to make room, and an extent larger than the
-/// bound is punched at once, as every extent was before. A writer takes,
+/// of at most the larger of the ring's size and 64 MiB in all, or a single
+/// larger one; a reader lists the extent of the message it consumed in the
+/// critical section that frees its slot, the oldest spares punched
+/// (`FALLOC_FL_PUNCH_HOLE`) to make room (all of them for an extent larger
+/// than the bound, which is then kept alone). A writer takes,
 /// with its slot, the smallest spare of at least its message's pages and
 /// at most an eighth more (the rest is punched); else new pages from a
 /// bump allocator in the header (page-aligned offsets, never reused: the
 /// file is sparse and 2^62 bytes of offsets do not run out). So a queue
 /// that carried large messages holds up to that bound of shared memory
-/// until it is closed or [`trim`](Self::trim)med
+/// (or one message's worth, if larger) until it is closed or
+/// [`trim`](Self::trim)med
 /// ([`spare_bytes`](Self::spare_bytes) counts it).
 ///
 /// The put writes the reference into its reserved slot first, then the
@@ -1407,15 +1407,14 @@ impl ByteQueue {
     }
 
     /// Keeps the extent of a consumed message (`size` bytes, whole pages,
-    /// at `off`) for reuse, the lock held, if it is no larger than the
-    /// limit: the oldest spares are freed (their pages punched) until it
-    /// fits. Whether it was kept.
+    /// at `off`) for reuse, the lock held: the oldest spares are freed
+    /// (their pages punched) until it fits within the limit, or, if it is
+    /// larger than the limit, until it is the only one (a stream of large
+    /// messages reuses its pages; a queue keeps at most one message's
+    /// worth beyond the limit). Whether it was kept (always).
     fn keep_spare(&self, off: u64, size: u64) -> bool {
         let h = self.header();
-        let limit = self.spare_limit();
-        if size > limit {
-            return false;
-        }
+        let limit = self.spare_limit().max(size);
         loop {
             let mut total = 0;
             let mut empty = None;
@@ -1498,7 +1497,8 @@ impl ByteQueue {
 
     /// The bytes of shared memory this queue keeps for reuse now: the
     /// extents of consumed out-of-band messages (see [`ByteQueue`]; at
-    /// most the larger of the ring's size and 512 MiB).
+    /// most the larger of the ring's size and 64 MiB, or one larger
+    /// message's).
     pub fn spare_bytes(&self) -> usize {
         let h = self.header();
         h.spares

@@ -80,6 +80,23 @@ fn os_error(e: std::io::Error) -> PyErr {
     }
 }
 
+/// Takes over descriptor `fd`, handed over by the Python side (detached
+/// from multiprocessing's `DupFd`): the one place a raw descriptor becomes
+/// owned.
+fn owned_fd(fd: i32) -> PyResult<OwnedFd> {
+    if fd < 0 {
+        return Err(PyValueError::new_err("invalid file descriptor"));
+    }
+    // SAFETY: the caller hands over an open descriptor it owns, and no one
+    // else closes it after this.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The shared-memory segment behind descriptor `fd` (taken over).
+fn segment_from_fd(fd: i32) -> PyResult<Segment> {
+    Segment::from_fd(owned_fd(fd)?).map_err(os_error)
+}
+
 /// `block`/`timeout` as multiprocessing's queues take them: a deadline, or
 /// None to wait forever; a negative timeout counts as 0.
 fn deadline(block: bool, timeout: Option<f64>) -> PyResult<Option<Instant>> {
@@ -525,14 +542,8 @@ impl PyShmQueue {
     /// The queue behind descriptor `fd` (which this object takes over).
     #[staticmethod]
     fn from_fd(fd: i32) -> PyResult<Self> {
-        if fd < 0 {
-            return Err(PyValueError::new_err("invalid file descriptor"));
-        }
-        // SAFETY: the caller hands over an open descriptor it owns (the
-        // Python side detaches it from multiprocessing's DupFd).
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Self {
-            q: ByteQueue::open_fd(fd).map_err(os_error)?,
+            q: ByteQueue::open_fd(owned_fd(fd)?).map_err(os_error)?,
             pending: std::sync::Mutex::new(None),
         })
     }
@@ -823,12 +834,7 @@ impl PyShmSemLock {
     /// The lock behind descriptor `fd` (taken over), of `kind`.
     #[staticmethod]
     fn from_fd(fd: i32, kind: i32, maxvalue: i64) -> PyResult<Self> {
-        if fd < 0 {
-            return Err(PyValueError::new_err("invalid file descriptor"));
-        }
-        // SAFETY: the caller hands over an open descriptor it owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let seg = Segment::from_fd(fd).map_err(os_error)?;
+        let seg = segment_from_fd(fd)?;
         let sem = match kind {
             RECURSIVE_MUTEX => Sem::RLock(tress::ipc::ShmRLock::open(seg).map_err(os_error)?),
             _ => Sem::Semaphore(tress::ipc::ShmSemaphore::open(seg).map_err(os_error)?),
@@ -971,12 +977,7 @@ impl PyShmEvent {
     /// The event behind descriptor `fd` (taken over).
     #[staticmethod]
     fn from_fd(fd: i32) -> PyResult<Self> {
-        if fd < 0 {
-            return Err(PyValueError::new_err("invalid file descriptor"));
-        }
-        // SAFETY: the caller hands over an open descriptor it owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let seg = Segment::from_fd(fd).map_err(os_error)?;
+        let seg = segment_from_fd(fd)?;
         Ok(Self {
             ev: tress::ipc::ShmEvent::open(seg).map_err(os_error)?,
         })
@@ -1044,12 +1045,7 @@ impl PyTaskTable {
     /// The table behind descriptor `fd` (taken over).
     #[staticmethod]
     fn from_fd(fd: i32) -> PyResult<Self> {
-        if fd < 0 {
-            return Err(PyValueError::new_err("invalid file descriptor"));
-        }
-        // SAFETY: the caller hands over an open descriptor it owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let seg = Segment::from_fd(fd).map_err(os_error)?;
+        let seg = segment_from_fd(fd)?;
         Ok(Self {
             t: TaskTable::open(seg).map_err(os_error)?,
         })

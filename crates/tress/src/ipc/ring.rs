@@ -155,6 +155,11 @@ struct Header {
     spare_stamp: AtomicU64,
 }
 
+/// Messages of at most this many bytes are copied into the ring in the
+/// critical section that reserves their slot (a copy shorter than a trip
+/// through the lock).
+const SMALL_MESSAGE: usize = 1024;
+
 /// How many extents a queue keeps for reuse at most.
 const SPARES: usize = 4;
 /// The bytes of the spare extents a queue keeps at most, if its ring is
@@ -1225,6 +1230,19 @@ impl ByteQueue {
             let seen = h.get_seq.load(Ordering::SeqCst);
             self.lock(interrupt);
             let reserved = self.reserve(len as u64, oob);
+            if let Some((pos, None, _)) = reserved {
+                if len <= SMALL_MESSAGE {
+                    // A small message is copied and published in the
+                    // critical section that reserved its slot: one trip
+                    // through the lock instead of two (a process killed
+                    // in it leaves a WRITING slot to the next holder).
+                    self.write_parts(pos, len as u64, parts);
+                    self.publish(pos);
+                    self.unlock();
+                    self.message_ready();
+                    return Ok(());
+                }
+            }
             self.unlock();
             if let Some(reserved) = reserved {
                 break reserved;
@@ -1268,27 +1286,37 @@ impl ByteQueue {
                 });
             }
         } else {
-            let mut dst = self.payload(pos, len as u64);
-            for part in parts {
-                // SAFETY: the slot at `pos` was reserved for this process
-                // (WRITING): nobody else reads or writes its `len` bytes
-                // until it is published below; the parts do not overlap
-                // the ring.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(part.as_ptr(), dst, part.len());
-                    dst = dst.add(part.len());
-                }
-            }
+            self.write_parts(pos, len as u64, parts);
         }
-        // Published and counted under the lock, as claims uncount: `ready`
-        // is then exact (and a process killed in between leaves both to the
-        // lock's next holder's recount).
         self.lock(interrupt);
-        self.slot(pos).state.store(READY, Ordering::Release);
-        h.ready.fetch_add(1, Ordering::SeqCst);
+        self.publish(pos);
         self.unlock();
         self.message_ready();
         Ok(())
+    }
+
+    /// Copies `parts` (`len` bytes in all) into the reserved slot at `pos`.
+    fn write_parts(&self, pos: u64, len: u64, parts: &[&[u8]]) {
+        let mut dst = self.payload(pos, len);
+        for part in parts {
+            // SAFETY: the slot at `pos` was reserved for this process
+            // (WRITING): nobody else reads or writes its `len` bytes until
+            // it is published; the parts do not overlap the ring and add up
+            // to `len` bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(part.as_ptr(), dst, part.len());
+                dst = dst.add(part.len());
+            }
+        }
+    }
+
+    /// Publishes the written slot at `pos` (the lock held). Published and
+    /// counted under the lock, as claims uncount: `ready` is then exact (and
+    /// a process killed in between leaves both to the lock's next holder's
+    /// recount).
+    fn publish(&self, pos: u64) {
+        self.slot(pos).state.store(READY, Ordering::Release);
+        self.header().ready.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Reserves a slot for `len` bytes (the lock held), or, `oob`, for a

@@ -626,7 +626,9 @@ impl Drop for Mapped {
 /// process, length) and the message. A short lock in shared memory (the
 /// holder's pid in a futex word) covers only the bookkeeping: a put
 /// reserves its slot (state WRITING) under the lock, copies the message
-/// with the lock released, then publishes it (READY); a get claims the
+/// with the lock released, then publishes it (READY) — a message of up to
+/// 1 KiB is copied and published in the reserving critical section, its
+/// copy being shorter than a second trip through the lock; a get claims the
 /// oldest READY slot (READING), copies it out with the lock released, then
 /// frees it (FREE), and space is reclaimed in ring order. So copies of
 /// large messages by several processes overlap, and messages come out in

@@ -390,6 +390,33 @@ def test_an_exception_that_cannot_be_unpickled_fails_its_task_alone(tf):
         assert pool.map(square, range(50)) == [i * i for i in range(50)]
 
 
+def negate(array):
+    return -array
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_numpy_array_of_100_mb_through_both_pool_apis(tf, method):
+    """A 100 MB NumPy array as an argument and as a result, both ways,
+    through both APIs, checked by hash (its buffer travels out of band)."""
+    np = pytest.importorskip("numpy", reason="numpy is not installed (an optional test "
+                             "dependency: pip install numpy)")
+    import hashlib
+
+    from tress.pool import Pool
+
+    array = np.arange(100_000_000 // 8, dtype=np.float64)
+    want = hashlib.sha256((-array).tobytes()).hexdigest()
+    ctx = multiprocessing.get_context(method)
+    with tf.ProcessPoolExecutor(1, mp_context=ctx) as ex:
+        got = ex.submit(negate, array).result(TIMEOUT)
+        assert got.dtype == array.dtype and got.shape == array.shape
+        assert hashlib.sha256(got.tobytes()).hexdigest() == want
+    del got
+    with Pool(1, context=ctx) as pool:
+        got = pool.apply_async(negate, (array,)).get(TIMEOUT)
+        assert hashlib.sha256(got.tobytes()).hexdigest() == want
+
+
 def open_fds():
     return len(os.listdir("/proc/self/fd"))
 

@@ -1626,8 +1626,17 @@ fn stress_with_timeouts_and_interrupts_loses_nothing() {
         .sum();
     assert_eq!(total, producers * per);
     assert!(seen.iter().all(|s| s.load(Ordering::Relaxed)));
-    assert!(
-        failures.load(Ordering::Relaxed) > 0,
-        "some waits were interrupted"
-    );
+    // How many waits the random checks interrupted depends on the
+    // scheduling (a loaded machine may let every wait end by its deadline
+    // or a wake before a slice ends): counted, not required. One
+    // interrupted wait on a queue of the same kind, for certain: it takes
+    // nothing and leaves the queue usable.
+    let q: Queue<u64> = Queue::bounded(4);
+    let mut probe = Probe::failing_after(1, Duration::from_millis(1));
+    match q.get_with(Some(Instant::now() + BOUND), &mut probe) {
+        Err(GetError::Failed(Stop(1))) => {}
+        other => panic!("an interrupted get: {other:?}"),
+    }
+    q.put(7).unwrap();
+    assert_eq!(q.get().unwrap(), 7);
 }

@@ -903,6 +903,24 @@ class StartMethod:
             )
 
 
+def install_bound_class(globs, name, bases, start_method):
+    """Puts the test class ``name``, made of ``bases`` for ``start_method``,
+    in the module namespace ``globs`` (collected by pytest: ``__test__``)."""
+    namespace = {"start_method": start_method, "__module__": globs["__name__"], "__test__": True}
+    cls = type(name, bases, namespace)
+    cls.__qualname__ = name
+    globs[name] = cls
+
+
+def bound_classes(globs):
+    """The test classes :func:`install_bound_class` put in ``globs``."""
+    return [
+        v
+        for v in globs.values()
+        if isinstance(v, type) and issubclass(v, unittest.TestCase) and v.__dict__.get("__test__")
+    ]
+
+
 def mp_module_fixtures(preload):
     """``(setUpModule, tearDownModule)`` for a binding module, as
     ``install_tests_in_module_dict``'s: the forkserver preloads the modules

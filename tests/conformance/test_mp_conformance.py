@@ -300,14 +300,7 @@ def _install(globs):
                 bases = (adapted, TressProcessesMixin, unittest.TestCase)
             else:  # a TestCase that CPython copies into each start-method module
                 bases = (_StartMethod, adapted)
-            namespace = {
-                "start_method": start_method,
-                "__module__": __name__,
-                "__test__": True,
-            }
-            cls = type(name, bases, namespace)
-            cls.__qualname__ = name
-            globs[name] = cls
+            cs.install_bound_class(globs, name, bases, start_method)
 
 
 _install(globals())
@@ -322,13 +315,7 @@ setUpModule, tearDownModule = cs.mp_module_fixtures([__name__, TARGET, _mp.__nam
 
 
 def _bound_classes():
-    return [
-        v
-        for v in globals().values()
-        if isinstance(v, type)
-        and issubclass(v, unittest.TestCase)
-        and v.__dict__.get("__test__")
-    ]
+    return cs.bound_classes(globals())
 
 
 def test_binding_targets_the_module_under_test():

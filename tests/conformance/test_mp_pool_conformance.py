@@ -285,11 +285,8 @@ def _install(globs):
             else:  # a TestCase that CPython copies into each start-method module
                 variants = [(None, (cs.StartMethod, adapted))]
             for type_, bases in variants:
-                name = _bound_name(base, type_, start_method)
-                namespace = {"start_method": start_method, "__module__": __name__, "__test__": True}
-                cls = type(name, bases, namespace)
-                cls.__qualname__ = name
-                globs[name] = cls
+                cs.install_bound_class(globs, _bound_name(base, type_, start_method), bases,
+                                       start_method)
 
 
 _install(globals())
@@ -301,11 +298,7 @@ setUpModule, tearDownModule = cs.mp_module_fixtures([__name__, TARGET, _mp.__nam
 
 
 def _bound_classes():
-    return [
-        v
-        for v in globals().values()
-        if isinstance(v, type) and issubclass(v, unittest.TestCase) and v.__dict__.get("__test__")
-    ]
+    return cs.bound_classes(globals())
 
 
 def test_binding_targets_the_module_under_test():

@@ -1487,3 +1487,53 @@ def test_objects_reach_a_pool_initializer(tm, ctx):
         got = sorted(i for _, i in (q.get(timeout=REAP) for _ in range(8)))
     assert got == list(range(8))
     assert q.empty() and sem.get_value() == 2 and lock.acquire(timeout=0)
+
+
+class _BadBool:
+    def __bool__(self):
+        raise ZeroDivisionError("no truth value")
+
+
+@pytest.mark.parametrize("module", ["multiprocessing", "tress"])
+def test_block_takes_the_stdlibs_truth_values(module):
+    """``block`` as multiprocessing takes it (``q.get(1, 5)``,
+    ``lock.acquire(0)``): ``get`` by any object's truth value (the stdlib's
+    only without a timeout; tress's always); ``put`` and the locks'
+    ``acquire`` (a C ``bool(accept={int})``) by an integer's, anything else
+    a TypeError; an object without a truth value raises its error."""
+    mp = multiprocessing if module == "multiprocessing" else TMP
+    for cls in (mp.Queue, mp.JoinableQueue):
+        q = cls()
+        q.put("a", 1)
+        q.put("b", 1, 5)
+        q.put("c", 0)  # does not wait (there is room anyway)
+        assert [q.get(1, GET), q.get("yes"), q.get(True, GET)] == ["a", "b", "c"]
+        with pytest.raises(queue.Empty):
+            q.get(0)
+        with pytest.raises(queue.Empty):
+            q.get(0, 0.01)  # false: at once, whatever the timeout
+        with pytest.raises(ZeroDivisionError):
+            q.get(_BadBool())
+        for bad in (1.5, None, "yes"):
+            with pytest.raises(TypeError):
+                q.put("d", bad)
+        assert q.empty()
+        q.close()
+    lock = mp.Lock()
+    assert lock.acquire(0) is True and lock.acquire(0) is False
+    lock.release()
+    assert lock.acquire(1, 1) is True
+    lock.release()
+    rlock = mp.RLock()
+    assert rlock.acquire(0) and rlock.acquire(0)
+    rlock.release()
+    rlock.release()
+    sem = mp.Semaphore(1)
+    assert sem.acquire(1) is True and sem.acquire(0) is False
+    sem.release()
+    bsem = mp.BoundedSemaphore(1)
+    assert bsem.acquire(True) is True and bsem.acquire(False) is False
+    bsem.release()
+    for bad in (1.5, None):
+        with pytest.raises(TypeError):
+            lock.acquire(bad)

@@ -17,7 +17,7 @@ use std::mem::MaybeUninit;
 use tress::ipc::{ByteQueue, Message, Segment, SendError, TaskTable};
 use tress::{GetError, Interrupt};
 
-use crate::wait::Blocking;
+use crate::wait::{Blocking, IntFlag, Truthy};
 
 pyo3::import_exception!(queue, Empty);
 pyo3::import_exception!(queue, Full);
@@ -432,29 +432,29 @@ impl PyShmQueue {
 #[pymethods]
 impl PyShmQueue {
     /// Pickles `obj` here and puts it (see `tress.multiprocessing`).
-    #[pyo3(signature = (obj, block=true, timeout=None))]
+    #[pyo3(signature = (obj, block=IntFlag(true), timeout=None))]
     fn put_obj(
         &self,
         py: Python<'_>,
         obj: &Bound<'_, PyAny>,
-        block: bool,
+        block: IntFlag,
         timeout: Option<f64>,
     ) -> PyResult<()> {
         let parts = Self::encode(py, obj)?;
-        self.put_parts(py, &parts, deadline(block, timeout)?)
+        self.put_parts(py, &parts, deadline(block.0, timeout)?)
     }
 
     /// Takes the oldest message and unpickles it; an object that fails to
     /// unpickle raises here (the message is consumed, the queue intact).
-    #[pyo3(signature = (block=true, timeout=None))]
+    #[pyo3(signature = (block=Truthy(true), timeout=None))]
     fn get_obj<'py>(
         &self,
         py: Python<'py>,
-        block: bool,
+        block: Truthy,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.take_pending()?;
-        let until = deadline(block, timeout)?;
+        let until = deadline(block.0, timeout)?;
         let mut interrupt = Blocking::interruptible(py);
         match self
             .q
@@ -469,12 +469,12 @@ impl PyShmQueue {
     /// Pickles every object of `objs` first (one that cannot be pickled
     /// puts none), then puts them in order; how many were put (see
     /// `put_many`).
-    #[pyo3(signature = (objs, block=true, timeout=None))]
+    #[pyo3(signature = (objs, block=IntFlag(true), timeout=None))]
     fn put_objs(
         &self,
         py: Python<'_>,
         objs: &Bound<'_, PyAny>,
-        block: bool,
+        block: IntFlag,
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let messages = PyList::empty(py);
@@ -486,12 +486,12 @@ impl PyShmQueue {
 
     /// Up to `n` objects: waits for the first as `get_obj`, then takes
     /// those ready without waiting.
-    #[pyo3(signature = (n, block=true, timeout=None))]
+    #[pyo3(signature = (n, block=Truthy(true), timeout=None))]
     fn get_objs<'py>(
         &self,
         py: Python<'py>,
         n: usize,
-        block: bool,
+        block: Truthy,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
@@ -562,29 +562,29 @@ impl PyShmQueue {
     }
 
     /// Puts one message, the concatenation of the buffers in `parts`.
-    #[pyo3(signature = (parts, block=true, timeout=None))]
+    #[pyo3(signature = (parts, block=IntFlag(true), timeout=None))]
     fn put(
         &self,
         py: Python<'_>,
         parts: &Bound<'_, PyList>,
-        block: bool,
+        block: IntFlag,
         timeout: Option<f64>,
     ) -> PyResult<()> {
-        self.put_parts(py, parts, deadline(block, timeout)?)
+        self.put_parts(py, parts, deadline(block.0, timeout)?)
     }
 
     /// Puts several messages (each a list of buffers), in order; all wait
     /// for room within the one timeout. Returns how many were put before a
     /// `Full` (raised only if none was).
-    #[pyo3(signature = (messages, block=true, timeout=None))]
+    #[pyo3(signature = (messages, block=IntFlag(true), timeout=None))]
     fn put_many(
         &self,
         py: Python<'_>,
         messages: &Bound<'_, PyList>,
-        block: bool,
+        block: IntFlag,
         timeout: Option<f64>,
     ) -> PyResult<usize> {
-        let until = deadline(block, timeout)?;
+        let until = deadline(block.0, timeout)?;
         let buffers = messages
             .iter()
             .map(|m| Self::exported(m.cast::<PyList>()?))
@@ -598,14 +598,14 @@ impl PyShmQueue {
     }
 
     /// Takes the oldest message (bytes); `queue.Empty` if none came in time.
-    #[pyo3(signature = (block=true, timeout=None))]
+    #[pyo3(signature = (block=Truthy(true), timeout=None))]
     fn get<'py>(
         &self,
         py: Python<'py>,
-        block: bool,
+        block: Truthy,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let until = deadline(block, timeout)?;
+        let until = deadline(block.0, timeout)?;
         let mut interrupt = Blocking::interruptible(py);
         match self.get_one(py, until, &mut interrupt) {
             Ok(b) => Ok(b),
@@ -621,13 +621,13 @@ impl PyShmQueue {
     /// the ring for another worker, one killed after it leaves the task in
     /// the table for the parent to fail. Shorter messages are recorded as
     /// nothing.
-    #[pyo3(signature = (table, worker, block=true, timeout=None))]
+    #[pyo3(signature = (table, worker, block=Truthy(true), timeout=None))]
     fn get_task<'py>(
         &self,
         py: Python<'py>,
         table: &PyTaskTable,
         worker: usize,
-        block: bool,
+        block: Truthy,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         if worker >= table.t.len() {
@@ -636,7 +636,7 @@ impl PyShmQueue {
                 table.t.len()
             )));
         }
-        let until = deadline(block, timeout)?;
+        let until = deadline(block.0, timeout)?;
         let mut interrupt = Blocking::interruptible(py);
         let got = self.q.get_with(until, &mut interrupt, |m| {
             if let Some(n) = m.get(..8) {
@@ -656,18 +656,18 @@ impl PyShmQueue {
 
     /// Takes up to `n` messages: waits (as `get`) for the first, then takes
     /// the others that are ready without waiting.
-    #[pyo3(signature = (n, block=true, timeout=None))]
+    #[pyo3(signature = (n, block=Truthy(true), timeout=None))]
     fn get_many<'py>(
         &self,
         py: Python<'py>,
         n: usize,
-        block: bool,
+        block: Truthy,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
         if n == 0 {
             return Ok(PyList::empty(py));
         }
-        let until = deadline(block, timeout)?;
+        let until = deadline(block.0, timeout)?;
         let mut taken = Vec::new();
         let got = self
             .q
@@ -862,21 +862,21 @@ impl PyShmSemLock {
 
     /// Acquire the semaphore/lock: wait up to `timeout` seconds (forever if
     /// None) when `block`; whether it was acquired.
-    #[pyo3(signature = (block=true, timeout=None))]
-    fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+    #[pyo3(signature = (block=IntFlag(true), timeout=None))]
+    fn acquire(&self, py: Python<'_>, block: IntFlag, timeout: Option<f64>) -> PyResult<bool> {
         let tid = thread_ident();
         match &self.sem {
             Sem::RLock(l) => {
                 if l.try_acquire(tid) {
                     return Ok(true);
                 }
-                let until = deadline(block, timeout)?;
+                let until = deadline(block.0, timeout)?;
                 l.acquire_with(tid, until, &mut Blocking::interruptible(py))
             }
             Sem::Semaphore(s) => {
                 use std::sync::atomic::Ordering;
                 let got = s.try_acquire() || {
-                    let until = deadline(block, timeout)?;
+                    let until = deadline(block.0, timeout)?;
                     s.acquire_with(until, &mut Blocking::interruptible(py))?
                 };
                 if got {
@@ -910,7 +910,7 @@ impl PyShmSemLock {
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.acquire(py, true, None)
+        self.acquire(py, IntFlag(true), None)
     }
 
     #[pyo3(signature = (*_args))]

@@ -276,6 +276,37 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Arg<'py> {
     }
 }
 
+/// A flag argument taken by its truth value, as multiprocessing's `block`
+/// (`q.get(1, 5)`, `lock.acquire(0)`): any object, `bool()` of it.
+#[derive(Clone, Copy)]
+pub(crate) struct Truthy(pub(crate) bool);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Truthy {
+    type Error = PyErr;
+
+    #[inline]
+    fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(Truthy(obj.is_truthy()?))
+    }
+}
+
+/// A flag argument as the stdlib's C functions take `bool(accept={int})`
+/// (multiprocessing's `SemLock.acquire(block)`, which `Queue.put` calls):
+/// an integer (or `__index__`), by its truth value; anything else is a
+/// `TypeError`.
+#[derive(Clone, Copy)]
+pub(crate) struct IntFlag(pub(crate) bool);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for IntFlag {
+    type Error = PyErr;
+
+    #[inline]
+    fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        // (an int, or `__index__`; a float, None, a str... are TypeErrors)
+        Ok(IntFlag(obj.extract::<i64>()? != 0))
+    }
+}
+
 /// Parses `acquire(blocking=True, timeout=-1)` as `_thread.lock` does.
 #[inline]
 pub(crate) fn lock_args(

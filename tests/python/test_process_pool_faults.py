@@ -905,3 +905,42 @@ def test_ctrl_c(api_name, mode, target, tmp_path):
                 os.kill(ident[0], signal.SIGKILL)
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_a_sigkill_storm_settles_every_task(api):
+    """Workers SIGKILLed from outside every few milliseconds while 3,000
+    tasks flow (any moment of a task's life: taking it off the ring,
+    running it, sending its result): every task settles, with its right
+    value or WorkerDied, none is lost or left pending, and the pool goes on.
+    A worker records its task as it takes the message off the ring, in one
+    step a death cannot split (ShmQueue.get_task)."""
+    before = w.child_pids()
+    pool = api(2)
+    assert pool.submit(w.square, 2).result(TIMEOUT) == 4
+    stop = threading.Event()
+    kills = [0]
+
+    def storm():
+        while not stop.wait(0.003):
+            for pid in w.new_children(before):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    kills[0] += 1
+                except ProcessLookupError:
+                    pass
+                break  # one a round
+
+    killer = threading.Thread(target=storm, daemon=True)
+    killer.start()
+    try:
+        handles = [pool.submit(w.sleep_then_square, i, 0.0005) for i in range(3000)]
+        outcomes = [outcome(h, timeout=60) for h in handles]
+    finally:
+        stop.set()
+        killer.join(TIMEOUT)
+    wrong = [(i, o) for i, o in enumerate(outcomes)
+             if not (o == ("ok", i * i) or (o[0] == "err" and isinstance(o[1], BrokenProcessPool)))]
+    assert wrong == []
+    assert kills[0] > 0
+    assert pool.submit(w.square, 9).result(TIMEOUT) == 81
+    pool.close()

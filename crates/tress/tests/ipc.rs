@@ -1298,3 +1298,20 @@ fn a_task_table_row_outlives_its_killed_worker() {
     other.begin(1, 5);
     assert_eq!(table.running(1).map(|(t, _)| t), Some(5));
 }
+
+#[test]
+fn a_segment_cannot_be_shrunk_by_a_participant() {
+    // A participant that truncated the memory file would kill every other
+    // one with SIGBUS: the size is sealed (it may still grow).
+    let q = ByteQueue::create(1 << 16, 0).unwrap();
+    q.put(&[b"before"]).unwrap();
+    let fd = q.segment().try_clone_fd().unwrap();
+    let file = std::fs::File::from(fd);
+    let err = file.set_len(0).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+    q.put(&[&message(1, 3 << 16)]).unwrap(); // grows past the ring: allowed
+    assert_eq!(q.get(|m| m.to_vec()), b"before");
+    assert_eq!(q.get(check), 1);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+}

@@ -73,7 +73,9 @@ impl Segment {
         let name = std::ffi::CString::new(format!("tress-{label}"))
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "label contains NUL"))?;
         // SAFETY: `name` is a valid NUL-terminated string for the call.
-        let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        let raw = unsafe {
+            libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+        };
         if raw < 0 {
             return Err(reserve_error(len, label, io::Error::last_os_error()));
         }
@@ -87,6 +89,23 @@ impl Segment {
         // SAFETY: a valid descriptor, offsets within the file's size.
         let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size) };
         if r != 0 {
+            return Err(reserve_error(len, label, io::Error::last_os_error()));
+        }
+        // Sealed against shrinking (a participant that truncated the file
+        // would kill every other one with SIGBUS at its next access), and
+        // against further seals; it may still grow (a queue's large
+        // messages go past its ring). Its owner alone may open it again
+        // through /proc (memfd_create makes it 0777).
+        // SAFETY: plain calls on a descriptor we own.
+        let sealed = unsafe {
+            libc::fcntl(
+                file.as_raw_fd(),
+                libc::F_ADD_SEALS,
+                libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL,
+            ) == 0
+                && libc::fchmod(file.as_raw_fd(), 0o600) == 0
+        };
+        if !sealed {
             return Err(reserve_error(len, label, io::Error::last_os_error()));
         }
         Self::map(OwnedFd::from(file), len)

@@ -25,6 +25,7 @@ and keeps the stdlib's interpreter-exit protocol. Everything else of
 
 import functools
 import itertools
+import math
 import os
 import threading
 import time
@@ -123,7 +124,9 @@ class ThreadPoolExecutor(_std.ThreadPoolExecutor):
         self._initargs = initargs
         # The workers and the spawn hook hold the executor weakly; when it
         # is gone its workers are told to stop, as the stdlib does.
-        core = _PoolCore(Future, None, max_workers)
+        # a float bound is the stdlib's too (it starts threads while fewer
+        # than max_workers run): the core counts whole threads
+        core = _PoolCore(Future, None, math.ceil(max_workers))
         self._ref = weakref.ref(self, lambda _, core=core: core.stop_workers())
         core.set_spawn(functools.partial(_spawn, self._ref))
         self._core = core

@@ -7,6 +7,7 @@ results fail their task only. Every wait has a timeout; process counts are
 checked before and after."""
 
 import concurrent.futures as std_futures
+import errno
 import multiprocessing
 import os
 import signal
@@ -554,3 +555,36 @@ def test_pool_imap_default_chunks_keep_per_item_outcomes():
             it.next(TIMEOUT)
         with pytest.raises(StopIteration):
             it.next(TIMEOUT)
+
+
+def test_odd_arguments_as_the_stdlib_takes_them(tf):
+    """A float ``max_workers`` for the thread pool (the stdlib takes it), a
+    non-integer ``chunksize`` for the process pool's ``map`` (the stdlib's
+    ValueError), ``result(nan)`` on a pending process future (no wait:
+    TimeoutError), and a semaphore of -1 (OSError EINVAL), each as the
+    stdlib does in the same test."""
+    import math
+
+    import multiprocessing as std_mp
+
+    from tress import multiprocessing as tress_mp
+
+    for mod in (std_futures, tf):
+        with mod.ThreadPoolExecutor(2.5) as ex:
+            assert [f.result(TIMEOUT) for f in [ex.submit(square, i) for i in range(6)]] == \
+                [i * i for i in range(6)]
+    errors = []
+    for mod in (std_futures, tf):
+        with mod.ProcessPoolExecutor(1) as ex:
+            with pytest.raises(ValueError) as info:
+                ex.map(square, [1, 2, 3], chunksize=2.5)
+            errors.append(str(info.value))
+            f = ex.submit(sleep_for, 0.5)
+            with pytest.raises(std_futures.TimeoutError):
+                f.result(math.nan)
+            assert f.result(TIMEOUT) == 0.5
+    assert errors[0] == errors[1]
+    for mod in (std_mp, tress_mp):
+        with pytest.raises(OSError) as info:
+            mod.Semaphore(-1)
+        assert info.value.errno == errno.EINVAL

@@ -819,7 +819,9 @@ impl PyShmSemLock {
             RECURSIVE_MUTEX => Sem::RLock(tress::ipc::ShmRLock::create().map_err(os_error)?),
             SEMAPHORE => {
                 if !(0..=SEM_VALUE_MAX).contains(&value) {
-                    return Err(PyValueError::new_err("invalid value"));
+                    // what sem_open says of such a value, as multiprocessing
+                    // reports it
+                    return Err(PyOSError::new_err((libc::EINVAL, "Invalid argument")));
                 }
                 let max = (maxvalue < SEM_VALUE_MAX).then_some(maxvalue.max(0) as u32);
                 Sem::Semaphore(

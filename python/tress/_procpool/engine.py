@@ -567,6 +567,8 @@ class Engine:
         ``timeout``."""
         if os.getpid() != self.pid:
             return timeout  # a forked child's copy: the ring is the parent's
+        if timeout is not None and not timeout > 0:
+            return timeout  # no wait (0, negative, NaN): the future's own answer
         if not self.read_lock.acquire(False):
             return timeout  # another thread reads: wait on the future
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -2,6 +2,7 @@
 engine (:mod:`tress._procpool.engine`)."""
 
 import functools
+import itertools
 import multiprocessing as mp
 import os
 import threading
@@ -178,8 +179,10 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
             end_time = timeout + time.monotonic()
         else:
             end_time = None
-        if chunksize is not None and chunksize < 1:
-            raise ValueError("chunksize must be >= 1.")
+        if chunksize is not None:
+            if chunksize < 1:
+                raise ValueError("chunksize must be >= 1.")
+            itertools.islice((), chunksize)  # the stdlib's error for a non-integer
         if len(iterables) == 1:
             items, run = list(iterables[0]), calls.map_chunk
         else:

@@ -273,17 +273,10 @@ fn write_parts_at(fd: libc::c_int, parts: &[&[u8]], mut off: u64) -> io::Result<
         // its length; the kernel only reads them. `off` is in the file's
         // range (below MAX_MESSAGE * 2).
         let n = unsafe { libc::pwritev(fd, iov.as_ptr(), iov.len() as libc::c_int, off as i64) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(io::Error::from(io::ErrorKind::WriteZero));
-        }
-        let mut n = n as usize;
+        let Some(n) = io_count(n, io::ErrorKind::WriteZero) else {
+            continue; // interrupted by a signal
+        };
+        let mut n = n?;
         off += n as u64;
         while n > 0 {
             let rest = parts[idx].len() - skip;
@@ -368,6 +361,20 @@ fn fill_in_two(
     })
 }
 
+/// What a read or write system call that returned `n` did: `None` if a
+/// signal interrupted it (to be retried), else the count, or the error
+/// (`none` for a count of 0: no progress is an error here).
+fn io_count(n: isize, none: io::ErrorKind) -> Option<io::Result<usize>> {
+    match n {
+        n if n < 0 => {
+            let e = io::Error::last_os_error();
+            (e.kind() != io::ErrorKind::Interrupted).then_some(Err(e))
+        }
+        0 => Some(Err(io::Error::from(none))),
+        n => Some(Ok(n as usize)),
+    }
+}
+
 /// Fills `buf` from the file `fd` at `at` with `pread` (as many calls as
 /// it takes).
 fn pread_all(fd: libc::c_int, buf: &mut [MaybeUninit<u8>], at: u64) -> io::Result<()> {
@@ -386,17 +393,10 @@ fn pread_all(fd: libc::c_int, buf: &mut [MaybeUninit<u8>], at: u64) -> io::Resul
                 (at + done as u64) as i64,
             )
         };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
-        }
-        done += n as usize;
+        let Some(n) = io_count(n, io::ErrorKind::UnexpectedEof) else {
+            continue; // interrupted by a signal
+        };
+        done += n?;
     }
     Ok(())
 }

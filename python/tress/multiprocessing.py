@@ -74,6 +74,7 @@ them multiprocessing's ``SimpleQueue`` (its other objects are tress's).
 """
 
 import multiprocessing as _mp
+import os
 import struct
 import sys
 import weakref
@@ -140,6 +141,20 @@ def _dumps_fallback(obj, exc):
         raise exc from None
 
 
+_flushing_pid = None
+
+
+def _feeder_started():
+    """Called the first time a queue's put kept a message in this process
+    (the ring was full): the process then waits, as it exits, until its
+    feeders have put what they kept, as multiprocessing joins its queues'
+    feeder threads (the same finalizer priority)."""
+    global _flushing_pid
+    if _flushing_pid != os.getpid():
+        _flushing_pid = os.getpid()
+        _util.Finalize(None, _ShmQueue.flush_all, exitpriority=-5)
+
+
 def _maxsize(maxsize):
     return 0 if maxsize <= 0 else maxsize
 
@@ -179,6 +194,8 @@ class Queue:
                                _maxsize(maxsize)))
 
     def _attach(self, ring):
+        ring.use_feeder()
+        self._joincancelled = False
         _attach(self, ring, Queue)
 
     # -- multiprocessing's API
@@ -233,16 +250,23 @@ class Queue:
         return self._ring.full()
 
     def close(self):
-        """Indicate that this process will put no more data."""
+        """Indicate that this process will put no more data; what it put
+        and kept (the ring was full) is still put by its feeder thread."""
         _detach(self)
 
     def join_thread(self):
-        """Nothing to wait for (no feeder thread); the queue must be closed,
-        as multiprocessing's requires."""
+        """Wait until what this process put is in the queue's shared memory
+        (its feeder thread has placed what it kept). Only after ``close``,
+        as multiprocessing's."""
         assert self._closed, "Queue {0!r} not closed".format(self)
+        if not self._joincancelled:
+            self._ring.flush()
 
     def cancel_join_thread(self):
-        """Nothing to cancel (no feeder thread)."""
+        """Let this process exit without waiting for its feeder thread to
+        place what it kept (which is then lost, as multiprocessing's)."""
+        self._joincancelled = True
+        self._ring.cancel_flush()
 
     @property
     def capacity(self):

@@ -968,7 +968,11 @@ def test_producers_killed_mid_stream(tm, fork_ctx, children):
     for vtag in victims:
         assert len(seqs[vtag]) >= kill_after[vtag]
     assert max_gap_after_kill < 5.0, f"receiving stalled {max_gap_after_kill:.2f} s after a kill"
-    assert q.qsize() == 0
+    # nothing left to get (qsize may still count what the victims' feeders
+    # had kept when they died, as multiprocessing's semaphore stays taken)
+    assert q.empty()
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
     # both ways: parent -> child and child -> parent through the same queue
     q.put("ping")
     ctl.put("go")
@@ -1537,3 +1541,150 @@ def test_block_takes_the_stdlibs_truth_values(module):
     for bad in (1.5, None):
         with pytest.raises(TypeError):
             lock.acquire(bad)
+
+
+# -- puts that never wait for room (issue 13, items 4 and 10)
+
+
+def _module(name):
+    if name == "tress" and TMP is None:
+        pytest.skip(TMP_SKIP_REASON)
+    return multiprocessing if name == "multiprocessing" else TMP
+
+
+def _sum_worker(q, results):
+    """Takes numbers until None; reports how many and their sum."""
+    n = total = 0
+    while (item := q.get(timeout=GET)) is not None:
+        n += 1
+        total += item[0]
+    results.put((n, total))
+
+
+FILL_N = 200_000
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("module", ["multiprocessing", "tress"])
+def test_an_unbounded_queue_is_filled_before_any_reader(module, children):
+    """Fill the queue, then start the workers: 200,000 items of ~100 bytes
+    (20 MB, more than the ring holds) are put with no reader, and no put
+    waits; then two workers take them all, each exactly once."""
+    mp = _module(module)
+    ctx = mp.get_context("fork")
+    q, results = ctx.Queue(), ctx.Queue()
+    pad = b"x" * 80
+    start = time.monotonic()
+    for i in range(FILL_N):
+        q.put((i, pad))
+        assert time.monotonic() - start < 60, f"put {i} waited for room"
+    for _ in range(2):
+        q.put(None)
+    assert q.qsize() == FILL_N + 2
+    workers = [children(ctx, _sum_worker, q, results) for _ in range(2)]
+    got = [results.get(timeout=60) for _ in workers]
+    assert sum(n for n, _ in got) == FILL_N
+    assert sum(t for _, t in got) == FILL_N * (FILL_N - 1) // 2
+    reap(workers, expect=0)
+    q.close()
+    q.join_thread()
+
+
+def _put_range_and_exit(q, n, pad):
+    for i in range(n):
+        q.put((i, pad))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("module", ["multiprocessing", "tress"])
+def test_a_child_exits_only_once_what_it_put_is_in_the_queue(module, children):
+    """A child puts far more than the ring holds and returns at once: its
+    exit waits until its feeder has put everything (multiprocessing's
+    join of the feeder thread), so the parent, reading only afterwards,
+    gets every item in order."""
+    mp = _module(module)
+    ctx = mp.get_context("fork")
+    q = ctx.Queue() if module == "multiprocessing" else ctx.Queue(capacity=64 * 1024)
+    n = 20_000
+    p = children(ctx, _put_range_and_exit, q, n, b"y" * 100)
+    got = [q.get(timeout=GET)[0] for _ in range(n)]
+    assert got == list(range(n))
+    reap([p], expect=0)
+    assert q.empty()
+
+
+_REENTRANT = {}
+
+
+def _put_back_while_unpickled(tag):
+    """Unpickling this puts into the queue being read from (which is full)."""
+    _REENTRANT["q"].put(("back", tag), timeout=GET)
+    return ("first", tag)
+
+
+class _PutsWhenUnpickled:
+    def __init__(self, tag):
+        self.tag = tag
+
+    def __reduce__(self):
+        return (_put_back_while_unpickled, (self.tag,))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("module", ["multiprocessing", "tress"])
+@pytest.mark.parametrize("full", ["bound", "bytes"])
+def test_a_get_whose_unpickling_puts_into_the_same_full_queue(module, full):
+    """A get whose unpickling puts into the very queue it reads, which is
+    full (its bound in items, or the bytes of its ring): the get's item
+    has left the queue before the unpickling runs, so the put goes in and
+    both items come out, in order."""
+    mp = _module(module)
+    if full == "bound":
+        q = mp.Queue(1)
+        q.put(_PutsWhenUnpickled(0))
+        items = 1
+    else:
+        q = mp.Queue() if module == "multiprocessing" else mp.Queue(capacity=4096)
+        q.put(_PutsWhenUnpickled(0))
+        filler = b"z" * 1000
+        items = 1
+        while items < 100:  # more than the ring's bytes
+            q.put(filler)
+            items += 1
+    _REENTRANT["q"] = q
+    try:
+        assert q.get(timeout=GET) == ("first", 0)
+        rest = [q.get(timeout=GET) for _ in range(items)]
+        assert rest[-1] == ("back", 0)
+        assert rest[:-1] == [b"z" * 1000] * (items - 1)
+        with pytest.raises(queue.Empty):
+            q.get(timeout=0.05)
+    finally:
+        _REENTRANT.clear()
+        q.close()
+        q.join_thread()
+
+
+@pytest.mark.timeout(60)
+def test_cancel_join_thread_lets_a_child_exit_with_items_kept(tm, children):
+    """A child that cancelled the join exits at once, though what its feeder
+    kept was never put (lost, as multiprocessing's); a child that did not
+    would wait: its exit flushes."""
+    ctx = multiprocessing.get_context("fork")
+    q = tm.Queue(capacity=4096)
+    p = children(ctx, _put_then_cancel, q)
+    reap([p], expect=0)
+    got = []
+    while True:
+        try:
+            got.append(q.get(timeout=0.2))
+        except queue.Empty:
+            break
+    assert 0 < len(got) < 1000
+    assert got == list(range(len(got)))
+
+
+def _put_then_cancel(q):
+    q.cancel_join_thread()
+    for i in range(1000):
+        q.put(i)

@@ -5,6 +5,7 @@
 //! of already-pickled bytes.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Instant;
 
 use pyo3::buffer::PyBuffer;
@@ -14,7 +15,7 @@ use pyo3::types::{PyBytes, PyList};
 
 use std::mem::MaybeUninit;
 
-use tress::ipc::{ByteQueue, Message, Segment, SendError, TaskTable};
+use tress::ipc::{ByteQueue, Fed, Feeder, Message, Segment, SendError, TaskTable};
 use tress::{GetError, Interrupt};
 
 use crate::wait::{Blocking, IntFlag, Truthy};
@@ -130,7 +131,11 @@ fn send_error(e: SendError<PyErr>) -> PyErr {
 /// [`from_fd`](Self::from_fd)).
 #[pyclass(name = "ShmQueue", module = "tress._tress", frozen)]
 pub(crate) struct PyShmQueue {
-    q: ByteQueue,
+    q: Arc<ByteQueue>,
+    /// This handle's feeder (multiprocessing's `Queue`): set by
+    /// `use_feeder`, puts go through it and never wait for room in the
+    /// ring. Without it (`SimpleQueue`, a pool's rings) a put waits.
+    feeder: std::sync::OnceLock<Feeder>,
     /// The error of an object that `get_objs` took after others and could
     /// not unpickle: raised by this object's next get, so the others are
     /// returned first and nothing is lost.
@@ -138,6 +143,37 @@ pub(crate) struct PyShmQueue {
 }
 
 impl PyShmQueue {
+    fn wrap(q: ByteQueue) -> Self {
+        Self {
+            q: Arc::new(q),
+            feeder: std::sync::OnceLock::new(),
+            pending: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Puts one message, through the feeder if this handle has one; the
+    /// first message a feeder keeps in this process has the Python side
+    /// flush the feeders at exit (`_feeder_started`).
+    fn put_slices(
+        &self,
+        py: Python<'_>,
+        parts: &[&[u8]],
+        until: Option<Instant>,
+        interrupt: &mut Blocking<'_, '_>,
+    ) -> Result<(), SendError<PyErr>> {
+        let Some(feeder) = self.feeder.get() else {
+            return self.q.put_with(parts, until, interrupt);
+        };
+        if feeder.put(parts, until, interrupt)? == Fed::Started {
+            let hook = py
+                .import("tress.multiprocessing")
+                .and_then(|m| m.getattr("_feeder_started"))
+                .and_then(|f| f.call0());
+            hook.map_err(SendError::Failed)?;
+        }
+        Ok(())
+    }
+
     fn take_pending(&self) -> PyResult<()> {
         match self
             .pending
@@ -189,8 +225,7 @@ impl PyShmQueue {
     ) -> PyResult<()> {
         let buffers = Self::exported(parts)?;
         let mut interrupt = Blocking::interruptible(py);
-        self.q
-            .put_with(&Self::slices(&buffers), until, &mut interrupt)
+        self.put_slices(py, &Self::slices(&buffers), until, &mut interrupt)
             .map_err(send_error)
     }
 
@@ -533,19 +568,15 @@ impl PyShmQueue {
         // Reserving the pages takes a while for a large ring: other threads
         // run meanwhile.
         let q = py.detach(|| ByteQueue::create(capacity, maxsize));
-        Ok(Self {
-            q: q.map_err(os_error)?,
-            pending: std::sync::Mutex::new(None),
-        })
+        Ok(Self::wrap(q.map_err(os_error)?))
     }
 
     /// The queue behind descriptor `fd` (which this object takes over).
     #[staticmethod]
     fn from_fd(fd: i32) -> PyResult<Self> {
-        Ok(Self {
-            q: ByteQueue::open_fd(owned_fd(fd)?).map_err(os_error)?,
-            pending: std::sync::Mutex::new(None),
-        })
+        Ok(Self::wrap(
+            ByteQueue::open_fd(owned_fd(fd)?).map_err(os_error)?,
+        ))
     }
 
     /// Test hook (not an API): from now on, a put of an out-of-band message
@@ -592,9 +623,64 @@ impl PyShmQueue {
         let slices: Vec<Vec<&[u8]>> = buffers.iter().map(|b| Self::slices(b)).collect();
         let messages: Vec<&[&[u8]]> = slices.iter().map(Vec::as_slice).collect();
         let mut interrupt = Blocking::interruptible(py);
-        self.q
-            .put_many_with(&messages, until, &mut interrupt)
-            .map_err(send_error)
+        if self.feeder.get().is_none() {
+            return self
+                .q
+                .put_many_with(&messages, until, &mut interrupt)
+                .map_err(send_error);
+        }
+        for parts in &messages {
+            if let Err(e) = ByteQueue::check_size(parts) {
+                return Err(send_error(e));
+            }
+        }
+        for (n, parts) in messages.iter().enumerate() {
+            match self.put_slices(py, parts, until, &mut interrupt) {
+                Ok(()) => {}
+                Err(SendError::Full) if n > 0 => return Ok(n),
+                Err(e) => return Err(send_error(e)),
+            }
+        }
+        Ok(messages.len())
+    }
+
+    /// From now on this handle's puts go through a feeder: they never wait
+    /// for room in the ring, only for the bound in messages
+    /// (multiprocessing's `Queue`; see `tress::ipc::Feeder`).
+    fn use_feeder(&self) {
+        self.feeder.get_or_init(|| Feeder::new(Arc::clone(&self.q)));
+    }
+
+    /// Waits until what this process kept for the queue is in its ring
+    /// (multiprocessing's `join_thread`); False if `timeout` passed first.
+    #[pyo3(signature = (timeout=None))]
+    fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        match self.feeder.get() {
+            Some(f) => f.flush(deadline(true, timeout)?, &mut Blocking::interruptible(py)),
+            None => Ok(true),
+        }
+    }
+
+    /// The process's exit no longer waits for what this handle kept
+    /// (multiprocessing's `cancel_join_thread`).
+    fn cancel_flush(&self) {
+        if let Some(f) = self.feeder.get() {
+            f.cancel();
+        }
+    }
+
+    /// Messages this process keeps for the queue, not yet in its ring.
+    #[getter]
+    fn kept(&self) -> usize {
+        self.feeder.get().map_or(0, Feeder::kept)
+    }
+
+    /// Waits until every feeder of this process (but those cancelled) has
+    /// put what it kept; False if `timeout` passed first.
+    #[staticmethod]
+    #[pyo3(signature = (timeout=None))]
+    fn flush_all(py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        Feeder::flush_all(deadline(true, timeout)?, &mut Blocking::interruptible(py))
     }
 
     /// Takes the oldest message (bytes); `queue.Empty` if none came in time.

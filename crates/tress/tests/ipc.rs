@@ -1315,3 +1315,155 @@ fn a_segment_cannot_be_shrunk_by_a_participant() {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
 }
+
+#[test]
+fn a_bounded_queue_has_room_again_before_the_reader_sees_its_message() {
+    // The bound counts messages not yet claimed: the reader's own code may
+    // put into the queue it reads, full as it was.
+    let q = ByteQueue::create(1 << 12, 1).unwrap();
+    q.try_put(&[b"first"]).unwrap();
+    assert_eq!(q.try_put(&[b"x"]), Err(SendError::Full));
+    assert_eq!(q.len(), 1);
+    let put_back = q.get(|m| {
+        assert_eq!(m, b"first");
+        q.try_put(&[b"back"])
+    });
+    assert_eq!(put_back, Ok(()));
+    assert_eq!(q.len(), 1);
+    assert_eq!(q.get(|m| m.to_vec()), b"back");
+    assert_eq!(q.len(), 0);
+}
+
+#[test]
+fn an_admitted_message_counts_until_placed_or_taken_back() {
+    let q = ByteQueue::create(1 << 12, 2).unwrap();
+    q.admit_with(None, &mut tress::Uninterruptible).unwrap();
+    q.admit_with(None, &mut tress::Uninterruptible).unwrap();
+    assert_eq!(q.len(), 2);
+    assert_eq!(q.unfinished_tasks(), 2);
+    assert_eq!(
+        q.try_put(&[b"x"]),
+        Err(SendError::Full),
+        "the bound counts admissions"
+    );
+    q.place_with(&[b"a"], None, &mut tress::Uninterruptible)
+        .unwrap();
+    q.unadmit();
+    assert_eq!((q.len(), q.unfinished_tasks()), (1, 1));
+    assert_eq!(q.get(|m| m.to_vec()), b"a");
+    assert_eq!(q.len(), 0);
+    q.task_done().unwrap();
+    assert!(
+        q.join_with(Some(Instant::now()), &mut tress::Uninterruptible)
+            .unwrap()
+    );
+}
+
+#[test]
+fn a_feeder_never_waits_for_room_and_keeps_the_order() {
+    use tress::ipc::{Fed, Feeder};
+    let q = Arc::new(ByteQueue::create(1 << 12, 0).unwrap());
+    let f = Feeder::new(Arc::clone(&q));
+    let mut fed = Vec::new();
+    let start = Instant::now();
+    // 2,000 messages of 100 bytes: fifty times what the ring holds.
+    for seq in 0..2000 {
+        fed.push(
+            f.put(&[&message(seq, 100)], soon(), &mut tress::Uninterruptible)
+                .unwrap(),
+        );
+    }
+    assert!(start.elapsed() < BOUND, "a put waited for room");
+    assert_eq!(fed[0], Fed::Placed);
+    assert!(fed.contains(&Fed::Started));
+    assert!(f.kept() > 1000, "the ring holds only ~36 of them");
+    assert_eq!(q.len(), 2000);
+    // A reader in another process takes them all, in order.
+    let reader = fork_child({
+        let q = Arc::clone(&q);
+        move || {
+            for seq in 0..2000 {
+                let got = q
+                    .get_with(soon(), &mut tress::Uninterruptible, check)
+                    .unwrap();
+                assert_eq!(got, seq);
+            }
+        }
+    });
+    assert!(f.flush(soon(), &mut tress::Uninterruptible).unwrap());
+    assert_eq!(f.kept(), 0);
+    assert_eq!(reap(reader), 0);
+    assert_eq!(q.len(), 0);
+    // Drained, the next put goes straight into the ring again.
+    assert_eq!(
+        f.put(&[b"again"], soon(), &mut tress::Uninterruptible),
+        Ok(Fed::Placed)
+    );
+}
+
+#[test]
+fn a_feeder_waits_only_for_the_bound_in_messages() {
+    use tress::ipc::Feeder;
+    let q = Arc::new(ByteQueue::create(1 << 12, 3).unwrap());
+    let f = Feeder::new(Arc::clone(&q));
+    for seq in 0..3 {
+        f.put(&[&message(seq, 2000)], soon(), &mut tress::Uninterruptible)
+            .unwrap();
+    }
+    // Three 2 KB messages: one in the 4 KiB ring, two kept; the bound is reached.
+    let r = f.put(
+        &[&message(3, 10)],
+        Some(Instant::now() + Duration::from_millis(30)),
+        &mut tress::Uninterruptible,
+    );
+    assert_eq!(r, Err(SendError::Full));
+    for seq in 0..3 {
+        assert_eq!(
+            q.get_with(soon(), &mut tress::Uninterruptible, check),
+            Ok(seq)
+        );
+    }
+    assert!(f.flush(soon(), &mut tress::Uninterruptible).unwrap());
+}
+
+#[test]
+fn a_forked_child_does_not_place_what_its_parent_kept() {
+    use tress::ipc::Feeder;
+    let q = Arc::new(ByteQueue::create(1 << 12, 0).unwrap());
+    let f = Feeder::new(Arc::clone(&q));
+    for seq in 0..200 {
+        f.put(&[&message(seq, 100)], soon(), &mut tress::Uninterruptible)
+            .unwrap();
+    }
+    assert!(f.kept() > 0);
+    let child = fork_child(|| {
+        // The child's copy starts empty and its puts go behind nothing.
+        assert_eq!(f.kept(), 0);
+        assert!(
+            f.flush(Some(Instant::now()), &mut tress::Uninterruptible)
+                .unwrap()
+        );
+        f.put(
+            &[&message(1_000_000, 100)],
+            soon(),
+            &mut tress::Uninterruptible,
+        )
+        .unwrap();
+        assert!(f.flush(soon(), &mut tress::Uninterruptible).unwrap());
+    });
+    let mut seen = Vec::new();
+    while seen.len() < 201 {
+        seen.push(
+            q.get_with(soon(), &mut tress::Uninterruptible, check)
+                .unwrap(),
+        );
+    }
+    assert_eq!(reap(child), 0);
+    let parent: Vec<u64> = seen.iter().copied().filter(|&s| s < 1_000_000).collect();
+    assert_eq!(
+        parent,
+        (0..200).collect::<Vec<_>>(),
+        "each of the parent's once, in order"
+    );
+    assert_eq!(seen.len(), 201);
+}

@@ -13,6 +13,10 @@
 //!   queues), `task_done`/`join` across processes, and a design that
 //!   survives participants killed with `SIGKILL` at any point (see its
 //!   docs for what the others see).
+//! - [`Feeder`]: a process's writer on a `ByteQueue` whose puts never
+//!   wait for room in the ring (what does not fit yet is kept in the
+//!   process and placed in order by a thread of its own), as
+//!   multiprocessing's `Queue` and its feeder thread.
 //! - [`ShmSemaphore`] (also a bounded semaphore and a lock), [`ShmRLock`]
 //!   and [`ShmEvent`]: multiprocessing's synchronization primitives, each
 //!   a few futex words in its own segment; [`ShmCondition`] and
@@ -26,11 +30,13 @@
 //! `FUTEX_PRIVATE_FLAG`), so a process sleeps until another one, any one,
 //! changes the word.
 
+mod feeder;
 mod ring;
 mod segment;
 mod sync;
 mod task_table;
 
+pub use feeder::{Fed, Feeder};
 pub use ring::{ByteQueue, Message, SendError};
 #[doc(hidden)]
 pub use ring::{TEST_STALL_LARGE_GET, TEST_STALL_LARGE_PUT};

@@ -153,6 +153,14 @@ struct Header {
     spares: [Spare; SPARES],
     /// The stamp of the next spare kept (the oldest is given back first).
     spare_stamp: AtomicU64,
+    /// Messages admitted and not yet claimed by a reader: in the ring
+    /// (WRITING or READY) or admitted by a writer that has yet to place
+    /// them (see [`ByteQueue::admit_with`]). What the bound counts, and
+    /// [`ByteQueue::len`].
+    queued: AtomicU64,
+    /// Bumped when a bounded queue's `queued` falls (admitters wait on it).
+    admit_seq: AtomicU32,
+    admitters: AtomicU32,
 }
 
 /// Messages of at most this many bytes are copied into the ring in the
@@ -930,14 +938,15 @@ impl ByteQueue {
         self.header().max_messages.load(Ordering::Relaxed) as usize
     }
 
-    /// Messages ready to be taken now.
+    /// Messages put and not yet taken: ready, being written, or admitted
+    /// and not yet placed (see [`admit_with`](Self::admit_with)).
     pub fn len(&self) -> usize {
-        self.header().ready.load(Ordering::Relaxed) as usize
+        self.header().queued.load(Ordering::Relaxed) as usize
     }
 
-    /// Whether no message is ready now.
+    /// Whether no message is ready to be taken now.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.header().ready.load(Ordering::Relaxed) == 0
     }
 
     /// Messages put and not yet marked done with [`task_done`](Self::task_done).
@@ -1134,6 +1143,7 @@ impl ByteQueue {
         );
         let mut revived = false;
         let mut dropped = false;
+        let mut writers_gone = 0;
         while pos < tail {
             let s = self.slot(pos);
             let state = s.state.load(Ordering::Acquire);
@@ -1160,14 +1170,12 @@ impl ByteQueue {
                         h.messages.fetch_sub(1, Ordering::Relaxed);
                         dropped = true;
                     } else if state == WRITING {
+                        // Its admission goes with it (`unadmit`, below).
                         h.messages.fetch_sub(1, Ordering::Relaxed);
-                        let _ =
-                            h.unfinished
-                                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
-                                    n.checked_sub(1)
-                                });
+                        writers_gone += 1;
                         dropped = true;
                     } else {
+                        h.queued.fetch_add(1, Ordering::SeqCst);
                         h.ready.fetch_add(1, Ordering::Relaxed);
                         revived = true;
                     }
@@ -1177,7 +1185,9 @@ impl ByteQueue {
         }
         if dropped {
             self.reclaim();
-            self.tasks_maybe_done();
+        }
+        for _ in 0..writers_gone {
+            self.unadmit();
         }
         if revived {
             self.message_ready();
@@ -1208,21 +1218,116 @@ impl ByteQueue {
     }
 
     /// Puts one message, the concatenation of `parts`, waiting for room
-    /// until `deadline` (`None`: as long as it takes) as `interrupt` allows.
+    /// until `deadline` (`None`: as long as it takes) as `interrupt` allows:
+    /// [`admit_with`](Self::admit_with), then
+    /// [`place_with`](Self::place_with) (a failure to place takes the
+    /// admission back).
     pub fn put_with<I: Interrupt + ?Sized>(
         &self,
         parts: &[&[u8]],
         deadline: Option<Instant>,
         interrupt: &mut I,
     ) -> Result<(), SendError<I::Error>> {
+        Self::check_size(parts)?;
+        self.admit_with(deadline, interrupt)?;
+        self.place_with(parts, deadline, interrupt)
+            .inspect_err(|_| self.unadmit())
+    }
+
+    /// The message's length, or `TooLarge` for one no queue can hold.
+    pub fn check_size<E>(parts: &[&[u8]]) -> Result<usize, SendError<E>> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len as u64 > MAX_MESSAGE {
+            return Err(SendError::TooLarge {
+                size: len,
+                max: MAX_MESSAGE as usize,
+            });
+        }
+        Ok(len)
+    }
+
+    /// Admits one message: counts it as queued (and as an unfinished
+    /// task), waiting until `deadline` while a bounded queue holds its
+    /// bound. The caller then places it with
+    /// [`place_with`](Self::place_with), at once or later (a writer that
+    /// keeps messages of its own while the ring has no room, as
+    /// [`Feeder`](super::Feeder) does), or takes the admission back with
+    /// [`unadmit`](Self::unadmit). An admitted message counts in
+    /// [`len`](Self::len) and against the bound from now on, as
+    /// multiprocessing's queue counts an item from its `put`. A process
+    /// that dies holding admissions leaves them counted (as
+    /// multiprocessing's semaphore stays acquired).
+    pub fn admit_with<I: Interrupt + ?Sized>(
+        &self,
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+    ) -> Result<(), SendError<I::Error>> {
+        let h = self.header();
+        let max = h.max_messages.load(Ordering::Relaxed);
+        loop {
+            let seen = h.admit_seq.load(Ordering::SeqCst);
+            let admitted = h
+                .queued
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    (max == 0 || n < max).then_some(n + 1)
+                })
+                .is_ok();
+            if admitted {
+                h.unfinished.fetch_add(1, Ordering::SeqCst);
+                return Ok(());
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(SendError::Full);
+            }
+            let parked = self.park(&h.admit_seq, seen, deadline, interrupt, &h.admitters, false);
+            if let Err(e) = parked {
+                return Err(SendError::Failed(e));
+            }
+        }
+    }
+
+    /// Takes back an admission (see [`admit_with`](Self::admit_with)) of a
+    /// message that will not be placed.
+    pub fn unadmit(&self) {
+        let h = self.header();
+        let _ = h
+            .queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        self.admission_freed();
+        let _ = h
+            .unfinished
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
+        self.tasks_maybe_done();
+    }
+
+    /// Wakes a writer waiting for the bound, if any: `queued` fell.
+    fn admission_freed(&self) {
+        let h = self.header();
+        if h.max_messages.load(Ordering::Relaxed) != 0 {
+            h.admit_seq.fetch_add(1, Ordering::SeqCst);
+            if h.admitters.load(Ordering::SeqCst) > 0 {
+                sys::wake_shared(&h.admit_seq, 1);
+            }
+        }
+    }
+
+    /// Places an admitted message (see [`admit_with`](Self::admit_with)),
+    /// the concatenation of `parts`, in the ring, waiting for room until
+    /// `deadline` as `interrupt` allows. On an error the message is still
+    /// admitted: the caller places it later or takes it back.
+    pub fn place_with<I: Interrupt + ?Sized>(
+        &self,
+        parts: &[&[u8]],
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+    ) -> Result<(), SendError<I::Error>> {
+        let len = Self::check_size(parts)?;
         let h = self.header();
         // A large message goes out of band: its slot holds a reference to
         // an extent of the memory file past the ring (a spare one, or new
         // pages), taken with the slot.
         let oob = self.out_of_band(len as u64);
-        if oob && (len as u64 > MAX_MESSAGE || h.next_extent.load(Ordering::Relaxed) > MAX_MESSAGE)
-        {
+        if oob && h.next_extent.load(Ordering::Relaxed) > MAX_MESSAGE {
             return Err(SendError::TooLarge {
                 size: len,
                 max: MAX_MESSAGE as usize,
@@ -1275,12 +1380,8 @@ impl ByteQueue {
                 punch(self.fd(), off, len);
                 self.slot(pos).state.store(DEAD, Ordering::Release);
                 h.messages.fetch_sub(1, Ordering::Relaxed);
-                let _ = h
-                    .unfinished
-                    .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
                 self.reclaim();
                 self.unlock();
-                self.tasks_maybe_done();
                 return Err(SendError::Memory {
                     size: len as usize,
                     errno: e.raw_os_error(),
@@ -1330,10 +1431,6 @@ impl ByteQueue {
         let len = if oob { REF_LEN | OOB } else { len };
         let h = self.header();
         let cap = self.cap();
-        let max = h.max_messages.load(Ordering::Relaxed);
-        if max != 0 && h.messages.load(Ordering::Relaxed) >= max {
-            return None;
-        }
         let mut tail = h.tail.load(Ordering::Relaxed);
         let need = slot_size(len);
         if h.head.load(Ordering::Relaxed) == tail && tail % cap != 0 && tail % cap + need > cap {
@@ -1390,7 +1487,6 @@ impl ByteQueue {
         }
         s.state.store(WRITING, Ordering::Release);
         h.messages.fetch_add(1, Ordering::Relaxed);
-        h.unfinished.fetch_add(1, Ordering::SeqCst);
         h.tail.store(tail + need, Ordering::Release);
         if let Some(i) = spare {
             // Last: a process killed before this leaves the spare listed
@@ -1718,6 +1814,9 @@ impl ByteQueue {
                 self.unlock();
                 if let Some(pos) = claimed {
                     self.unmark();
+                    // The bound's room is made now, before the reader's
+                    // code runs (it may put into this very queue).
+                    self.admission_freed();
                     break pos;
                 }
             }
@@ -1750,6 +1849,7 @@ impl ByteQueue {
                     // Not read here (no address space to map it): the
                     // message goes back to the queue for another reader.
                     q.lock(self.interrupt);
+                    q.header().queued.fetch_add(1, Ordering::SeqCst);
                     q.slot(self.pos).state.store(READY, Ordering::Release);
                     q.header().ready.fetch_add(1, Ordering::SeqCst);
                     q.unlock();
@@ -1827,6 +1927,11 @@ impl ByteQueue {
         while pos < tail {
             let s = self.slot(pos);
             if s.state.load(Ordering::Acquire) == READY {
+                // Uncounted before the slot is claimed: a process killed in
+                // between lets one message too many in, never one too few.
+                let _ = h
+                    .queued
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
                 s.pid.store(me, Ordering::Relaxed);
                 s.state.store(READING, Ordering::Release);
                 let _ = h

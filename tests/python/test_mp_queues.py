@@ -1688,3 +1688,108 @@ def _put_then_cancel(q):
     q.cancel_join_thread()
     for i in range(1000):
         q.put(i)
+
+
+# -- waits: a stopped peer, and no wake-ups while blocked (items 7 and 9)
+
+
+def _stop_holding_the_lock(q):
+    q._ring._stop_holding_lock()
+
+
+def _state(pid):
+    """The process's state letter in /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.timeout(60)
+def test_a_peer_stopped_inside_the_queues_lock(tm, children):
+    """A peer frozen (SIGSTOP) while it holds the queue's internal lock:
+    the other side's get timeout and put timeout are honoured, and so is
+    Ctrl-C; once the peer is killed the queue goes on with what it held."""
+    ctx = multiprocessing.get_context("fork")
+    q = tm.Queue(2)
+    q.put("before")
+    p = children(ctx, _stop_holding_the_lock, q)
+    wait_for(lambda: _state(p.pid) == "T", REAP, "the peer to stop")
+    start = time.monotonic()
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.2)
+    assert time.monotonic() - start < 3
+    q.put("kept")  # the ring is out of reach: kept by the feeder
+    start = time.monotonic()
+    with pytest.raises(queue.Full):
+        q.put("over the bound", timeout=0.2)
+    assert time.monotonic() - start < 3
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            q.get()
+    finally:
+        timer.cancel()
+    assert time.monotonic() - start < 3
+    os.kill(p.pid, signal.SIGKILL)
+    reap([p], expect=-signal.SIGKILL)
+    assert [q.get(timeout=GET), q.get(timeout=GET)] == ["before", "kept"]
+    assert q.qsize() == 0
+
+
+def _voluntary_switches(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches line")
+
+
+def _block_in(q, what):
+    if what == "get":
+        q.get()
+    elif what == "put":
+        q.put(b"x" * 3000)  # a SimpleQueue whose ring is full
+    else:
+        q.join()
+
+
+def _fill_simple(q):
+    while True:
+        try:
+            q._ring.put([b"x" * 3000], False)
+        except queue.Full:
+            return
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("what", ["get", "put", "join"])
+def test_a_blocked_call_sleeps_until_woken(tm, what, children):
+    """A get on an empty queue, a put on a full ring and a join with a task
+    outstanding sleep: over two seconds their process wakes at most the
+    main thread's signal slice (once a second), not 50 times a second; then
+    each returns as soon as the other side acts."""
+    ctx = multiprocessing.get_context("fork")
+    if what == "get":
+        q = tm.Queue()
+    elif what == "put":
+        q = tm.SimpleQueue(capacity=16 * 1024)
+        _fill_simple(q)
+    else:
+        q = tm.JoinableQueue()
+        q.put("task")
+    p = children(ctx, _block_in, q, what)
+    wait_for(lambda: _state(p.pid) == "S", REAP, "the child to block")
+    time.sleep(0.2)  # past the start-up and the first poll
+    before = _voluntary_switches(p.pid)
+    time.sleep(2.0)  # the measurement window
+    woke = _voluntary_switches(p.pid) - before
+    assert woke <= 4, f"a blocked {what} woke {woke} times in 2 s"
+    if what == "get":
+        q.put("go")
+    elif what == "put":
+        q._ring.get(True, GET)  # room for the child's put
+    else:
+        q.get(timeout=GET)
+        q.task_done()
+    reap([p], expect=0)

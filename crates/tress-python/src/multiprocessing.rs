@@ -587,6 +587,14 @@ impl PyShmQueue {
         tress::ipc::TEST_STALL_LARGE_PUT.store(fd, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Test hook (not an API): takes the queue's internal lock and stops
+    /// this process (`SIGSTOP`) holding it.
+    fn _stop_holding_lock(&self) {
+        self.q.test_hold_lock();
+        // SAFETY: raising a signal in this process; no memory is touched.
+        unsafe { libc::raise(libc::SIGSTOP) };
+    }
+
     /// The descriptor of the shared memory (owned by this object).
     fn fileno(&self) -> i32 {
         self.q.segment().as_fd().as_raw_fd()

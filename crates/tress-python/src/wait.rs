@@ -8,7 +8,8 @@
 //! `PyEval_RestoreThread`, CPython's `Py_BEGIN_ALLOW_THREADS` pair), so the
 //! fast paths never touch it. On the main thread, `check` runs Python's
 //! pending signal handlers after the futex wait returned on `EINTR` (or after
-//! a 50 ms slice, the safety net for signals delivered to another thread);
+//! a one-second slice, the safety net for signals delivered to another
+//! thread or just before the sleep began);
 //! an exception from a handler (`KeyboardInterrupt`) abandons the wait, and
 //! the core leaves the primitive as if the call had never been made. Other
 //! threads never run signal handlers, so they sleep in one piece.
@@ -29,7 +30,7 @@ static MAIN_THREAD: AtomicUsize = AtomicUsize::new(0);
 static TIMEOUT_MAX_BITS: AtomicUsize = AtomicUsize::new(0);
 
 /// The longest a main-thread wait sleeps before running signal handlers.
-const SIGNAL_SLICE: Duration = Duration::from_millis(50);
+const SIGNAL_SLICE: Duration = Duration::from_secs(1);
 
 /// Records the main thread and the timeout limit; registers the fork hook.
 pub(crate) fn init(py: Python<'_>) -> PyResult<()> {

@@ -1467,3 +1467,84 @@ fn a_forked_child_does_not_place_what_its_parent_kept() {
     );
     assert_eq!(seen.len(), 201);
 }
+
+/// An interrupt that abandons the wait once `after` has passed (looked at
+/// every 10 ms), as Ctrl-C does for Python's bindings.
+struct GiveUpAfter(Instant);
+
+impl tress::Interrupt for GiveUpAfter {
+    type Error = &'static str;
+    fn slice(&self) -> Option<Duration> {
+        Some(Duration::from_millis(10))
+    }
+    fn check(&mut self) -> Result<(), &'static str> {
+        if Instant::now() >= self.0 {
+            Err("interrupted")
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn a_participant_stopped_holding_the_lock_does_not_stop_timeouts() {
+    let q = Arc::new(ByteQueue::create(1 << 12, 0).unwrap());
+    q.try_put(&[b"before"]).unwrap();
+    let child = fork_child({
+        let q = Arc::clone(&q);
+        move || {
+            q.test_hold_lock();
+            // SAFETY: stopping this (child) process; the parent kills it.
+            unsafe { libc::raise(libc::SIGSTOP) };
+        }
+    });
+    let mut status = 0;
+    // SAFETY: waiting for our own child to stop.
+    let r = unsafe { libc::waitpid(child, &mut status, libc::WUNTRACED) };
+    assert!(
+        r == child && libc::WIFSTOPPED(status),
+        "the child did not stop"
+    );
+    let start = Instant::now();
+    let got = q.get_with(
+        Some(Instant::now() + Duration::from_millis(100)),
+        &mut tress::Uninterruptible,
+        |m| m.to_vec(),
+    );
+    assert_eq!(got, Err(GetError::Empty));
+    let put = q.put_with(
+        &[b"x"],
+        Some(Instant::now() + Duration::from_millis(100)),
+        &mut tress::Uninterruptible,
+    );
+    assert_eq!(put, Err(SendError::Full));
+    assert_eq!(q.len(), 1, "the failed put took its admission back");
+    let got = q.get_with(
+        None,
+        &mut GiveUpAfter(Instant::now() + Duration::from_millis(100)),
+        |m| m.to_vec(),
+    );
+    assert_eq!(got, Err(GetError::Failed("interrupted")));
+    let put = q.put_with(
+        &[b"x"],
+        None,
+        &mut GiveUpAfter(Instant::now() + Duration::from_millis(100)),
+    );
+    assert_eq!(put, Err(SendError::Failed("interrupted")));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    // Killed, the holder's lock is taken over and the queue goes on.
+    kill(child);
+    assert_eq!(reap(child), -libc::SIGKILL);
+    assert_eq!(
+        q.get_with(soon(), &mut tress::Uninterruptible, |m| m.to_vec()),
+        Ok(b"before".to_vec())
+    );
+    q.put_with(&[b"after"], soon(), &mut tress::Uninterruptible)
+        .unwrap();
+    assert_eq!(q.try_get(|m| m.to_vec()), Ok(b"after".to_vec()));
+    assert_eq!(q.len(), 0);
+}

@@ -70,6 +70,9 @@ const SLOT: u64 = 16;
 /// How often a waiter looks for participants that died in the middle of an
 /// operation (and how long a lock holder may be dead before it is noticed).
 const REAP_SLICE: Duration = Duration::from_millis(20);
+/// How long a call that must not wait still waits for the lock (see
+/// `lock_until`).
+const LOCK_GRACE: Duration = Duration::from_millis(1);
 /// The longest a get polls for a message before it sleeps (see `spin_on`).
 const SPIN_MAX_US: u32 = 20;
 /// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the machine.
@@ -161,6 +164,14 @@ struct Header {
     /// Bumped when a bounded queue's `queued` falls (admitters wait on it).
     admit_seq: AtomicU32,
     admitters: AtomicU32,
+    /// Slots in flight (WRITING, READING or RELEASING), under the lock:
+    /// while there are none, no participant's death can change what a
+    /// sleeper waits for, and sleepers sleep without looking (see `park`).
+    flight: AtomicU32,
+    /// Until when (CLOCK_MONOTONIC, ns) a sleeper is sure to look for dead
+    /// participants (the end of its slice); a time, not a count, so the
+    /// mark of a watcher killed asleep expires by itself.
+    watched_until: AtomicU64,
 }
 
 /// Messages of at most this many bytes are copied into the ring in the
@@ -956,21 +967,52 @@ impl ByteQueue {
 
     // ------------------------------------------------------------ the lock
 
+    /// Takes the lock, as long as it takes (its holder dead: taken over).
+    /// For the steps that must finish once begun (publishing a message
+    /// written, freeing one read): the wait lets go of the interrupt's
+    /// resource (the GIL) but is not abandoned.
     fn lock<I: Interrupt + ?Sized>(&self, interrupt: &mut I) {
-        let h = self.header();
-        let me = sys::process_id();
-        if h.lock
-            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            return;
+        if !self.try_lock_fast() {
+            let taken = self.lock_slow(None, interrupt, false);
+            debug_assert!(matches!(taken, Ok(true)));
         }
-        self.lock_slow(me, interrupt);
+    }
+
+    /// Takes the lock unless `deadline` passes first (`Ok(false)`) or the
+    /// interrupt abandons the wait: a holder that is stopped (`SIGSTOP`, a
+    /// debugger, a frozen cgroup) does not make the caller ignore its
+    /// timeout or Ctrl-C. A call that must not wait (a deadline already
+    /// past) still waits out a short critical section (a millisecond).
+    fn lock_until<I: Interrupt + ?Sized>(
+        &self,
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+    ) -> Result<bool, I::Error> {
+        if self.try_lock_fast() {
+            return Ok(true);
+        }
+        let grace = Instant::now().checked_add(LOCK_GRACE);
+        let deadline = deadline.map(|d| grace.map_or(d, |g| d.max(g)));
+        self.lock_slow(deadline, interrupt, true)
+    }
+
+    #[inline]
+    fn try_lock_fast(&self) -> bool {
+        self.header()
+            .lock
+            .compare_exchange(0, sys::process_id(), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     }
 
     #[cold]
-    fn lock_slow<I: Interrupt + ?Sized>(&self, me: u32, interrupt: &mut I) {
+    fn lock_slow<I: Interrupt + ?Sized>(
+        &self,
+        deadline: Option<Instant>,
+        interrupt: &mut I,
+        abandon: bool,
+    ) -> Result<bool, I::Error> {
         let h = self.header();
+        let me = sys::process_id();
         let mut step = 0u32;
         loop {
             let owner = h.lock.load(Ordering::Relaxed);
@@ -979,7 +1021,7 @@ impl ByteQueue {
                     .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
-                    return;
+                    return Ok(true);
                 }
                 continue;
             }
@@ -988,11 +1030,25 @@ impl ByteQueue {
                 step += 1;
                 continue;
             }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(false);
+            }
+            // A live holder leaves within microseconds; a wait this long
+            // means a holder dead (looked for at each slice's end) or
+            // stopped.
+            let mut until = now.checked_add(REAP_SLICE);
+            if let Some(d) = deadline {
+                until = Some(until.map_or(d, |u| u.min(d)));
+            }
             h.lock_waiters.fetch_add(1, Ordering::SeqCst);
             interrupt.before_sleep();
-            sys::wait_shared(&h.lock, owner, Instant::now().checked_add(REAP_SLICE));
+            let wake = sys::wait_shared(&h.lock, owner, until);
             interrupt.after_sleep();
             h.lock_waiters.fetch_sub(1, Ordering::SeqCst);
+            if abandon && wake != sys::Wake::Woken {
+                interrupt.check()?;
+            }
             if h.lock.load(Ordering::Relaxed) == owner
                 && !sys::process_alive(owner)
                 && h.lock
@@ -1002,7 +1058,7 @@ impl ByteQueue {
                 // The holder died inside a critical section: every step of
                 // one leaves the ring consistent, only the counts may be off.
                 self.recount();
-                return;
+                return Ok(true);
             }
         }
     }
@@ -1015,6 +1071,13 @@ impl ByteQueue {
         }
     }
 
+    /// Test hook (not an API): takes the queue's lock and keeps it, as a
+    /// participant stopped inside a critical section does.
+    #[doc(hidden)]
+    pub fn test_hold_lock(&self) {
+        self.lock(&mut Uninterruptible);
+    }
+
     /// Recounts `messages` and `ready` from the slots (the lock held).
     fn recount(&self) {
         let h = self.header();
@@ -1022,7 +1085,7 @@ impl ByteQueue {
             h.head.load(Ordering::Relaxed),
             h.tail.load(Ordering::Relaxed),
         );
-        let (mut messages, mut ready) = (0, 0);
+        let (mut messages, mut ready, mut flight) = (0, 0, 0);
         let mut freed = false;
         while pos < tail {
             let s = self.slot(pos);
@@ -1044,7 +1107,10 @@ impl ByteQueue {
                 }
             }
             match state {
-                WRITING | READING | RELEASING => messages += 1,
+                WRITING | READING | RELEASING => {
+                    messages += 1;
+                    flight += 1;
+                }
                 READY => {
                     messages += 1;
                     ready += 1;
@@ -1055,6 +1121,7 @@ impl ByteQueue {
         }
         h.messages.store(messages, Ordering::Relaxed);
         h.ready.store(ready, Ordering::Relaxed);
+        h.flight.store(flight, Ordering::SeqCst);
         if freed {
             self.reclaim();
         }
@@ -1166,6 +1233,7 @@ impl ByteQueue {
                         .compare_exchange(state, next, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                 {
+                    self.land();
                     if state == RELEASING {
                         h.messages.fetch_sub(1, Ordering::Relaxed);
                         dropped = true;
@@ -1335,8 +1403,14 @@ impl ByteQueue {
         }
         let (pos, extent, spare) = loop {
             let seen = h.get_seq.load(Ordering::SeqCst);
-            self.lock(interrupt);
+            match self.lock_until(deadline, interrupt) {
+                Ok(true) => {}
+                Ok(false) => return Err(SendError::Full),
+                Err(e) => return Err(SendError::Failed(e)),
+            }
             let reserved = self.reserve(len as u64, oob);
+            // In flight from here to `publish`.
+            let flew = reserved.is_some() && self.fly();
             if let Some((pos, None, _)) = reserved {
                 if len <= SMALL_MESSAGE {
                     // A small message is copied and published in the
@@ -1352,6 +1426,9 @@ impl ByteQueue {
             }
             self.unlock();
             if let Some(reserved) = reserved {
+                if flew {
+                    self.watch_wake();
+                }
                 break reserved;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -1380,6 +1457,7 @@ impl ByteQueue {
                 punch(self.fd(), off, len);
                 self.slot(pos).state.store(DEAD, Ordering::Release);
                 h.messages.fetch_sub(1, Ordering::Relaxed);
+                self.land();
                 self.reclaim();
                 self.unlock();
                 return Err(SendError::Memory {
@@ -1420,6 +1498,42 @@ impl ByteQueue {
     fn publish(&self, pos: u64) {
         self.slot(pos).state.store(READY, Ordering::Release);
         self.header().ready.fetch_add(1, Ordering::SeqCst);
+        self.land();
+    }
+
+    /// One more slot in flight (the lock held): whether no sleeper watches
+    /// (the caller then calls `watch_wake` once it let go of the lock).
+    fn fly(&self) -> bool {
+        let h = self.header();
+        h.flight.fetch_add(1, Ordering::SeqCst);
+        monotonic_ns() >= h.watched_until.load(Ordering::SeqCst)
+    }
+
+    /// One slot fewer in flight (the lock held).
+    fn land(&self) {
+        let _ = self
+            .header()
+            .flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
+    /// A slot went in flight while no sleeper watched: one sleeper, if any,
+    /// is woken to watch (see `park`), so a participant that dies with it
+    /// is noticed though every sleeper had gone to sleep without looking.
+    fn watch_wake(&self) {
+        let h = self.header();
+        for (word, waiters) in [
+            (&h.put_seq, &h.getters),
+            (&h.get_seq, &h.putters),
+            (&h.admit_seq, &h.admitters),
+            (&h.join_seq, &h.joiners),
+        ] {
+            if waiters.load(Ordering::SeqCst) > 0 {
+                word.fetch_add(1, Ordering::SeqCst);
+                sys::wake_shared(word, 1);
+                return;
+            }
+        }
     }
 
     /// Reserves a slot for `len` bytes (the lock held), or, `oob`, for a
@@ -1647,10 +1761,13 @@ impl ByteQueue {
         self.unlock();
     }
 
-    /// One wait on `word` (still `seen`), in slices of [`REAP_SLICE`]
-    /// after which dead participants are looked for (and signals that came
-    /// while this thread was not in the futex are seen); counted in
-    /// `waiters` while it sleeps. With `spin`, it first polls (see
+    /// One wait on `word` (still `seen`), counted in `waiters` while it
+    /// sleeps. It sleeps until woken, `deadline`, or a signal — and no
+    /// more than the interrupt's slice — except while a slot is in flight
+    /// or the lock is held: then in slices of [`REAP_SLICE`], after which
+    /// participants that died mid-operation are looked for (a sleeper that
+    /// went to sleep without looking is woken to look when a slot goes in
+    /// flight: `watch_wake`). With `spin`, it first polls (see
     /// [`spin`](Self::spin)) in the same stretch with the interrupt's
     /// resource (Python's GIL) let go of, so a poll that fails goes
     /// straight to sleep without taking the GIL back in between.
@@ -1663,23 +1780,50 @@ impl ByteQueue {
         waiters: &AtomicU32,
         spin: bool,
     ) -> Result<Parked, I::Error> {
+        let h = self.header();
         let now = Instant::now();
-        let mut until = now.checked_add(REAP_SLICE);
+        let watch = || h.flight.load(Ordering::SeqCst) > 0 || h.lock.load(Ordering::SeqCst) != 0;
+        let mut until = None;
         if let Some(slice) = interrupt.slice().and_then(|s| now.checked_add(s)) {
-            until = Some(until.map_or(slice, |u| u.min(slice)));
+            until = Some(slice);
         }
         if let Some(d) = deadline {
-            until = Some(until.map_or(d, |u| u.min(d)));
+            until = Some(until.map_or(d, |u: Instant| u.min(d)));
         }
         interrupt.before_sleep();
-        let wake = if spin && self.spin(word, seen) {
-            sys::Wake::Woken
+        let (wake, watched) = if spin && self.spin(word, seen) {
+            (sys::Wake::Woken, false)
         } else {
             self.unmark();
             waiters.fetch_add(1, Ordering::SeqCst);
+            // Looked at after counting itself a sleeper: a slot that goes
+            // in flight after this look wakes a sleeper (`watch_wake`).
+            let watched = watch();
+            let mut until = until;
+            if watched {
+                let reap = now.checked_add(REAP_SLICE);
+                until = match (until, reap) {
+                    (Some(u), Some(r)) => Some(u.min(r)),
+                    (u, r) => u.or(r),
+                };
+            }
+            let mut mark = 0;
+            if watched && until.is_some_and(|u| u >= now + REAP_SLICE) {
+                // This sleeper looks when its slice ends (a shorter sleep
+                // is no promise: its caller may give up then).
+                mark = monotonic_ns() + REAP_SLICE.as_nanos() as u64;
+                h.watched_until.fetch_max(mark, Ordering::SeqCst);
+            }
             let wake = sys::wait_shared(word, seen, until);
+            if mark != 0 && wake != sys::Wake::TimedOut {
+                // Woken early: it may not sleep again, so it promises
+                // nothing more (unless a later watcher marked since).
+                let _ =
+                    h.watched_until
+                        .compare_exchange(mark, 0, Ordering::SeqCst, Ordering::Relaxed);
+            }
             waiters.fetch_sub(1, Ordering::SeqCst);
-            wake
+            (wake, watched)
         };
         interrupt.after_sleep();
         match wake {
@@ -1696,9 +1840,13 @@ impl ByteQueue {
                 // this thread was not asleep in the futex (so no EINTR) is
                 // seen: Ctrl-C must not wait for the caller's deadline.
                 interrupt.check()?;
-                self.lock(interrupt);
-                self.reap();
-                self.unlock();
+                if watched {
+                    if !self.lock_until(deadline, interrupt)? {
+                        return Ok(Parked::TimedOut);
+                    }
+                    self.reap();
+                    self.unlock();
+                }
                 Ok(Parked::Retry)
             }
         }
@@ -1809,10 +1957,24 @@ impl ByteQueue {
         let pos = loop {
             let seen = h.put_seq.load(Ordering::SeqCst);
             if look || h.ready.load(Ordering::SeqCst) > 0 {
-                self.lock(interrupt);
+                match self.lock_until(deadline, interrupt) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.unmark();
+                        return Err(GetError::Empty);
+                    }
+                    Err(e) => {
+                        self.unmark();
+                        return Err(GetError::Failed(e));
+                    }
+                }
                 let claimed = self.claim();
+                let flew = claimed.is_some() && self.fly();
                 self.unlock();
                 if let Some(pos) = claimed {
+                    if flew {
+                        self.watch_wake();
+                    }
                     self.unmark();
                     // The bound's room is made now, before the reader's
                     // code runs (it may put into this very queue).
@@ -1852,6 +2014,7 @@ impl ByteQueue {
                     q.header().queued.fetch_add(1, Ordering::SeqCst);
                     q.slot(self.pos).state.store(READY, Ordering::Release);
                     q.header().ready.fetch_add(1, Ordering::SeqCst);
+                    q.land();
                     q.unlock();
                     q.message_ready();
                     return;
@@ -1865,6 +2028,7 @@ impl ByteQueue {
                         stall_if_asked(&TEST_STALL_LARGE_GET);
                         q.slot(self.pos).state.store(FREE, Ordering::Release);
                         q.header().messages.fetch_sub(1, Ordering::Relaxed);
+                        q.land();
                         q.reclaim();
                         q.unlock();
                         return;
@@ -1882,6 +2046,7 @@ impl ByteQueue {
                 q.lock(self.interrupt);
                 q.slot(self.pos).state.store(FREE, Ordering::Release);
                 q.header().messages.fetch_sub(1, Ordering::Relaxed);
+                q.land();
                 q.reclaim();
                 q.unlock();
             }

@@ -192,8 +192,16 @@ fn settles_at(q: &ByteQueue, bytes: u64) {
 fn messages_of_any_size_go_through_and_their_memory_is_freed() {
     let q = ByteQueue::create(1 << 20, 0).unwrap();
     assert_eq!(q.max_message(), usize::MAX);
+    // The ring's pages are reserved as it is first used.
+    assert!((4096 + (64 << 10)..4096 + (64 << 10) + 8192).contains(&allocated(&q)));
+    for seq in 0..20 {
+        q.put(&[&message(seq, 50_000)]).unwrap();
+    }
     let ring = allocated(&q);
     assert!((4096 + (1 << 20)..4096 + (1 << 20) + 8192).contains(&ring));
+    for seq in 0..20 {
+        assert_eq!(q.get(check), seq);
+    }
     // in parts, larger than the ring, beside small ones, in order
     let big = message(1, 16 << 20);
     let (a, b) = big.split_at(5 << 20);
@@ -226,7 +234,7 @@ fn messages_of_any_size_go_through_and_their_memory_is_freed() {
     });
     assert_eq!((got, seen), (Ok(6), (10..16).collect::<Vec<_>>()));
     assert_eq!(in_use(&q), ring);
-    assert_eq!(q.unfinished_tasks(), 10);
+    assert_eq!(q.unfinished_tasks(), 30);
     // a panicking reader frees the message too
     q.put(&[&message(20, 1 << 20)]).unwrap();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -950,7 +958,7 @@ fn random_operations_match_a_model() {
                 // larger than the ring: a reference out of band
                 let oob = slot(msg.len()) > cap;
                 let need = slot(if oob { 16 } else { msg.len() });
-                if head == tail && tail % cap != 0 && tail % cap + need > cap {
+                if head == tail && tail % cap != 0 {
                     tail += cap - tail % cap; // an empty ring starts over
                     head = tail;
                 }
@@ -1547,4 +1555,87 @@ fn a_participant_stopped_holding_the_lock_does_not_stop_timeouts() {
         .unwrap();
     assert_eq!(q.try_get(|m| m.to_vec()), Ok(b"after".to_vec()));
     assert_eq!(q.len(), 0);
+}
+
+#[test]
+fn a_ring_reserves_its_memory_as_it_is_first_used() {
+    let q = ByteQueue::create(8 << 20, 0).unwrap();
+    let at_start = allocated(&q);
+    assert!(
+        at_start <= 4096 + (64 << 10) + 8192,
+        "{at_start} bytes at creation"
+    );
+    // A queue that is often empty uses its first pages only, however much
+    // goes through it.
+    for seq in 0..10_000 {
+        q.put(&[&message(seq, 1000)]).unwrap();
+        assert_eq!(q.get(check), seq);
+    }
+    assert_eq!(allocated(&q), at_start);
+    // Filled, it grows by doubling to what it holds, and no more.
+    for seq in 0..3000 {
+        q.put(&[&message(seq, 1000)]).unwrap();
+    }
+    let filled = allocated(&q);
+    assert!(
+        (3000 * 1024..2 * 3000 * 1024 + 8192).contains(&filled),
+        "{filled}"
+    );
+    for seq in 0..3000 {
+        assert_eq!(q.get(check), seq);
+    }
+}
+
+/// The slot header at the start of a fresh queue's ring (16 bytes: state,
+/// pid, length), as a peer with the memory file mapped can write it.
+fn first_slot_len(q: &ByteQueue) -> &std::sync::atomic::AtomicU64 {
+    // SAFETY: the ring starts 4096 bytes into the segment; a fresh queue's
+    // first message sits at its start; its length field is 8 bytes in,
+    // 8-aligned, and an atomic over shared memory.
+    unsafe { &*(q.segment().as_ptr().add(4096 + 8) as *const std::sync::atomic::AtomicU64) }
+}
+
+#[test]
+fn a_corrupt_length_from_a_peer_is_an_error_not_a_wild_read() {
+    use std::sync::atomic::Ordering;
+    let q = ByteQueue::create(1 << 12, 0).unwrap();
+    for bad in [1 << 40, 4090, (1 << 63) | 12345] {
+        q.put(&[b"hello"]).unwrap();
+        // A peer scribbles over the slot's length (and, with bit 63, turns
+        // it into a reference to nowhere).
+        first_slot_len(&q).store(bad, Ordering::Relaxed);
+        let got = q
+            .get_message_with(soon(), &mut tress::Uninterruptible, |m| {
+                m.with_bytes(|b| b.to_vec())
+            })
+            .unwrap();
+        let err = got.expect_err("a corrupt message read");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+        // The slot is freed; the queue goes on.
+        assert!(q.is_empty());
+        q.put(&[b"after"]).unwrap();
+        assert_eq!(q.get(|m| m.to_vec()), b"after");
+    }
+}
+
+#[test]
+fn a_corrupt_head_or_tail_is_an_error_and_walks_end() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let q = ByteQueue::create(1 << 12, 0).unwrap();
+    q.put(&[b"x"]).unwrap();
+    // SAFETY: the header's `tail` is its fifth 8-byte field (magic,
+    // capacity, bound, head, tail), an atomic in shared memory.
+    let tail = unsafe { &*(q.segment().as_ptr().add(32) as *const AtomicU64) };
+    let was = tail.load(Ordering::Relaxed);
+    tail.store(u64::MAX - 7, Ordering::Relaxed);
+    match q.try_put(&[b"y"]) {
+        Err(SendError::Memory { reason, .. }) => assert!(reason.contains("corrupt"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(q.len(), 1, "the failed put took its admission back");
+    // Walks of an impossible span see an empty ring; nothing loops or
+    // reads past the ring.
+    assert!(q.try_get(|m| m.to_vec()).is_err());
+    tail.store(was, Ordering::Relaxed);
+    assert_eq!(q.get(|m| m.to_vec()), b"x");
 }

@@ -70,6 +70,9 @@ const SLOT: u64 = 16;
 /// How often a waiter looks for participants that died in the middle of an
 /// operation (and how long a lock holder may be dead before it is noticed).
 const REAP_SLICE: Duration = Duration::from_millis(20);
+/// The ring's bytes whose pages a new queue reserves; the rest as the ring
+/// is first used.
+const INITIAL_BACKED: u64 = 64 << 10;
 /// How long a call that must not wait still waits for the lock (see
 /// `lock_until`).
 const LOCK_GRACE: Duration = Duration::from_millis(1);
@@ -168,6 +171,9 @@ struct Header {
     /// while there are none, no participant's death can change what a
     /// sleeper waits for, and sleepers sleep without looking (see `park`).
     flight: AtomicU32,
+    /// The ring's bytes (from its start) whose pages are reserved: it
+    /// grows as the ring is first used (see `back`).
+    backed: AtomicU64,
     /// Until when (CLOCK_MONOTONIC, ns) a sleeper is sure to look for dead
     /// participants (the end of its slice); a time, not a count, so the
     /// mark of a watcher killed asleep expires by itself.
@@ -455,7 +461,13 @@ pub struct Message<'a> {
 
 enum Kind<'a> {
     Ring(&'a [u8]),
-    OutOfBand { off: u64, len: u64 },
+    OutOfBand {
+        off: u64,
+        len: u64,
+    },
+    /// A slot whose length or reference is impossible (a corrupt peer):
+    /// reading it is an error; it is freed as any message read.
+    Corrupt,
 }
 
 impl Message<'_> {
@@ -464,6 +476,7 @@ impl Message<'_> {
         match self.kind {
             Kind::Ring(m) => m.len(),
             Kind::OutOfBand { len, .. } => len as usize,
+            Kind::Corrupt => 0,
         }
     }
 
@@ -481,6 +494,9 @@ impl Message<'_> {
     /// holds them): out of band with `pread`, from the memory file straight
     /// into `buf`, nothing mapped. An error if the message ends before.
     pub fn read_at(&self, pos: usize, buf: &mut [MaybeUninit<u8>]) -> io::Result<()> {
+        if let Kind::Corrupt = self.kind {
+            return Err(corrupt("a message's length"));
+        }
         let end = pos.checked_add(buf.len()).filter(|&e| e <= self.len());
         if end.is_none() {
             return Err(io::Error::new(
@@ -526,6 +542,7 @@ impl Message<'_> {
                     pread_all(self.q.fd(), part, off + (pos + at) as u64)
                 })
             }
+            Kind::Corrupt => unreachable!("returned above"),
         }
     }
 
@@ -536,6 +553,7 @@ impl Message<'_> {
     pub fn with_bytes<T>(&self, f: impl FnOnce(&[u8]) -> T) -> io::Result<T> {
         match self.kind {
             Kind::Ring(m) => Ok(f(m)),
+            Kind::Corrupt => Err(corrupt("a message's length")),
             Kind::OutOfBand { off, len } => {
                 let mapped = match Mapped::new(self.q.fd(), off, len) {
                     Ok(m) => m,
@@ -558,6 +576,15 @@ impl Message<'_> {
             }
         }
     }
+}
+
+/// The error for shared memory that says something impossible: a peer
+/// wrote what no participant writes.
+fn corrupt(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the queue's shared memory is corrupt ({what}): a participant wrote into it"),
+    )
 }
 
 /// A slot reserved by `reserve`: its position, the extent of an
@@ -748,6 +775,8 @@ impl Drop for Mapped {
 #[derive(Debug)]
 pub struct ByteQueue {
     seg: Segment,
+    /// The ring's size in bytes (read once: see `cap`).
+    cap: u64,
     /// How long this process's gets poll before sleeping, in microseconds:
     /// adaptive (see `spin_on`), and the gets since the last poll.
     spin_us: AtomicU32,
@@ -775,10 +804,12 @@ impl ByteQueue {
             .ok()
             .and_then(|c| c.checked_add(HEADER))
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "capacity too large"))?;
-        let seg = Segment::create(len, "queue")?;
-        let q = ByteQueue::handle(seg);
+        let backed = cap.min(INITIAL_BACKED);
+        let seg = Segment::create_reserving(len, HEADER + backed as usize, "queue")?;
+        let q = ByteQueue::handle(seg, cap);
         let h = q.header();
         h.capacity.store(cap, Ordering::Relaxed);
+        h.backed.store(backed, Ordering::Relaxed);
         h.max_messages.store(max_messages as u64, Ordering::Relaxed);
         h.next_extent
             .store(extent_size(HEADER as u64 + cap), Ordering::Relaxed);
@@ -787,9 +818,10 @@ impl ByteQueue {
     }
 
     /// A handle on the ring in `seg`, with this handle's own polling state.
-    fn handle(seg: Segment) -> ByteQueue {
+    fn handle(seg: Segment, cap: u64) -> ByteQueue {
         ByteQueue {
             seg,
+            cap,
             spin_us: AtomicU32::new(SPIN_MAX_US),
             spin_skipped: AtomicU32::new(0),
             spin_max: AtomicU32::new(SPIN_MAX_US),
@@ -807,19 +839,21 @@ impl ByteQueue {
                 "not a tress queue segment (too small)",
             ));
         }
-        let q = ByteQueue::handle(seg);
-        let h = q.header();
+        // SAFETY: the segment is at least HEADER bytes (checked above),
+        // page-aligned; the header is all atomics.
+        let h = unsafe { &*(seg.as_ptr() as *const Header) };
         let cap = h.capacity.load(Ordering::Relaxed);
         if h.magic.load(Ordering::Acquire) != MAGIC
             || cap % SLOT != 0
-            || (cap as usize).saturating_add(HEADER) > q.seg.len()
+            || cap < 64
+            || (cap as usize).saturating_add(HEADER) > seg.len()
         {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "not a tress queue segment (bad header)",
             ));
         }
-        Ok(q)
+        Ok(ByteQueue::handle(seg, cap))
     }
 
     /// The queue in the memory file behind `fd` (made by
@@ -863,13 +897,31 @@ impl ByteQueue {
         unsafe { &*(self.seg.as_ptr() as *const Header) }
     }
 
+    /// The ring's size, as this handle read it once (a peer that changes
+    /// the header's cannot make this process address past its mapping).
     fn cap(&self) -> u64 {
-        self.header().capacity.load(Ordering::Relaxed)
+        self.cap
+    }
+
+    /// The ring's span of slots (head, tail), the lock held; an empty one
+    /// if the header says something impossible (a corrupt peer), so every
+    /// walk of the ring ends within `cap / 16` steps.
+    fn span(&self) -> (u64, u64) {
+        let h = self.header();
+        let (head, tail) = (
+            h.head.load(Ordering::Relaxed),
+            h.tail.load(Ordering::Relaxed),
+        );
+        if tail < head || tail - head > self.cap() {
+            (head, head)
+        } else {
+            (head, tail)
+        }
     }
 
     /// The slot header at ring position `pos`.
     fn slot(&self, pos: u64) -> &SlotHeader {
-        let off = (pos % self.cap()) as usize;
+        let off = ((pos % self.cap()) & !(SLOT - 1)) as usize;
         // SAFETY: `off` is a multiple of 16 below the ring's size and every
         // slot header fits before the ring's end (slots are multiples of 16
         // and the ring's size too); the fields are atomics.
@@ -932,6 +984,24 @@ impl ByteQueue {
     fn fd(&self) -> libc::c_int {
         use std::os::fd::AsFd;
         self.seg.as_fd().as_raw_fd()
+    }
+
+    /// Whether `size` bytes at `off` can be an extent: page-aligned, past
+    /// the ring, within the memory file (mapping past its end would be a
+    /// `SIGBUS` at the first touch).
+    fn extent_sound(&self, off: u64, size: u64) -> bool {
+        // SAFETY: an all-zero `stat` is a valid out-buffer for fstat.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: the segment's descriptor (open while `self` lives) and a
+        // valid out-pointer.
+        if unsafe { libc::fstat(self.fd(), &mut st) } != 0 {
+            return false;
+        }
+        // A page the file's end falls in is whole in a mapping.
+        let file_end = (st.st_size as u64).next_multiple_of(page_size());
+        off % page_size() == 0
+            && off >= HEADER as u64 + self.cap()
+            && off.checked_add(size).is_some_and(|end| end <= file_end)
     }
 
     /// The reference in the out-of-band slot at `pos`: offset and length.
@@ -1081,10 +1151,7 @@ impl ByteQueue {
     /// Recounts `messages` and `ready` from the slots (the lock held).
     fn recount(&self) {
         let h = self.header();
-        let (mut pos, tail) = (
-            h.head.load(Ordering::Relaxed),
-            h.tail.load(Ordering::Relaxed),
-        );
+        let (mut pos, tail) = self.span();
         let (mut messages, mut ready, mut flight) = (0, 0, 0);
         let mut freed = false;
         while pos < tail {
@@ -1131,19 +1198,21 @@ impl ByteQueue {
     fn size_at(&self, pos: u64) -> u64 {
         let s = self.slot(pos);
         let len = s.len.load(Ordering::Relaxed);
-        if s.state.load(Ordering::Acquire) == PAD {
+        let size = if s.state.load(Ordering::Acquire) == PAD {
             len
         } else {
             slot_size(len)
-        }
+        };
+        // At least one slot header and at most the ring, whatever a
+        // corrupt peer wrote: a walk of the ring always moves on and ends.
+        size.clamp(SLOT, self.cap()) & !(SLOT - 1)
     }
 
     /// Reclaims the freed slots at the head (the lock held); wakes putters
     /// if room was made.
     fn reclaim(&self) {
         let h = self.header();
-        let tail = h.tail.load(Ordering::Relaxed);
-        let mut head = h.head.load(Ordering::Relaxed);
+        let (mut head, tail) = self.span();
         let start = head;
         while head < tail {
             let state = self.slot(head).state.load(Ordering::Acquire);
@@ -1153,7 +1222,7 @@ impl ByteQueue {
             head += self.size_at(head);
         }
         if head != start {
-            h.head.store(head, Ordering::Release);
+            h.head.store(head.min(tail), Ordering::Release);
             self.room_made();
         }
     }
@@ -1204,10 +1273,7 @@ impl ByteQueue {
     /// consumed it (RELEASING: its memory is freed, then the slot).
     fn reap(&self) {
         let h = self.header();
-        let (mut pos, tail) = (
-            h.head.load(Ordering::Relaxed),
-            h.tail.load(Ordering::Relaxed),
-        );
+        let (mut pos, tail) = self.span();
         let mut revived = false;
         let mut dropped = false;
         let mut writers_gone = 0;
@@ -1408,7 +1474,17 @@ impl ByteQueue {
                 Ok(false) => return Err(SendError::Full),
                 Err(e) => return Err(SendError::Failed(e)),
             }
-            let reserved = self.reserve(len as u64, oob);
+            let reserved = match self.reserve(len as u64, oob) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.unlock();
+                    return Err(SendError::Memory {
+                        size: len,
+                        errno: e.raw_os_error(),
+                        reason: e.to_string(),
+                    });
+                }
+            };
             // In flight from here to `publish`.
             let flew = reserved.is_some() && self.fly();
             if let Some((pos, None, _)) = reserved {
@@ -1540,26 +1616,38 @@ impl ByteQueue {
     /// reference to an extent of the memory file for them (a spare one
     /// if one fits, else new pages): its position and the extent (offset,
     /// length), or `None` when there is no room.
-    fn reserve(&self, len: u64, oob: bool) -> Option<Reserved> {
+    fn reserve(&self, len: u64, oob: bool) -> io::Result<Option<Reserved>> {
         let msg_len = len;
         let len = if oob { REF_LEN | OOB } else { len };
         let h = self.header();
         let cap = self.cap();
         let mut tail = h.tail.load(Ordering::Relaxed);
         let need = slot_size(len);
-        if h.head.load(Ordering::Relaxed) == tail && tail % cap != 0 && tail % cap + need > cap {
-            // An empty ring: start over at its beginning rather than pad,
-            // so a message as large as the ring fits whenever it is empty.
+        if h.head.load(Ordering::Relaxed) == tail && tail % cap != 0 {
+            // An empty ring: start over at its beginning, so a message as
+            // large as the ring fits whenever it is empty, and a queue that
+            // is often empty uses (and backs) only its first pages.
             tail += cap - tail % cap;
             h.head.store(tail, Ordering::Release);
             h.tail.store(tail, Ordering::Release);
         }
         let head = h.head.load(Ordering::Relaxed);
+        if tail < head || tail - head > cap || tail % SLOT != 0 {
+            return Err(corrupt("its head and tail"));
+        }
         let off = tail % cap;
         let pad = if off + need > cap { cap - off } else { 0 };
         if tail - head + pad + need > cap {
-            return None;
+            return Ok(None);
         }
+        // The highest byte of the ring this writes (a pad's header at the
+        // end, then the slot at the start): its pages reserved first.
+        let top = if pad > 0 {
+            need.max(off + SLOT)
+        } else {
+            off + need
+        };
+        self.back(top)?;
         if pad > 0 {
             let s = self.slot(tail);
             s.len.store(pad, Ordering::Relaxed);
@@ -1608,7 +1696,26 @@ impl ByteQueue {
             // lock's next holder sees both and keeps the slot's (`recount`).
             h.spares[i].size.store(0, Ordering::Release);
         }
-        Some((tail, extent, spare.is_some()))
+        Ok(Some((tail, extent, spare.is_some())))
+    }
+
+    /// Reserves the pages of the ring's first `top` bytes, if they are
+    /// not yet (the lock held): the ring's memory grows, doubling, as it
+    /// is first used, rather than all of it at creation.
+    fn back(&self, top: u64) -> io::Result<()> {
+        let h = self.header();
+        let backed = h.backed.load(Ordering::Relaxed);
+        if top <= backed {
+            return Ok(());
+        }
+        let want = top
+            .max(backed.saturating_mul(2))
+            .next_multiple_of(page_size())
+            .min(self.cap());
+        self.seg
+            .reserve(HEADER + backed as usize, (want - backed) as usize)?;
+        h.backed.store(want, Ordering::Relaxed);
+        Ok(())
     }
 
     // ------------------------------------------------------------ spares
@@ -1632,6 +1739,11 @@ impl ByteQueue {
             }
         }
         let (i, have) = best?;
+        if !self.extent_sound(h.spares[i].off.load(Ordering::Relaxed), have) {
+            // Listed by a corrupt peer: forgotten, never written.
+            h.spares[i].size.store(0, Ordering::Release);
+            return None;
+        }
         if have > size {
             // Freed before the entry shrinks: a process killed in between
             // leaves an entry that claims pages it no longer has (harmless:
@@ -2052,7 +2164,17 @@ impl ByteQueue {
             }
         }
         let len = self.slot(pos).len.load(Ordering::Relaxed);
-        let extent = (len & OOB != 0).then(|| self.extent_at(pos));
+        let mut extent = (len & OOB != 0).then(|| self.extent_at(pos));
+        // What a peer wrote is checked before it is used to address
+        // memory: a corrupt one is an error for this reader, never a read
+        // past the ring or the file.
+        let sound = match extent {
+            Some((off, len)) => self.extent_sound(off, extent_size(len)),
+            None => (pos % self.cap()) + SLOT + len <= self.cap(),
+        };
+        if !sound {
+            extent = None;
+        }
         let release = Release {
             q: self,
             pos,
@@ -2061,6 +2183,7 @@ impl ByteQueue {
             interrupt,
         };
         let kind = match extent {
+            _ if !sound => Kind::Corrupt,
             Some((off, len)) => Kind::OutOfBand { off, len },
             // SAFETY: the slot at `pos` is READING, claimed by this
             // process: its `len` bytes were published with its READY state
@@ -2084,10 +2207,7 @@ impl ByteQueue {
     /// Claims the oldest READY slot (the lock held).
     fn claim(&self) -> Option<u64> {
         let h = self.header();
-        let (mut pos, tail) = (
-            h.head.load(Ordering::Relaxed),
-            h.tail.load(Ordering::Relaxed),
-        );
+        let (mut pos, tail) = self.span();
         let me = sys::process_id();
         while pos < tail {
             let s = self.slot(pos);

@@ -49,6 +49,22 @@ unsafe impl Send for Segment {}
 // SAFETY: as for `Send`: `Segment` itself hands out only the address.
 unsafe impl Sync for Segment {}
 
+/// Allocates the pages of bytes `off..off + len` of the file behind `fd`.
+fn fallocate(fd: libc::c_int, off: usize, len: usize) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let (Ok(off), Ok(len)) = (libc::off_t::try_from(off), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: a plain call on a descriptor the caller holds; the kernel
+    // checks the range.
+    if unsafe { libc::fallocate(fd, 0, off, len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn reserve_error(len: usize, label: &str, err: io::Error) -> io::Error {
     io::Error::new(
         err.kind(),
@@ -64,6 +80,15 @@ impl Segment {
     /// reserved now. `label` names it in error messages and in
     /// `/proc/<pid>/fd` (as `memfd:tress-<label>`).
     pub fn create(len: usize, label: &str) -> io::Result<Segment> {
+        Self::create_reserving(len, len, label)
+    }
+
+    /// A new zero-filled segment of `len` bytes whose first `reserved`
+    /// bytes only have their pages reserved now; the owner reserves the
+    /// rest as it comes to use it ([`reserve`](Self::reserve)) and must
+    /// touch nothing it has not reserved (a page not reserved may be
+    /// missing when it is first touched: `SIGBUS`).
+    pub fn create_reserving(len: usize, reserved: usize, label: &str) -> io::Result<Segment> {
         if len == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -84,13 +109,8 @@ impl Segment {
         let file = File::from(fd);
         file.set_len(len as u64)
             .map_err(|e| reserve_error(len, label, e))?;
-        let size = libc::off_t::try_from(len)
-            .map_err(|_| reserve_error(len, label, io::Error::from(io::ErrorKind::InvalidInput)))?;
-        // SAFETY: a valid descriptor, offsets within the file's size.
-        let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size) };
-        if r != 0 {
-            return Err(reserve_error(len, label, io::Error::last_os_error()));
-        }
+        fallocate(file.as_raw_fd(), 0, reserved.min(len))
+            .map_err(|e| reserve_error(reserved.min(len), label, e))?;
         // Sealed against shrinking (a participant that truncated the file
         // would kill every other one with SIGBUS at its next access), and
         // against further seals; it may still grow (a queue's large
@@ -109,6 +129,18 @@ impl Segment {
             return Err(reserve_error(len, label, io::Error::last_os_error()));
         }
         Self::map(OwnedFd::from(file), len)
+    }
+
+    /// Reserves the pages of bytes `off..off + len` of the segment (see
+    /// [`create_reserving`](Self::create_reserving)): an error, not a
+    /// later `SIGBUS`, if the machine is short of memory.
+    pub fn reserve(&self, off: usize, len: usize) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        if off.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        fallocate(self.fd.as_raw_fd(), off, len)
+            .map_err(|e| reserve_error(len, "a queue's ring", e))
     }
 
     /// Maps the segment behind `fd` (a descriptor of a segment made by

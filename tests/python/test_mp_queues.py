@@ -1766,9 +1766,9 @@ def _fill_simple(q):
 @pytest.mark.parametrize("what", ["get", "put", "join"])
 def test_a_blocked_call_sleeps_until_woken(tm, what, children):
     """A get on an empty queue, a put on a full ring and a join with a task
-    outstanding sleep: over two seconds their process wakes at most the
-    main thread's signal slice (once a second), not 50 times a second; then
-    each returns as soon as the other side acts."""
+    outstanding sleep until woken, as the stdlib's: over two seconds their
+    process's main thread wakes at most once (not 50 to 70 times a
+    second); then each returns as soon as the other side acts."""
     ctx = multiprocessing.get_context("fork")
     if what == "get":
         q = tm.Queue()
@@ -1784,7 +1784,7 @@ def test_a_blocked_call_sleeps_until_woken(tm, what, children):
     before = _voluntary_switches(p.pid)
     time.sleep(2.0)  # the measurement window
     woke = _voluntary_switches(p.pid) - before
-    assert woke <= 4, f"a blocked {what} woke {woke} times in 2 s"
+    assert woke <= 1, f"a blocked {what} woke {woke} times in 2 s"
     if what == "get":
         q.put("go")
     elif what == "put":
@@ -1793,3 +1793,45 @@ def test_a_blocked_call_sleeps_until_woken(tm, what, children):
         q.get(timeout=GET)
         q.task_done()
     reap([p], expect=0)
+
+
+# -- memory: reserved as used, and checked before use (items 8 and 11)
+
+
+def _allocated(fd):
+    return os.fstat(fd).st_blocks * 512
+
+
+@pytest.mark.timeout(60)
+def test_idle_queues_hold_little_memory(tm):
+    """A queue reserves its ring's pages as it is first used: 500 idle
+    queues hold well under 100 KiB each (the ring is 8 MiB), and one that
+    carried 100 MB one item at a time still holds its first pages only."""
+    queues = [tm.Queue() for _ in range(500)]
+    sizes = [_allocated(q._ring.fileno()) for q in queues]
+    assert max(sizes) < 100 * 1024, max(sizes)
+    q = queues[0]
+    item = b"m" * 100_000
+    for _ in range(1000):
+        q.put(item)
+        assert q.get(timeout=GET) == item
+    assert _allocated(q._ring.fileno()) < 400 * 1024
+    for q in queues:
+        q.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_corrupt_message_length_is_an_error_and_the_queue_goes_on(tm):
+    """A peer that scribbles over a message's length in the shared memory
+    makes that get raise an OSError (not read past the ring or crash the
+    reader); the queue goes on."""
+    q = tm.Queue()
+    q.put("hello")
+    with mmap.mmap(q._ring.fileno(), 4096 + 64) as m:
+        m[4096 + 8:4096 + 16] = (1 << 40).to_bytes(8, "little")
+    with pytest.raises(OSError, match="corrupt"):
+        q.get(timeout=GET)
+    q.put("after")
+    assert q.get(timeout=GET) == "after"
+    assert q.qsize() == 0
+    q.close()

@@ -1,6 +1,7 @@
 //! The extension module `tress._tress`: wiring only. Each Python module of
 //! the package has its file here (`threading.rs`, …); `wait.rs` is how they
-//! block and `errors.rs` how they fail.
+//! block (`relay.rs`: Ctrl-C on another thread wakes the main thread) and
+//! `errors.rs` how they fail.
 
 use pyo3::prelude::*;
 
@@ -9,6 +10,8 @@ mod futures;
 #[cfg(target_os = "linux")]
 mod multiprocessing;
 mod queue;
+#[cfg(unix)]
+mod relay;
 mod threading;
 mod wait;
 

@@ -8,8 +8,10 @@
 //! `PyEval_RestoreThread`, CPython's `Py_BEGIN_ALLOW_THREADS` pair), so the
 //! fast paths never touch it. On the main thread, `check` runs Python's
 //! pending signal handlers after the futex wait returned on `EINTR` (or after
-//! a one-second slice, the safety net for signals delivered to another
-//! thread or just before the sleep began);
+//! a five-second slice, the safety net for a signal other than `SIGINT`
+//! delivered to another thread, or one that came just before the sleep
+//! began; a `SIGINT` delivered to another thread wakes the main thread
+//! through `relay`);
 //! an exception from a handler (`KeyboardInterrupt`) abandons the wait, and
 //! the core leaves the primitive as if the call had never been made. Other
 //! threads never run signal handlers, so they sleep in one piece.
@@ -30,7 +32,7 @@ static MAIN_THREAD: AtomicUsize = AtomicUsize::new(0);
 static TIMEOUT_MAX_BITS: AtomicUsize = AtomicUsize::new(0);
 
 /// The longest a main-thread wait sleeps before running signal handlers.
-const SIGNAL_SLICE: Duration = Duration::from_secs(1);
+const SIGNAL_SLICE: Duration = Duration::from_secs(5);
 
 /// Records the main thread and the timeout limit; registers the fork hook.
 pub(crate) fn init(py: Python<'_>) -> PyResult<()> {
@@ -50,6 +52,7 @@ pub(crate) fn init(py: Python<'_>) -> PyResult<()> {
 fn register_fork_hook() {
     extern "C" fn child() {
         MAIN_THREAD.store(python_thread_ident(), Ordering::Relaxed);
+        crate::relay::forget_target();
     }
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -160,6 +163,10 @@ impl tress::Interrupt for Blocking<'_, '_> {
         // it, and `after_sleep` retakes it before control returns); nothing
         // touches Python objects until `after_sleep`.
         self.saved = unsafe { ffi::PyEval_SaveThread() };
+        #[cfg(unix)]
+        if self.interruptible && on_main_thread() {
+            crate::relay::arm();
+        }
         if let Some(wakes) = self.wakes {
             wakes.flush();
         }

@@ -74,8 +74,9 @@ def in_use(q):
 
 
 def ring_bytes(q):
-    """What the file holds with no message out of band: header and ring."""
-    return 4096 + q._ring.capacity
+    """What the file holds with no message out of band: the header and the
+    ring's pages reserved so far (as it was first used)."""
+    return q._ring.ring_memory
 
 
 def open_fds():

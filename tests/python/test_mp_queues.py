@@ -63,6 +63,8 @@ import queue
 import random
 import re
 import signal
+import subprocess
+import sys
 import struct
 import threading
 import time
@@ -1835,3 +1837,23 @@ def test_a_corrupt_message_length_is_an_error_and_the_queue_goes_on(tm):
     assert q.get(timeout=GET) == "after"
     assert q.qsize() == 0
     q.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_process_that_dropped_its_queue_exits_without_waiting_for_readers(tm):
+    """A program that fills a queue nobody reads, then drops it, exits at
+    once: its exit waits for the feeders of live queues only (nothing can
+    ever read a queue no process holds)."""
+    code = (
+        "import tress.multiprocessing as tm\n"
+        "q = tm.Queue(capacity=4096)\n"
+        "for i in range(1000):\n"
+        "    q.put(i)\n"
+        "assert q._ring.kept > 0\n"
+        "del q\n"
+        "print('done')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "done"

@@ -142,6 +142,18 @@ pub(crate) struct PyShmQueue {
     pending: std::sync::Mutex<Option<PyErr>>,
 }
 
+impl Drop for PyShmQueue {
+    /// The last of this process's Python handles on the queue gone: what
+    /// its feeder kept is still put while the process lives, but its exit
+    /// does not wait for it (nothing here can read it back, and another
+    /// process may never: waiting could hang the exit for good).
+    fn drop(&mut self) {
+        if let Some(f) = self.feeder.get() {
+            f.cancel();
+        }
+    }
+}
+
 impl PyShmQueue {
     fn wrap(q: ByteQueue) -> Self {
         Self {
@@ -822,6 +834,13 @@ impl PyShmQueue {
     #[getter]
     fn capacity(&self) -> usize {
         self.q.capacity()
+    }
+
+    /// Bytes of shared memory the header and the ring hold now (the ring
+    /// reserves its pages as it is first used).
+    #[getter]
+    fn ring_memory(&self) -> usize {
+        self.q.ring_memory()
     }
 
     /// The largest message in bytes.

@@ -963,6 +963,13 @@ impl ByteQueue {
         self.cap() as usize
     }
 
+    /// The bytes of shared memory the header and the ring hold now: the
+    /// ring's pages are reserved as it is first used (see [`ByteQueue`]),
+    /// up to [`capacity`](Self::capacity) and the header's page.
+    pub fn ring_memory(&self) -> usize {
+        HEADER + self.header().backed.load(Ordering::Relaxed) as usize
+    }
+
     /// The largest message the queue takes, in bytes: no limit but memory
     /// (`usize::MAX`), as a message larger than the ring goes out of band.
     pub fn max_message(&self) -> usize {

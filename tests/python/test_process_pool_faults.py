@@ -412,6 +412,46 @@ def test_executor_map_with_a_dying_item():
         assert ex.submit(w.square, 4).result(TIMEOUT) == 16
 
 
+@pytest.mark.parametrize("how", ["return", "raise"])
+def test_a_task_that_forks_and_ends_in_the_child(api, tmp_path, how):
+    """A task that calls ``os.fork()`` and returns (or raises) in the child:
+    the child is a copy of the worker and must not go on as one (it would
+    send a second outcome, clear the worker's row of the task table, take
+    tasks, and eat a stop message meant for a worker, so that the shutdown
+    waited forever -- as the stdlib's pools do, both hanging in
+    ``shutdown``/``join``). It exits at once: every task gets the worker's
+    value, the pool goes on, the shutdown returns, and no process is left
+    (the forked children included)."""
+    d = str(tmp_path)
+    pool = api(2)
+    handles = [pool.submit(w.fork_in_task, i, d, how) for i in range(8)]
+    assert [h.result(TIMEOUT) for h in handles] == [("parent", i) for i in range(8)]
+    assert pool.map(w.square, range(20)) == [x * x for x in range(20)]
+    assert pool.map(functools.partial(w.fork_in_task, directory=d, how=how), range(8, 16)) == \
+        [("parent", i) for i in range(8, 16)]
+    pool.close()  # bounded: fails the test if it hangs
+    wait_for(lambda: len(w.forked_identities(d)) == 16, 10.0, "each forked child's identity")
+    forked = w.forked_identities(d)
+    wait_for(lambda: not any(w.running(ident) for ident in forked), 10.0,
+             "the forked copies of the workers to exit")
+
+
+def test_an_initializer_that_forks(api, tmp_path):
+    """An initializer that forks, the child returning from it: the child
+    exits instead of becoming a worker the pool does not know."""
+    d = str(tmp_path)
+    pool = api(2, initializer=w.fork_in_initializer, initargs=(d,))
+    handles = [pool.submit(w.pid) for _ in range(20)]
+    ran = {h.result(TIMEOUT) for h in handles}
+    wait_for(lambda: len(w.forked_identities(d)) >= len(ran), 10.0,
+             "the identity of each worker's forked child")
+    forked = w.forked_identities(d)
+    assert not ran & {pid for pid, _ in forked}, "a forked child ran tasks"
+    pool.close()
+    wait_for(lambda: not any(w.running(ident) for ident in forked), 10.0,
+             "the forked copies of the workers to exit")
+
+
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_dying_workers_under_other_start_methods(api, method):
     pool = api(2, context=multiprocessing.get_context(method))

@@ -93,6 +93,9 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
             raise ValueError("max_workers must be greater than 0")
         if mp_context is None:
             mp_context = mp.get_context("spawn" if max_tasks_per_child is not None else None)
+        # as the stdlib's, before the other checks: a context that is not one
+        # fails first (with its AttributeError)
+        start_method = mp_context.get_start_method(allow_none=False)
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         if max_tasks_per_child is not None:
@@ -100,7 +103,7 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
                 raise TypeError("max_tasks_per_child must be an integer")
             elif max_tasks_per_child <= 0:
                 raise ValueError("max_tasks_per_child must be >= 1")
-            if mp_context.get_start_method(allow_none=False) == "fork":
+            if start_method == "fork":
                 raise ValueError("max_tasks_per_child is incompatible with the 'fork' "
                                  "multiprocessing start method; supply a different "
                                  "mp_context.")

@@ -487,6 +487,81 @@ def test_no_memory_file_left_open(api):
     assert new == {}, f"memory files of the pools left open: {sorted(new.values())}"
 
 
+def fds_and_maps():
+    """(descriptors, lines of /proc/self/maps that map a file) of this
+    process now. Anonymous mappings are not counted: malloc's arenas and
+    the threads' stacks come and go with the threads that ran, whatever the
+    pool keeps (a ring is a memory file's mapping)."""
+    gc.collect()
+    maps = 0
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and not fields[5].startswith("["):
+                maps += 1
+    return len(os.listdir("/proc/self/fd")), maps
+
+
+@pytest.mark.parametrize("stop", ["close", "kill"])
+def test_a_stopped_pool_still_referenced_keeps_no_descriptor_or_mapping(api, stop):
+    """Once shut down (``shutdown``; ``close`` + ``join``; ``terminate`` +
+    ``join``) a pool lets go of its rings and task table although the
+    object is still referenced: as many descriptors and mappings as before
+    it was made (after a first pool made and stopped the same way: the
+    threads' stacks and the like that stay cached)."""
+
+    def use_and_stop():
+        pool = api(2)
+        handles = [pool.submit(w.die_on, i, frozenset({3}), "sigkill") for i in range(10)]
+        assert [outcome(h)[0] for h in handles].count("err") == 1
+        big = b"b" * (1 << 20)  # out of band, both ways
+        assert pool.submit(len, big).result(TIMEOUT) == len(big)
+        assert pool.submit(w.make_bytes, 1 << 20).result(TIMEOUT) == b"r" * (1 << 20)
+        assert pool.map(w.square, range(10)) == [x * x for x in range(10)]
+        getattr(pool, stop)()
+        return pool, handles
+
+    use_and_stop()
+    before = fds_and_maps()
+    kept = use_and_stop()
+    after = fds_and_maps()
+    assert after == before, f"(descriptors, mappings) {before} before the pool, {after} after"
+    del kept
+
+
+def test_an_executor_shut_down_unused_keeps_nothing():
+    """An executor shut down before any submission (no worker, no manager
+    thread) lets go of its rings at once too."""
+    need_tress()
+    ProcessPoolExecutor(2).shutdown()
+    before = fds_and_maps()
+    ex = ProcessPoolExecutor(2)
+    ex.shutdown()
+    assert fds_and_maps() == before
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        ex.submit(w.square, 2)
+    assert ex._call_queue.qsize() == 0
+
+
+def test_pending_large_calls_take_no_descriptor_each(api, gates):
+    """Calls with large arguments (out of band) waiting while the workers
+    are busy take no descriptor each (a thousand of them once made
+    ``submit`` fail with EMFILE under the usual limit of 1024)."""
+    pool = api(2)
+    held = [gates() for _ in range(2)]
+    busy = [pool.submit(w.hold, *g.args(i)) for i, g in enumerate(held)]
+    for g in held:
+        g.wait_started()
+    fds = fds_and_maps()[0]
+    payload = b"p" * (200 << 10)
+    handles = [pool.submit(len, payload) for _ in range(300)]
+    assert fds_and_maps()[0] - fds <= 4
+    gates.release_all()
+    assert [h.result(TIMEOUT) for h in busy] == [0, 1]
+    assert [h.result(TIMEOUT) for h in handles] == [len(payload)] * 300
+    pool.close()
+
+
 # --------------------------------------------------------------------------
 # task_timeout
 

@@ -70,10 +70,12 @@ class _CallQueue:
         """Nothing to join (no feeder thread)."""
 
     def qsize(self):
-        return self._engine.tasks.qsize()
+        tasks = self._engine.tasks
+        return 0 if tasks is None else tasks.qsize()
 
     def empty(self):
-        return self._engine.tasks.empty()
+        tasks = self._engine.tasks
+        return tasks is None or tasks.empty()
 
 
 class ProcessPoolExecutor(_std.ProcessPoolExecutor):
@@ -225,6 +227,8 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
                 pool.cancel_backlog()
             if self._started:
                 pool.stop()
+            else:
+                pool.release()  # no worker, no manager: nothing to wait for
         if wait and pool.manager is not None:
             pool.manager.join()
             for p in pool.procs:

@@ -280,6 +280,26 @@ def forked_identities(directory):
     return out
 
 
+# -- a worker stopped at the end of its claim
+
+
+def arm_stop_after_claim(token):
+    """Initializer: the first worker to create ``token`` (exclusively; it
+    writes its pid there) stops itself (SIGSTOP) at the end of its next
+    claim of a task, the task recorded in the table and the call not yet
+    back in Python (``TaskTable._test_stop_after_claim``). The other
+    workers, and every later one, run normally."""
+    try:
+        fd = os.open(token, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    from tress._tress import TaskTable
+
+    TaskTable._test_stop_after_claim()
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+
+
 # -- helpers for child scripts
 
 

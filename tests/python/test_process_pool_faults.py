@@ -92,11 +92,14 @@ def need_tress():
 
 
 class Handle:
-    def __init__(self, get):
-        self._get = get
+    def __init__(self, result):
+        self._result = result
 
     def result(self, timeout=TIMEOUT):
-        return self._get(timeout)
+        return self._result.get(timeout)
+
+    def done(self):
+        return self._result.ready()
 
 
 class PoolApi:
@@ -108,7 +111,7 @@ class PoolApi:
         self.pool = TressPool(processes, context=context, **kwargs)
 
     def submit(self, fn, *args):
-        return Handle(self.pool.apply_async(fn, args).get)
+        return Handle(self.pool.apply_async(fn, args))
 
     def map(self, fn, items, **kwargs):
         return bounded(self.pool.map, fn, items, **kwargs)
@@ -354,6 +357,43 @@ def test_a_worker_killed_from_outside(api, gates):
     assert [h.result(TIMEOUT) for h in others] == [i * i for i in range(20)]
     wait_for(lambda: victim not in w.child_pids(), 30.0, "the dead busy worker to be reaped")
     worker_count_becomes(before, 2, "the busy victim to be replaced")
+    pool.close()
+
+
+def test_a_worker_killed_at_the_end_of_its_claim_fails_that_task_alone(api, tmp_path):
+    """A worker killed once it has taken a task off the ring, before the
+    call is back in Python (stopped there by a test hook, then SIGKILLed):
+    the task is in its row of the task table (the claim and the record are
+    one step, ``ShmQueue.get_task``), so it fails with WorkerDied naming
+    the worker and SIGKILL -- it is neither lost (pending for ever) nor run
+    twice -- every other task completes, and the pool replaces the worker
+    and goes on. Every task but the victim's waits for ``go``: the other
+    worker holds one while the armed worker claims the next."""
+    before = w.child_pids()
+    d = str(tmp_path)
+    token, go = os.path.join(d, "armed"), os.path.join(d, "go")
+    pool = api(2, initializer=w.arm_stop_after_claim, initargs=(token,))
+    handles = [pool.submit(w.hold, i, os.path.join(d, f"started-{i}"), go) for i in range(12)]
+    wait_for(lambda: read(token) != "", 30.0, "a worker to arm the hook")
+    victim = int(read(token))
+    ident = w.identity_of(victim)
+    wait_for(lambda: w.state_of(ident) == "T", 30.0, "the armed worker to stop after its claim")
+    with open(go, "w"):
+        pass
+    wait_for(lambda: sum(h.done() for h in handles) == 11, 30.0,
+             "every task but the stopped worker's to complete")
+    [held] = [h for h in handles if not h.done()]
+    os.kill(victim, signal.SIGKILL)
+    kind, exc = outcome(held)
+    assert kind == "err"
+    assert_worker_died(exc, "hold", "sigkill")
+    assert str(victim) in str(exc), f"the dead worker's pid is not named: {exc}"
+    assert not os.path.exists(os.path.join(d, f"started-{handles.index(held)}")), \
+        "the stopped worker's task ran"
+    assert [outcome(h) for h in handles if h is not held] == \
+        [("ok", i) for i, h in enumerate(handles) if h is not held]
+    assert pool.map(w.square, range(10)) == [x * x for x in range(10)]
+    worker_count_becomes(before, 2, "the killed worker to be replaced")
     pool.close()
 
 

@@ -603,6 +603,10 @@ class Pool(_PoolBase):
                  context=None, *, task_timeout=None):
         self._box = [INIT]
         ctx = context or multiprocessing.get_context()
+        # The stdlib's first use of the context (its queues) comes before the
+        # checks of the other arguments: a context that is not one fails
+        # first, with its AttributeError.
+        ctx.SimpleQueue  # noqa: B018
         if processes is None:
             processes = os.cpu_count() or 1
         if processes < 1:

@@ -230,6 +230,76 @@ def die_on_pair(x, y, bad, how="sigkill"):
     return x + y
 
 
+# -- tasks that fork
+
+
+_forked = [False]  # this process is a copy forked by a task (or initializer)
+
+
+def _forked_child(directory, name):
+    """In a process forked by a task: leave its identity (pid, start time)
+    in ``directory/name``."""
+    _forked[0] = True
+    ident = identity_of(os.getpid())
+    with open(os.path.join(directory, name + ".tmp"), "w") as f:
+        f.write(f"{ident[0]} {ident[1]}")
+    os.rename(os.path.join(directory, name + ".tmp"), os.path.join(directory, name))
+
+
+def fork_in_task(x, directory, how):
+    """``("parent", x)``; forks first, and the child, after leaving its
+    identity in ``directory``, returns ``("child", x)`` (``how`` 'return')
+    or raises (``how`` 'raise') from the task: a copy of the worker
+    ending the task in its place. In such a copy (if one went on taking
+    tasks) it returns ``("copy", x)`` and forks no more: a regression fails
+    the test instead of forking without end."""
+    if _forked[0]:
+        return "copy", x
+    if os.fork() == 0:
+        _forked_child(directory, f"forked-{x}")
+        if how == "raise":
+            raise CustomError(f"raised in the child of task {x}")
+        return "child", x
+    return "parent", x
+
+
+def fork_in_initializer(directory):
+    """An initializer that forks; the child returns from it too."""
+    if not _forked[0] and os.fork() == 0:
+        _forked_child(directory, f"forked-init-{os.getppid()}")
+
+
+def forked_identities(directory):
+    """The identities ``_forked_child`` left in ``directory``."""
+    out = []
+    for path in glob.glob(os.path.join(directory, "forked-*")):
+        if path.endswith(".tmp"):
+            continue
+        pid, start = read(path).split()
+        out.append((int(pid), int(start)))
+    return out
+
+
+# -- a worker stopped at the end of its claim
+
+
+def arm_stop_after_claim(token):
+    """Initializer: the first worker to create ``token`` (exclusively; it
+    writes its pid there) stops itself (SIGSTOP) at the end of its next
+    claim of a task, the task recorded in the table and the call not yet
+    back in Python (``TaskTable._test_stop_after_claim``). The other
+    workers, and every later one, run normally."""
+    try:
+        fd = os.open(token, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    from tress._tress import TaskTable
+
+    TaskTable._test_stop_after_claim()
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+
+
 # -- helpers for child scripts
 
 

@@ -557,6 +557,130 @@ def test_pool_imap_default_chunks_keep_per_item_outcomes():
             it.next(TIMEOUT)
 
 
+def _impls():
+    """The two implementations of each constructor the odd-argument cases
+    call, by role: (stdlib's, tress's)."""
+    import multiprocessing.pool as std_pool
+
+    import tress.multiprocessing as tress_mp
+    import tress.pool as tress_pool
+
+    return {
+        "std": {"Pool": std_pool.Pool, "mp": multiprocessing, "ThreadPool": std_pool.ThreadPool,
+                "TPE": std_futures.ThreadPoolExecutor, "PPE": std_futures.ProcessPoolExecutor},
+        "tress": {"Pool": tress_pool.Pool, "mp": tress_mp, "ThreadPool": tress_pool.ThreadPool,
+                  "TPE": tress_futures.ThreadPoolExecutor,
+                  "PPE": tress_futures.ProcessPoolExecutor},
+    }
+
+
+def _fork_ctx():
+    return multiprocessing.get_context("fork")
+
+
+# (id, call on the implementations' namespace). Every case's exception
+# (type and message) was compared with the stdlib's of 3.11, 3.12 and 3.13:
+# the same on all three. A case whose stdlib call succeeds must succeed.
+ODD_ARGUMENTS = [
+    ("Pool(context='fork')", lambda n: n["Pool"](1, context="fork")),
+    ("Pool(0, context='fork')", lambda n: n["Pool"](0, context="fork")),
+    ("Pool(context=3)", lambda n: n["Pool"](1, context=3)),
+    ("Pool(0)", lambda n: n["Pool"](0)),
+    ("Pool(-1)", lambda n: n["Pool"](-1)),
+    ("Pool('2')", lambda n: n["Pool"]("2")),
+    ("Pool(2.5)", lambda n: n["Pool"](2.5)),
+    ("Pool(maxtasksperchild=0)", lambda n: n["Pool"](1, maxtasksperchild=0)),
+    ("Pool(maxtasksperchild=-1)", lambda n: n["Pool"](1, maxtasksperchild=-1)),
+    ("Pool(maxtasksperchild='x')", lambda n: n["Pool"](1, maxtasksperchild="x")),
+    ("Pool(maxtasksperchild=2.5)", lambda n: n["Pool"](1, maxtasksperchild=2.5)),
+    ("Pool(initializer=3)", lambda n: n["Pool"](1, initializer=3)),
+    ("mp.Pool(0)", lambda n: n["mp"].Pool(0)),
+    ("mp.Pool('2')", lambda n: n["mp"].Pool("2")),
+    ("mp.Pool(maxtasksperchild='x')", lambda n: n["mp"].Pool(1, maxtasksperchild="x")),
+    ("mp.Pool(initializer=3)", lambda n: n["mp"].Pool(1, initializer=3)),
+    ("mp.get_context('fork').Pool(-1)", lambda n: n["mp"].get_context("fork").Pool(-1)),
+    ("ThreadPool(0)", lambda n: n["ThreadPool"](0)),
+    ("ThreadPool('2')", lambda n: n["ThreadPool"]("2")),
+    ("ThreadPool(initializer=3)", lambda n: n["ThreadPool"](1, initializer=3)),
+    ("Queue(maxsize='x')", lambda n: n["mp"].Queue(maxsize="x")),
+    ("Queue(None)", lambda n: n["mp"].Queue(None)),
+    ("Queue(2.5)", lambda n: n["mp"].Queue(2.5)),
+    ("Queue(-1)", lambda n: n["mp"].Queue(-1)),
+    ("JoinableQueue(2.5)", lambda n: n["mp"].JoinableQueue(2.5)),
+    ("JoinableQueue('x')", lambda n: n["mp"].JoinableQueue("x")),
+    ("SimpleQueue(1)", lambda n: n["mp"].SimpleQueue(1)),
+    ("Semaphore('x')", lambda n: n["mp"].Semaphore("x")),
+    ("Semaphore(2.5)", lambda n: n["mp"].Semaphore(2.5)),
+    ("Semaphore(None)", lambda n: n["mp"].Semaphore(None)),
+    ("BoundedSemaphore(-1)", lambda n: n["mp"].BoundedSemaphore(-1)),
+    ("BoundedSemaphore('x')", lambda n: n["mp"].BoundedSemaphore("x")),
+    ("Lock(1)", lambda n: n["mp"].Lock(1)),
+    ("RLock(1)", lambda n: n["mp"].RLock(1)),
+    ("Barrier(0)", lambda n: n["mp"].Barrier(0)),
+    ("Barrier('x')", lambda n: n["mp"].Barrier("x")),
+    ("Barrier(None)", lambda n: n["mp"].Barrier(None)),
+    ("Condition(lock=object())", lambda n: n["mp"].Condition(lock=object())),
+    ("Event(1)", lambda n: n["mp"].Event(1)),
+    ("Value('x')", lambda n: n["mp"].Value("x")),
+    ("Value('i', 'x')", lambda n: n["mp"].Value("i", "x")),
+    ("Array('i', -1)", lambda n: n["mp"].Array("i", -1)),
+    ("Array('i', 'x')", lambda n: n["mp"].Array("i", "x")),
+    ("ThreadPoolExecutor(0)", lambda n: n["TPE"](0)),
+    ("ThreadPoolExecutor(-1)", lambda n: n["TPE"](-1)),
+    ("ThreadPoolExecutor('x')", lambda n: n["TPE"]("x")),
+    ("ThreadPoolExecutor(2.5)", lambda n: n["TPE"](2.5)),
+    ("ThreadPoolExecutor(initializer=3)", lambda n: n["TPE"](1, initializer=3)),
+    ("ProcessPoolExecutor(0)", lambda n: n["PPE"](0)),
+    ("ProcessPoolExecutor(-1)", lambda n: n["PPE"](-1)),
+    ("ProcessPoolExecutor('x')", lambda n: n["PPE"]("x")),
+    ("ProcessPoolExecutor(2.5)", lambda n: n["PPE"](2.5)),
+    ("ProcessPoolExecutor(initializer=3)", lambda n: n["PPE"](1, initializer=3)),
+    ("ProcessPoolExecutor(mp_context='fork')", lambda n: n["PPE"](1, mp_context="fork")),
+    ("ProcessPoolExecutor(mp_context='fork', initializer=3)",
+     lambda n: n["PPE"](1, mp_context="fork", initializer=3)),
+    ("ProcessPoolExecutor(max_tasks_per_child=0)", lambda n: n["PPE"](1, max_tasks_per_child=0)),
+    ("ProcessPoolExecutor(max_tasks_per_child='x')",
+     lambda n: n["PPE"](1, max_tasks_per_child="x")),
+    ("ProcessPoolExecutor(max_tasks_per_child=1, mp_context=fork)",
+     lambda n: n["PPE"](1, max_tasks_per_child=1, mp_context=_fork_ctx())),
+]
+
+# Cases whose messages differ only by the name of the callable that
+# refuses an argument (the stdlib's factories are context methods,
+# ``BaseContext.Event()``; tress's are classes, ``Event.__init__()``).
+NAMED_BY_THE_CALLABLE = {"SimpleQueue(1)", "Lock(1)", "RLock(1)", "Event(1)"}
+
+
+def _outcome(call, impl):
+    try:
+        made = call(impl)
+    except Exception as exc:  # noqa: BLE001 - what is compared
+        return type(exc), str(exc)
+    for stop in ("terminate", "shutdown"):  # pools: stopped, not left running
+        if hasattr(made, stop):
+            getattr(made, stop)()
+            if stop == "terminate":
+                made.join()
+            break
+    return None, None
+
+
+@pytest.mark.parametrize("case, call", ODD_ARGUMENTS, ids=[c[0] for c in ODD_ARGUMENTS])
+def test_odd_constructor_arguments_fail_as_the_stdlib(tf, case, call):
+    """Each constructor given an odd argument raises what the stdlib's
+    raises (the same type, and the same message but where only the name of
+    the refusing callable differs), or succeeds where the stdlib's does;
+    the checks come in the stdlib's order (a context that is not one fails
+    before a bad initializer is noticed)."""
+    impls = _impls()
+    std_type, std_message = _outcome(call, impls["std"])
+    tress_type, tress_message = _outcome(call, impls["tress"])
+    assert tress_type is std_type, f"{case}: tress {tress_type}({tress_message!r}), " \
+        f"stdlib {std_type}({std_message!r})"
+    if case not in NAMED_BY_THE_CALLABLE:
+        assert tress_message == std_message
+
+
 def test_odd_arguments_as_the_stdlib_takes_them(tf):
     """A float ``max_workers`` for the thread pool (the stdlib takes it), a
     non-integer ``chunksize`` for the process pool's ``map`` (the stdlib's

@@ -92,11 +92,14 @@ def need_tress():
 
 
 class Handle:
-    def __init__(self, get):
-        self._get = get
+    def __init__(self, result):
+        self._result = result
 
     def result(self, timeout=TIMEOUT):
-        return self._get(timeout)
+        return self._result.get(timeout)
+
+    def done(self):
+        return self._result.ready()
 
 
 class PoolApi:
@@ -108,7 +111,7 @@ class PoolApi:
         self.pool = TressPool(processes, context=context, **kwargs)
 
     def submit(self, fn, *args):
-        return Handle(self.pool.apply_async(fn, args).get)
+        return Handle(self.pool.apply_async(fn, args))
 
     def map(self, fn, items, **kwargs):
         return bounded(self.pool.map, fn, items, **kwargs)
@@ -357,6 +360,43 @@ def test_a_worker_killed_from_outside(api, gates):
     pool.close()
 
 
+def test_a_worker_killed_at_the_end_of_its_claim_fails_that_task_alone(api, tmp_path):
+    """A worker killed once it has taken a task off the ring, before the
+    call is back in Python (stopped there by a test hook, then SIGKILLed):
+    the task is in its row of the task table (the claim and the record are
+    one step, ``ShmQueue.get_task``), so it fails with WorkerDied naming
+    the worker and SIGKILL -- it is neither lost (pending for ever) nor run
+    twice -- every other task completes, and the pool replaces the worker
+    and goes on. Every task but the victim's waits for ``go``: the other
+    worker holds one while the armed worker claims the next."""
+    before = w.child_pids()
+    d = str(tmp_path)
+    token, go = os.path.join(d, "armed"), os.path.join(d, "go")
+    pool = api(2, initializer=w.arm_stop_after_claim, initargs=(token,))
+    handles = [pool.submit(w.hold, i, os.path.join(d, f"started-{i}"), go) for i in range(12)]
+    wait_for(lambda: read(token) != "", 30.0, "a worker to arm the hook")
+    victim = int(read(token))
+    ident = w.identity_of(victim)
+    wait_for(lambda: w.state_of(ident) == "T", 30.0, "the armed worker to stop after its claim")
+    with open(go, "w"):
+        pass
+    wait_for(lambda: sum(h.done() for h in handles) == 11, 30.0,
+             "every task but the stopped worker's to complete")
+    [held] = [h for h in handles if not h.done()]
+    os.kill(victim, signal.SIGKILL)
+    kind, exc = outcome(held)
+    assert kind == "err"
+    assert_worker_died(exc, "hold", "sigkill")
+    assert str(victim) in str(exc), f"the dead worker's pid is not named: {exc}"
+    assert not os.path.exists(os.path.join(d, f"started-{handles.index(held)}")), \
+        "the stopped worker's task ran"
+    assert [outcome(h) for h in handles if h is not held] == \
+        [("ok", i) for i, h in enumerate(handles) if h is not held]
+    assert pool.map(w.square, range(10)) == [x * x for x in range(10)]
+    worker_count_becomes(before, 2, "the killed worker to be replaced")
+    pool.close()
+
+
 def test_pool_map_and_imap_with_dying_items():
     """Pool only: in imap with chunksize 1 a dying item fails alone; with the
     pool's own chunks (no chunksize given) every item still yields exactly
@@ -412,6 +452,46 @@ def test_executor_map_with_a_dying_item():
         assert ex.submit(w.square, 4).result(TIMEOUT) == 16
 
 
+@pytest.mark.parametrize("how", ["return", "raise"])
+def test_a_task_that_forks_and_ends_in_the_child(api, tmp_path, how):
+    """A task that calls ``os.fork()`` and returns (or raises) in the child:
+    the child is a copy of the worker and must not go on as one (it would
+    send a second outcome, clear the worker's row of the task table, take
+    tasks, and eat a stop message meant for a worker, so that the shutdown
+    waited forever -- as the stdlib's pools do, both hanging in
+    ``shutdown``/``join``). It exits at once: every task gets the worker's
+    value, the pool goes on, the shutdown returns, and no process is left
+    (the forked children included)."""
+    d = str(tmp_path)
+    pool = api(2)
+    handles = [pool.submit(w.fork_in_task, i, d, how) for i in range(8)]
+    assert [h.result(TIMEOUT) for h in handles] == [("parent", i) for i in range(8)]
+    assert pool.map(w.square, range(20)) == [x * x for x in range(20)]
+    assert pool.map(functools.partial(w.fork_in_task, directory=d, how=how), range(8, 16)) == \
+        [("parent", i) for i in range(8, 16)]
+    pool.close()  # bounded: fails the test if it hangs
+    wait_for(lambda: len(w.forked_identities(d)) == 16, 10.0, "each forked child's identity")
+    forked = w.forked_identities(d)
+    wait_for(lambda: not any(w.running(ident) for ident in forked), 10.0,
+             "the forked copies of the workers to exit")
+
+
+def test_an_initializer_that_forks(api, tmp_path):
+    """An initializer that forks, the child returning from it: the child
+    exits instead of becoming a worker the pool does not know."""
+    d = str(tmp_path)
+    pool = api(2, initializer=w.fork_in_initializer, initargs=(d,))
+    handles = [pool.submit(w.pid) for _ in range(20)]
+    ran = {h.result(TIMEOUT) for h in handles}
+    wait_for(lambda: len(w.forked_identities(d)) >= len(ran), 10.0,
+             "the identity of each worker's forked child")
+    forked = w.forked_identities(d)
+    assert not ran & {pid for pid, _ in forked}, "a forked child ran tasks"
+    pool.close()
+    wait_for(lambda: not any(w.running(ident) for ident in forked), 10.0,
+             "the forked copies of the workers to exit")
+
+
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_dying_workers_under_other_start_methods(api, method):
     pool = api(2, context=multiprocessing.get_context(method))
@@ -445,6 +525,81 @@ def test_no_memory_file_left_open(api):
             break
         time.sleep(0.01)
     assert new == {}, f"memory files of the pools left open: {sorted(new.values())}"
+
+
+def fds_and_maps():
+    """(descriptors, lines of /proc/self/maps that map a file) of this
+    process now. Anonymous mappings are not counted: malloc's arenas and
+    the threads' stacks come and go with the threads that ran, whatever the
+    pool keeps (a ring is a memory file's mapping)."""
+    gc.collect()
+    maps = 0
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and not fields[5].startswith("["):
+                maps += 1
+    return len(os.listdir("/proc/self/fd")), maps
+
+
+@pytest.mark.parametrize("stop", ["close", "kill"])
+def test_a_stopped_pool_still_referenced_keeps_no_descriptor_or_mapping(api, stop):
+    """Once shut down (``shutdown``; ``close`` + ``join``; ``terminate`` +
+    ``join``) a pool lets go of its rings and task table although the
+    object is still referenced: as many descriptors and mappings as before
+    it was made (after a first pool made and stopped the same way: the
+    threads' stacks and the like that stay cached)."""
+
+    def use_and_stop():
+        pool = api(2)
+        handles = [pool.submit(w.die_on, i, frozenset({3}), "sigkill") for i in range(10)]
+        assert [outcome(h)[0] for h in handles].count("err") == 1
+        big = b"b" * (1 << 20)  # out of band, both ways
+        assert pool.submit(len, big).result(TIMEOUT) == len(big)
+        assert pool.submit(w.make_bytes, 1 << 20).result(TIMEOUT) == b"r" * (1 << 20)
+        assert pool.map(w.square, range(10)) == [x * x for x in range(10)]
+        getattr(pool, stop)()
+        return pool, handles
+
+    use_and_stop()
+    before = fds_and_maps()
+    kept = use_and_stop()
+    after = fds_and_maps()
+    assert after == before, f"(descriptors, mappings) {before} before the pool, {after} after"
+    del kept
+
+
+def test_an_executor_shut_down_unused_keeps_nothing():
+    """An executor shut down before any submission (no worker, no manager
+    thread) lets go of its rings at once too."""
+    need_tress()
+    ProcessPoolExecutor(2).shutdown()
+    before = fds_and_maps()
+    ex = ProcessPoolExecutor(2)
+    ex.shutdown()
+    assert fds_and_maps() == before
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        ex.submit(w.square, 2)
+    assert ex._call_queue.qsize() == 0
+
+
+def test_pending_large_calls_take_no_descriptor_each(api, gates):
+    """Calls with large arguments (out of band) waiting while the workers
+    are busy take no descriptor each (a thousand of them once made
+    ``submit`` fail with EMFILE under the usual limit of 1024)."""
+    pool = api(2)
+    held = [gates() for _ in range(2)]
+    busy = [pool.submit(w.hold, *g.args(i)) for i, g in enumerate(held)]
+    for g in held:
+        g.wait_started()
+    fds = fds_and_maps()[0]
+    payload = b"p" * (200 << 10)
+    handles = [pool.submit(len, payload) for _ in range(300)]
+    assert fds_and_maps()[0] - fds <= 4
+    gates.release_all()
+    assert [h.result(TIMEOUT) for h in busy] == [0, 1]
+    assert [h.result(TIMEOUT) for h in handles] == [len(payload)] * 300
+    pool.close()
 
 
 # --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tress::ipc::{ByteQueue, Fed, Feeder, Message, Segment, SendError, TaskTable};
 use tress::{GetError, Interrupt};
@@ -754,7 +755,10 @@ impl PyShmQueue {
             PyBytes::new(py, m)
         });
         match got {
-            Ok(b) => Ok(b),
+            Ok(b) => {
+                stop_after_claim_if_asked();
+                Ok(b)
+            }
             Err(GetError::Failed(e)) => Err(e),
             Err(GetError::Empty | GetError::ShutDown) => Err(Empty::new_err(())),
         }
@@ -1128,6 +1132,25 @@ impl PyShmEvent {
 
 // ---------------------------------------------------------------- TaskTable
 
+/// Test hook (not an API): when set, the next `ShmQueue.get_task` of this
+/// process that takes a message stops the process (`SIGSTOP`) once the
+/// message has left the ring and its task is in the table, before the call
+/// returns to Python: a worker killed at the end of the claim,
+/// deterministically (the test kills it while it is stopped). One stop per
+/// setting.
+static TEST_STOP_AFTER_CLAIM: AtomicBool = AtomicBool::new(false);
+
+fn stop_after_claim_if_asked() {
+    if TEST_STOP_AFTER_CLAIM.swap(false, Ordering::Relaxed) {
+        #[cfg(unix)]
+        // SAFETY: raise() takes no pointer; it only delivers a signal to
+        // the calling thread (SIGSTOP stops the whole process).
+        unsafe {
+            libc::raise(libc::SIGSTOP);
+        }
+    }
+}
+
 /// Which task each worker of a process pool runs ([`tress::ipc::TaskTable`]).
 #[pyclass(name = "TaskTable", module = "tress._tress", frozen)]
 pub(crate) struct PyTaskTable {
@@ -1168,6 +1191,14 @@ impl PyTaskTable {
 
     fn fileno(&self) -> i32 {
         self.t.segment().as_fd().as_raw_fd()
+    }
+
+    /// Test hook (not an API): the next `ShmQueue.get_task` in this process
+    /// that takes a task stops the process (`SIGSTOP`) right after the claim
+    /// and the record, before it returns.
+    #[staticmethod]
+    fn _test_stop_after_claim() {
+        TEST_STOP_AFTER_CLAIM.store(true, Ordering::Relaxed);
     }
 
     fn __len__(&self) -> usize {

@@ -330,6 +330,8 @@ class Engine:
         with self.lock:
             if self.state is State.TERMINATED or self.state is State.BROKEN:
                 return False
+            if self.tasks is None:
+                return False  # released: the pool is over
             window = self.policy.window
             while True:
                 if limit is not None and limit <= 0:
@@ -411,6 +413,8 @@ class Engine:
             job.drop(error)
 
     def _empty_task_ring(self):
+        if self.tasks is None:
+            return  # released: the pool is over
         while True:
             try:
                 self.tasks.get_many(256, False)
@@ -574,7 +578,7 @@ class Engine:
         deadline = None if timeout is None else time.monotonic() + timeout
         results = self.results
         try:
-            while not future.done():
+            while results is not None and not future.done():
                 wait = HELP_WAIT
                 if deadline is not None:
                     wait = min(wait, deadline - time.monotonic())
@@ -629,6 +633,17 @@ class Engine:
         self._empty_task_ring()
         self._end_pending(error)
         _live.discard(self)
+        self.release()
+
+    def release(self):
+        """Lets go of the rings and the task table once the pool is over
+        (its workers gone, every task settled or failed; the manager's last
+        step, or a pool that never started): their descriptors and mappings
+        go now, not when the last reference to the pool does (a shut-down
+        pool still referenced keeps none). Whatever looks at them later
+        finds None and has nothing to do."""
+        with self.read_lock, self.lock:
+            self.tasks = self.results = self.manager_ring = self.table = None
 
     # -- stopping
 
@@ -655,6 +670,8 @@ class Engine:
             if self.state in (State.TERMINATED, State.BROKEN):
                 return
             self.state = State.TERMINATED
+            if self.table is None:
+                return  # released: the workers are gone, every task settled
             # the tasks in the ring (not running): taken out, failed below
             running = {self.table.running(i) for i in range(self.size)}
             stranded = [t for t in self.pending if t not in running]

@@ -70,10 +70,12 @@ class _CallQueue:
         """Nothing to join (no feeder thread)."""
 
     def qsize(self):
-        return self._engine.tasks.qsize()
+        tasks = self._engine.tasks
+        return 0 if tasks is None else tasks.qsize()
 
     def empty(self):
-        return self._engine.tasks.empty()
+        tasks = self._engine.tasks
+        return tasks is None or tasks.empty()
 
 
 class ProcessPoolExecutor(_std.ProcessPoolExecutor):
@@ -93,6 +95,9 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
             raise ValueError("max_workers must be greater than 0")
         if mp_context is None:
             mp_context = mp.get_context("spawn" if max_tasks_per_child is not None else None)
+        # as the stdlib's, before the other checks: a context that is not one
+        # fails first (with its AttributeError)
+        start_method = mp_context.get_start_method(allow_none=False)
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         if max_tasks_per_child is not None:
@@ -100,7 +105,7 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
                 raise TypeError("max_tasks_per_child must be an integer")
             elif max_tasks_per_child <= 0:
                 raise ValueError("max_tasks_per_child must be >= 1")
-            if mp_context.get_start_method(allow_none=False) == "fork":
+            if start_method == "fork":
                 raise ValueError("max_tasks_per_child is incompatible with the 'fork' "
                                  "multiprocessing start method; supply a different "
                                  "mp_context.")
@@ -222,6 +227,8 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
                 pool.cancel_backlog()
             if self._started:
                 pool.stop()
+            else:
+                pool.release()  # no worker, no manager: nothing to wait for
         if wait and pool.manager is not None:
             pool.manager.join()
             for p in pool.procs:

@@ -60,6 +60,36 @@ def _alive(pid):
     return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
 
 
+def _end_forked_copy(code):
+    """The caller is a copy of this worker made by ``os.fork()`` in a task
+    (or the initializer) that returned or raised in the child. It is no
+    worker: it must not send the task's outcome (the worker does), clear
+    the worker's row of the task table, or take tasks (it would eat a stop
+    message meant for a worker, and the pool's shutdown would wait for that
+    worker forever). It exits at once, as a process that ends its program:
+    its own output flushed, no exit hook of the worker's run."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - closed or gone: nothing to flush
+            pass
+    os._exit(code)
+
+
+def _exit_code(exc):
+    """The exit status of an interpreter ending on ``exc`` (None: a return)."""
+    if exc is None:
+        return 0
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        if code is None:
+            return 0
+        return code if isinstance(code, int) else 1
+    return 1
+
+
 def run(tasks, results, table, index, parent, initializer, initargs, max_tasks, pool_api):
     """The worker's life. ``tasks``/``results``: the pool's rings;
     ``table``: the pool's task table, whose row ``index`` says which task
@@ -75,10 +105,14 @@ def run(tasks, results, table, index, parent, initializer, initargs, max_tasks, 
     if initializer is not None:
         try:
             initializer(*initargs)
-        except BaseException:
+        except BaseException as exc:
+            if os.getpid() != pid:
+                _end_forked_copy(_exit_code(exc))
             _base.LOGGER.critical("Exception in initializer:", exc_info=True)
             results.put(wire.reply(wire.BROKEN, index, pid))
             return
+        if os.getpid() != pid:
+            _end_forked_copy(0)
     done = 0
     while True:
         try:
@@ -107,9 +141,13 @@ def run(tasks, results, table, index, parent, initializer, initargs, max_tasks, 
             finally:
                 del fn, args, kwargs  # freed now, not when the next task comes
         except BaseException as exc:
+            if os.getpid() != pid:  # a task's fork, raising in the child
+                _end_forked_copy(_exit_code(exc))
             kind, body = wire.ERROR, _encode_error(wrap(exc, exc.__traceback__))
             del exc
         else:
+            if os.getpid() != pid:  # a task's fork, returning in the child
+                _end_forked_copy(0)
             kind, body = _encode_result(result, pool_api, wrap)
             del result
         # the result first: a worker that dies between the two leaves its task

@@ -712,3 +712,44 @@ def test_odd_arguments_as_the_stdlib_takes_them(tf):
         with pytest.raises(OSError) as info:
             mod.Semaphore(-1)
         assert info.value.errno == errno.EINVAL
+
+
+def _switches(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no voluntary_ctxt_switches in {path}")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("api", ["executor", "pool"])
+def test_an_idle_pool_sleeps(tf, api):
+    """An idle pool does not poll: over two seconds its manager thread
+    wakes at most about twice (a slow look at the workers, once a second)
+    and each worker about twice (its look at its parent), not fifty times
+    a second; then it still works."""
+    from tress.pool import Pool
+    pool = tf.ProcessPoolExecutor(2) if api == "executor" else Pool(2)
+    try:
+        run = pool.submit if api == "executor" else pool.apply_async
+        assert [run(square, i).result(TIMEOUT) if api == "executor"
+                else run(square, (i,)).get(TIMEOUT) for i in range(4)] == [0, 1, 4, 9]
+        engine = pool._engine if api == "pool" else pool._pool
+        manager = f"/proc/self/task/{engine.manager.native_id}/status"
+        workers = [f"/proc/{p.pid}/status" for p in engine.procs]
+        time.sleep(0.3)  # past the last result's hand-over
+        before = [_switches(p) for p in [manager, *workers]]
+        time.sleep(2.0)  # the measurement window
+        woke = [_switches(p) - b for p, b in zip([manager, *workers], before)]
+        assert woke[0] <= 4, f"the idle manager woke {woke[0]} times in 2 s"
+        assert max(woke[1:]) <= 4, f"idle workers woke {woke[1:]} times in 2 s"
+        again = run(square, 7).result(TIMEOUT) if api == "executor" else \
+            run(square, (7,)).get(TIMEOUT)
+        assert again == 49
+    finally:
+        if api == "executor":
+            pool.shutdown()
+        else:
+            pool.close()
+            pool.join()

@@ -59,6 +59,10 @@ WATCH_INTERVAL = 0.02
 """Seconds between the manager's looks at the workers when no result
 comes: how soon a dead worker's task fails, and how soon the backlog is fed
 when only the ring's room (not a result) held it back."""
+WATCH_IDLE = 1.0
+"""The same while nothing is pending or backlogged: no task can be lost,
+so an idle pool's manager wakes once a second, not fifty times (a worker
+that dies meanwhile is replaced within it)."""
 
 
 class WorkerDied(BrokenProcessPool):
@@ -609,8 +613,15 @@ class Engine:
                     deferred, self.deferred = self.deferred, []
                 for message in deferred:
                     self.settle(message)
+            if more:
+                wait = 0
+            elif (self.state is State.RUNNING and not self.pending and not self.backlog
+                    and self.head is None):
+                wait = WATCH_IDLE  # nothing to lose: a slow look at the workers
+            else:
+                wait = WATCH_INTERVAL
             try:
-                message = results.get(True, 0 if more else WATCH_INTERVAL)
+                message = results.get(True, wait)
             except Empty:
                 message = None
             if message is not None:

@@ -344,10 +344,63 @@ class SimpleQueue:
 # synchronization
 
 
+# The locks, semaphores and events live many to a memory file (an arena,
+# tress::ipc's), and pickle as the arena's descriptor and their cell. The
+# descriptor goes to a child once, however many primitives of the arena go
+# with it: a child receives one per arena (the spawn method's descriptor
+# list takes each only once), and the primitives it unpickles map the arena
+# through it (each process maps an arena once, with a descriptor of its
+# own); the received one is closed once the pickle is loaded.
+
+
+class _ArenaFdIn:
+    """An arena's descriptor received by a child (once per arena and pickle:
+    the pickle's memo hands the same object to every primitive of the
+    arena); closed when the primitives are unpickled."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, dupfd):
+        self.fd = dupfd.detach()
+
+    def __del__(self):
+        try:
+            os.close(self.fd)
+        except (OSError, TypeError, AttributeError):  # closed, or at shutdown
+            pass
+
+
+class _ArenaFdOut:
+    """An arena's descriptor on its way to the child being started."""
+
+    __slots__ = ("dupfd", "__weakref__")
+
+    def __init__(self, fd):
+        self.dupfd = _reduction.DupFd(fd)
+
+    def __reduce__(self):
+        return _ArenaFdIn, (self.dupfd,)
+
+
+# the spawning Popen -> {descriptor: _ArenaFdOut}
+_arena_fds = weakref.WeakKeyDictionary()
+
+
+def _arena_fd(fd):
+    """What a primitive pickles for its arena's descriptor ``fd``: one
+    object per arena and child being started."""
+    popen = _context.get_spawning_popen()
+    sent = _arena_fds.setdefault(popen, {})
+    out = sent.get(fd)
+    if out is None:
+        out = sent[fd] = _ArenaFdOut(fd)
+    return out
+
+
 class _SemLock(_sync.SemLock):
     """multiprocessing's ``SemLock`` on a tress ``ShmSemLock``: the same
     methods (``acquire``/``release`` are the native ones, bound per
-    object), pickled by descriptor."""
+    object), pickled as its arena's descriptor and its cell."""
 
     def __init__(self, kind, value, maxvalue, *, ctx=None):
         self._semlock = _ShmSemLock(kind, value, maxvalue)
@@ -358,13 +411,17 @@ class _SemLock(_sync.SemLock):
         self._semlock._after_fork()
 
     def __getstate__(self):
+        # The arena's descriptor and the cell; the reference lent here is
+        # the receiver's (``from_fd`` takes it over), so the lock outlives
+        # this process's handle while the child starts.
         _context.assert_spawning(self)
         sl = self._semlock
-        return (_reduction.DupFd(sl.fileno()), sl.kind, sl.maxvalue)
+        arena = _arena_fd(sl.fileno())
+        return (arena, sl._lend(), sl.kind, sl.maxvalue)
 
     def __setstate__(self, state):
-        fd, kind, maxvalue = state
-        self._semlock = _ShmSemLock.from_fd(fd.detach(), kind, maxvalue)
+        arena, cell, kind, maxvalue = state
+        self._semlock = _ShmSemLock.from_fd(arena.fd, cell, kind, maxvalue)
         self._make_methods()
 
 
@@ -449,11 +506,14 @@ class Event:
         return self._event.wait(timeout)
 
     def __getstate__(self):
+        # As ``_SemLock.__getstate__``.
         _context.assert_spawning(self)
-        return _reduction.DupFd(self._event.fileno())
+        arena = _arena_fd(self._event.fileno())
+        return (arena, self._event._lend())
 
-    def __setstate__(self, fd):
-        self._event = _ShmEvent.from_fd(fd.detach())
+    def __setstate__(self, state):
+        arena, cell = state
+        self._event = _ShmEvent.from_fd(arena.fd, cell)
 
     def __repr__(self):
         set_status = "set" if self.is_set() else "unset"

@@ -4,7 +4,7 @@
 //! `python/tress/multiprocessing.py`; here, one native call per put or get
 //! of already-pickled bytes.
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -898,6 +898,9 @@ enum Sem {
 /// `_multiprocessing.SemLock` in shared memory: a semaphore (Lock,
 /// Semaphore, BoundedSemaphore) or a recursive mutex (RLock), with its
 /// per-process bookkeeping (`_count`, `_is_mine`) as the C type keeps it.
+/// It lives in a cell of an arena shared with other primitives (one
+/// descriptor for many locks), and pickles as the arena's descriptor and
+/// the cell.
 #[pyclass(name = "ShmSemLock", module = "tress._tress", frozen)]
 pub(crate) struct PyShmSemLock {
     sem: Sem,
@@ -909,12 +912,34 @@ pub(crate) struct PyShmSemLock {
     last_tid: std::sync::atomic::AtomicU64,
 }
 
+/// `f` on descriptor `fd` of the Python side, borrowed for the call (the
+/// caller keeps it open and closes it).
+fn with_fd<T>(fd: i32, f: impl FnOnce(BorrowedFd<'_>) -> std::io::Result<T>) -> PyResult<T> {
+    if fd < 0 {
+        return Err(PyValueError::new_err("invalid file descriptor"));
+    }
+    // SAFETY: the Python caller keeps `fd` open during this call; the
+    // borrow does not outlive `f` (the core duplicates the descriptor to
+    // keep the arena mapped).
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    f(fd).map_err(os_error)
+}
+
 fn thread_ident() -> u64 {
     // SAFETY: no preconditions; cannot fail.
     unsafe { pyo3::ffi::PyThread_get_thread_ident() as u64 }
 }
 
 impl PyShmSemLock {
+    /// The arena's descriptor and the cell.
+    fn location(&self) -> (i32, u32) {
+        let (fd, cell) = match &self.sem {
+            Sem::Semaphore(s) => s.location(),
+            Sem::RLock(l) => l.location(),
+        };
+        (fd.as_raw_fd(), cell)
+    }
+
     fn from_sem(sem: Sem, kind: i32, maxvalue: i64) -> Self {
         Self {
             sem,
@@ -950,23 +975,33 @@ impl PyShmSemLock {
         Ok(Self::from_sem(sem, kind, maxvalue))
     }
 
-    /// The lock behind descriptor `fd` (taken over), of `kind`.
+    /// The lock at `cell` of the arena behind descriptor `fd` (borrowed: the
+    /// caller closes it; mapped through a duplicate unless this process maps
+    /// the arena already), of `kind`: takes over the reference the pickling
+    /// process lent ([`_lend`](Self::_lend)).
     #[staticmethod]
-    fn from_fd(fd: i32, kind: i32, maxvalue: i64) -> PyResult<Self> {
-        let seg = segment_from_fd(fd)?;
+    fn from_fd(fd: i32, cell: u32, kind: i32, maxvalue: i64) -> PyResult<Self> {
         let sem = match kind {
-            RECURSIVE_MUTEX => Sem::RLock(tress::ipc::ShmRLock::open(seg).map_err(os_error)?),
-            _ => Sem::Semaphore(tress::ipc::ShmSemaphore::open(seg).map_err(os_error)?),
+            RECURSIVE_MUTEX => Sem::RLock(with_fd(fd, |fd| tress::ipc::ShmRLock::adopt(fd, cell))?),
+            _ => Sem::Semaphore(with_fd(fd, |fd| tress::ipc::ShmSemaphore::adopt(fd, cell))?),
         };
         Ok(Self::from_sem(sem, kind, maxvalue))
     }
 
-    /// The descriptor of the shared memory (owned by this object).
+    /// The descriptor of the arena the lock lives in (this process's, shared
+    /// with the other primitives of the arena).
     fn fileno(&self) -> i32 {
+        self.location().0
+    }
+
+    /// Counts a reference for a pickled copy on its way to another process
+    /// (which takes it over in `from_fd`); the lock's cell in its arena.
+    fn _lend(&self) -> u32 {
         match &self.sem {
-            Sem::Semaphore(s) => s.segment().as_fd().as_raw_fd(),
-            Sem::RLock(l) => l.segment().as_fd().as_raw_fd(),
+            Sem::Semaphore(s) => s.lend(),
+            Sem::RLock(l) => l.lend(),
         }
+        self.location().1
     }
 
     #[getter]
@@ -1078,7 +1113,8 @@ impl PyShmSemLock {
 
 // ---------------------------------------------------------------- Event
 
-/// A cross-process event flag ([`tress::ipc::ShmEvent`]).
+/// A cross-process event flag ([`tress::ipc::ShmEvent`]), in a cell of an
+/// arena shared with other primitives.
 #[pyclass(name = "ShmEvent", module = "tress._tress", frozen)]
 pub(crate) struct PyShmEvent {
     ev: tress::ipc::ShmEvent,
@@ -1093,17 +1129,27 @@ impl PyShmEvent {
         })
     }
 
-    /// The event behind descriptor `fd` (taken over).
+    /// The event at `cell` of the arena behind descriptor `fd` (borrowed, as
+    /// [`PyShmSemLock::from_fd`]): takes over the reference the pickling
+    /// process lent ([`_lend`](Self::_lend)).
     #[staticmethod]
-    fn from_fd(fd: i32) -> PyResult<Self> {
-        let seg = segment_from_fd(fd)?;
+    fn from_fd(fd: i32, cell: u32) -> PyResult<Self> {
         Ok(Self {
-            ev: tress::ipc::ShmEvent::open(seg).map_err(os_error)?,
+            ev: with_fd(fd, |fd| tress::ipc::ShmEvent::adopt(fd, cell))?,
         })
     }
 
+    /// The descriptor of the arena the event lives in (this process's,
+    /// shared with the other primitives of the arena).
     fn fileno(&self) -> i32 {
-        self.ev.segment().as_fd().as_raw_fd()
+        self.ev.location().0.as_raw_fd()
+    }
+
+    /// Counts a reference for a pickled copy on its way to another process
+    /// (which takes it over in `from_fd`); the event's cell in its arena.
+    fn _lend(&self) -> u32 {
+        self.ev.lend();
+        self.ev.location().1
     }
 
     fn is_set(&self) -> bool {

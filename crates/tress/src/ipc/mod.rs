@@ -19,10 +19,11 @@
 //!   multiprocessing's `Queue` and its feeder thread.
 //! - [`ShmSemaphore`] (also a bounded semaphore and a lock), [`ShmRLock`]
 //!   and [`ShmEvent`]: multiprocessing's synchronization primitives, each
-//!   a few futex words in its own segment; [`ShmCondition`] and
-//!   [`ShmBarrier`] built from them with multiprocessing's and threading's
-//!   algorithms (Python's bindings use multiprocessing's own classes over
-//!   the native locks for those two).
+//!   a few futex words in a 64-byte cell of an arena, a segment shared by
+//!   up to 1,021 of them (one descriptor per arena, not per primitive);
+//!   [`ShmCondition`] and [`ShmBarrier`] built from them with
+//!   multiprocessing's and threading's algorithms (Python's bindings use
+//!   multiprocessing's own classes over the native locks for those two).
 //! - [`TaskTable`]: which task each worker of a process pool runs, so the
 //!   parent fails exactly the task of a worker that died.
 //!
@@ -30,12 +31,15 @@
 //! `FUTEX_PRIVATE_FLAG`), so a process sleeps until another one, any one,
 //! changes the word.
 
+mod arena;
 mod feeder;
 mod ring;
 mod segment;
 mod sync;
 mod task_table;
 
+#[doc(hidden)]
+pub use arena::arenas_mapped;
 pub use feeder::{Fed, Feeder};
 pub use ring::{ByteQueue, Message, SendError};
 #[doc(hidden)]

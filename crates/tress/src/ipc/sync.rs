@@ -1,78 +1,50 @@
 //! Locks, semaphores and events shared between processes: a few futex
-//! words in a [`Segment`] each.
+//! words each in a cell of an arena shared with many others (see
+//! [`arena`](super::arena)).
 
 use std::io;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use super::Segment;
+use super::arena::{CellRef, Words};
 use crate::error::{NotOwned, TooManyReleases};
 use crate::interrupt::{Interrupt, Parked, Uninterruptible, infallible, park_on};
 use crate::sys;
 
-const MAGIC: u64 = 0x7472_6573_735f_7331; // "tress_s1"
-const SIZE: usize = 4096;
+const KIND_SEMAPHORE: u8 = 1;
+const KIND_RLOCK: u8 = 2;
+const KIND_EVENT: u8 = 3;
+const KIND_BARRIER: u8 = 4;
 
-const KIND_SEMAPHORE: u32 = 1;
-const KIND_RLOCK: u32 = 2;
-const KIND_EVENT: u32 = 3;
-
-/// The words every primitive here keeps in its segment.
-#[repr(C)]
-struct Words {
-    magic: AtomicU64,
-    kind: AtomicU32,
-    /// The semaphore's count (for the RLock: 1 while free); the event's
-    /// flag.
-    value: AtomicU32,
-    /// Processes' threads asleep on `value`.
-    waiters: AtomicU32,
-    /// The semaphore's bound (`u32::MAX`: none).
-    max: AtomicU32,
-    /// The RLock's owner: process and thread, and its recursion count.
-    owner_pid: AtomicU32,
-    count: AtomicU32,
-    owner_tid: AtomicU64,
-}
-
-const _: () = assert!(std::mem::size_of::<Words>() <= SIZE);
-
-/// The segment and its words.
+/// A primitive's cell.
 #[derive(Debug)]
 struct Shared {
-    seg: Segment,
+    cell: CellRef,
 }
 
 impl Shared {
-    fn create(kind: u32, value: u32, max: u32, label: &str) -> io::Result<Shared> {
-        let s = Shared {
-            seg: Segment::create(SIZE, label)?,
-        };
-        let w = s.words();
-        w.kind.store(kind, Ordering::Relaxed);
-        w.value.store(value, Ordering::Relaxed);
-        w.max.store(max, Ordering::Relaxed);
-        w.magic.store(MAGIC, Ordering::Release);
-        Ok(s)
+    fn create(kind: u8, value: u32, max: u32) -> io::Result<Shared> {
+        let cell = CellRef::create(kind, |w| {
+            w.value.store(value, Ordering::Relaxed);
+            w.max.store(max, Ordering::Relaxed);
+        })?;
+        Ok(Shared { cell })
     }
 
-    fn open(seg: Segment, kind: u32) -> io::Result<Shared> {
-        if seg.len() < SIZE {
-            return Err(bad());
-        }
-        let s = Shared { seg };
-        let w = s.words();
-        if w.magic.load(Ordering::Acquire) != MAGIC || w.kind.load(Ordering::Relaxed) != kind {
-            return Err(bad());
-        }
-        Ok(s)
+    fn open(fd: BorrowedFd<'_>, index: u32, kind: u8, adopt: bool) -> io::Result<Shared> {
+        Ok(Shared {
+            cell: CellRef::open(fd, index, kind, adopt)?,
+        })
     }
 
+    fn location(&self) -> (BorrowedFd<'_>, u32) {
+        (self.cell.fd(), self.cell.index())
+    }
+
+    #[inline]
     fn words(&self) -> &Words {
-        // SAFETY: the segment is at least SIZE bytes, page-aligned, and
-        // `Words` is all atomics, valid for any bit pattern (zeroes at
-        // creation); it lives as long as `self.seg`.
-        unsafe { &*(self.seg.as_ptr() as *const Words) }
+        self.cell.words()
     }
 
     /// Takes one from `value` if it is above 0, waiting until `deadline`.
@@ -129,11 +101,49 @@ impl Shared {
     }
 }
 
-fn bad() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        "not a tress shared-memory primitive of this kind",
-    )
+/// How a primitive in one cell reaches other processes: `location`, `lend`,
+/// `open` and `adopt`.
+macro_rules! cell_handle {
+    ($ty:ident, $kind:expr) => {
+        impl $ty {
+            /// Where it lives, for another process: the descriptor of its
+            /// arena (this process's own, borrowed; hand over a duplicate)
+            /// and its cell there. Many primitives share an arena, and so
+            /// one descriptor.
+            pub fn location(&self) -> (BorrowedFd<'_>, u32) {
+                self.s.location()
+            }
+
+            /// Counts one more reference to it, for a handle on its way to
+            /// another process (a pickle), which takes the reference over
+            /// with [`adopt`](Self::adopt): meanwhile the primitive lives on
+            /// even if every handle is dropped. A reference never adopted
+            /// keeps its cell from being reused.
+            pub fn lend(&self) {
+                self.s.cell.lend();
+            }
+
+            /// A new handle to the primitive at `cell` of the arena behind
+            /// `fd` (a duplicate of a [`location`](Self::location)'s
+            /// descriptor, or that descriptor itself), counted now. A handle
+            /// to it must live meanwhile (in any process), or the cell may
+            /// have been freed and taken by another primitive. An arena this
+            /// process maps already is not mapped again.
+            pub fn open(fd: BorrowedFd<'_>, cell: u32) -> io::Result<$ty> {
+                Ok($ty {
+                    s: Shared::open(fd, cell, $kind, false)?,
+                })
+            }
+
+            /// As [`open`](Self::open), taking over the reference a
+            /// [`lend`](Self::lend) counted instead of counting a new one.
+            pub fn adopt(fd: BorrowedFd<'_>, cell: u32) -> io::Result<$ty> {
+                Ok($ty {
+                    s: Shared::open(fd, cell, $kind, true)?,
+                })
+            }
+        }
+    };
 }
 
 /// A counting semaphore shared between processes: Python's
@@ -159,6 +169,8 @@ pub struct ShmSemaphore {
     s: Shared,
 }
 
+cell_handle!(ShmSemaphore, KIND_SEMAPHORE);
+
 impl ShmSemaphore {
     /// A new semaphore holding `value`, never above `max` if given.
     pub fn create(value: u32, max: Option<u32>) -> io::Result<ShmSemaphore> {
@@ -170,21 +182,8 @@ impl ShmSemaphore {
             ));
         }
         Ok(ShmSemaphore {
-            s: Shared::create(KIND_SEMAPHORE, value, max, "semaphore")?,
+            s: Shared::create(KIND_SEMAPHORE, value, max)?,
         })
-    }
-
-    /// The semaphore in `seg` (made by [`create`](Self::create) here or in
-    /// another process).
-    pub fn open(seg: Segment) -> io::Result<ShmSemaphore> {
-        Ok(ShmSemaphore {
-            s: Shared::open(seg, KIND_SEMAPHORE)?,
-        })
-    }
-
-    /// The shared memory it lives in.
-    pub fn segment(&self) -> &Segment {
-        &self.s.seg
     }
 
     /// Takes one if there is one now.
@@ -249,24 +248,14 @@ pub struct ShmRLock {
     s: Shared,
 }
 
+cell_handle!(ShmRLock, KIND_RLOCK);
+
 impl ShmRLock {
     /// A new, free lock.
     pub fn create() -> io::Result<ShmRLock> {
         Ok(ShmRLock {
-            s: Shared::create(KIND_RLOCK, 1, 1, "rlock")?,
+            s: Shared::create(KIND_RLOCK, 1, 1)?,
         })
-    }
-
-    /// The lock in `seg`.
-    pub fn open(seg: Segment) -> io::Result<ShmRLock> {
-        Ok(ShmRLock {
-            s: Shared::open(seg, KIND_RLOCK)?,
-        })
-    }
-
-    /// The shared memory it lives in.
-    pub fn segment(&self) -> &Segment {
-        &self.s.seg
     }
 
     /// Whether thread `tid` of this process holds the lock.
@@ -349,24 +338,14 @@ pub struct ShmEvent {
     s: Shared,
 }
 
+cell_handle!(ShmEvent, KIND_EVENT);
+
 impl ShmEvent {
     /// A new, clear event.
     pub fn create() -> io::Result<ShmEvent> {
         Ok(ShmEvent {
-            s: Shared::create(KIND_EVENT, 0, 1, "event")?,
+            s: Shared::create(KIND_EVENT, 0, 1)?,
         })
-    }
-
-    /// The event in `seg`.
-    pub fn open(seg: Segment) -> io::Result<ShmEvent> {
-        Ok(ShmEvent {
-            s: Shared::open(seg, KIND_EVENT)?,
-        })
-    }
-
-    /// The shared memory it lives in.
-    pub fn segment(&self) -> &Segment {
-        &self.s.seg
     }
 
     /// Whether the flag is set.
@@ -463,23 +442,24 @@ impl ShmCondition {
         })
     }
 
-    /// The condition in these segments (those of [`segments`](Self::segments),
-    /// in order).
-    pub fn open(segments: [Segment; 3]) -> io::Result<ShmCondition> {
-        let [a, b, c] = segments;
+    /// The condition at these locations (those of
+    /// [`locations`](Self::locations), in order), as
+    /// [`ShmSemaphore::open`].
+    pub fn open(locations: [(BorrowedFd<'_>, u32); 3]) -> io::Result<ShmCondition> {
+        let [a, b, c] = locations;
         Ok(ShmCondition {
-            sleeping: ShmSemaphore::open(a)?,
-            woken: ShmSemaphore::open(b)?,
-            wake: ShmSemaphore::open(c)?,
+            sleeping: ShmSemaphore::open(a.0, a.1)?,
+            woken: ShmSemaphore::open(b.0, b.1)?,
+            wake: ShmSemaphore::open(c.0, c.1)?,
         })
     }
 
-    /// The shared memory it lives in.
-    pub fn segments(&self) -> [&Segment; 3] {
+    /// Where its three semaphores live (see [`ShmSemaphore::location`]).
+    pub fn locations(&self) -> [(BorrowedFd<'_>, u32); 3] {
         [
-            self.sleeping.segment(),
-            self.woken.segment(),
-            self.wake.segment(),
+            self.sleeping.location(),
+            self.woken.location(),
+            self.wake.location(),
         ]
     }
 
@@ -569,8 +549,6 @@ pub struct ShmBarrier {
     s: Shared,
 }
 
-const KIND_BARRIER: u32 = 4;
-
 impl ShmBarrier {
     /// A barrier for `parties` waiters (at least 1).
     pub fn create(parties: u32) -> io::Result<ShmBarrier> {
@@ -583,25 +561,27 @@ impl ShmBarrier {
         Ok(ShmBarrier {
             lock: ShmSemaphore::create(1, Some(1))?,
             cond: ShmCondition::create()?,
-            s: Shared::create(KIND_BARRIER, FILLING, parties, "barrier")?,
+            s: Shared::create(KIND_BARRIER, FILLING, parties)?,
         })
     }
 
-    /// The barrier in these segments (those of [`segments`](Self::segments),
-    /// in order).
-    pub fn open(segments: [Segment; 5]) -> io::Result<ShmBarrier> {
-        let [lock, c1, c2, c3, s] = segments;
+    /// The barrier at these locations (those of
+    /// [`locations`](Self::locations), in order), as
+    /// [`ShmSemaphore::open`].
+    pub fn open(locations: [(BorrowedFd<'_>, u32); 5]) -> io::Result<ShmBarrier> {
+        let [lock, c1, c2, c3, s] = locations;
         Ok(ShmBarrier {
-            lock: ShmSemaphore::open(lock)?,
+            lock: ShmSemaphore::open(lock.0, lock.1)?,
             cond: ShmCondition::open([c1, c2, c3])?,
-            s: Shared::open(s, KIND_BARRIER)?,
+            s: Shared::open(s.0, s.1, KIND_BARRIER, false)?,
         })
     }
 
-    /// The shared memory it lives in.
-    pub fn segments(&self) -> [&Segment; 5] {
-        let [c1, c2, c3] = self.cond.segments();
-        [self.lock.segment(), c1, c2, c3, &self.s.seg]
+    /// Where its parts live: its lock, its condition's three semaphores and
+    /// its state (see [`ShmSemaphore::location`]).
+    pub fn locations(&self) -> [(BorrowedFd<'_>, u32); 5] {
+        let [c1, c2, c3] = self.cond.locations();
+        [self.lock.location(), c1, c2, c3, self.s.location()]
     }
 
     /// The number of waiters the barrier lets through at once.

@@ -5,12 +5,16 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::ring::{ByteQueue, SendError};
 use crate::interrupt::{Interrupt, Uninterruptible};
 use crate::sync::{Event, Mutex};
 use crate::sys::ForkEpoch;
+
+/// How long a put waits for room in a full ring when no reader makes any,
+/// before it keeps its message (see [`ByteQueue::place_while_drained`]).
+const PATIENCE: Duration = Duration::from_millis(2);
 
 /// This process's messages for one queue that found its ring full, in
 /// order, and the thread that places them.
@@ -41,11 +45,13 @@ impl State {
 }
 
 /// A process's writer on a [`ByteQueue`] whose puts never wait for room
-/// in the ring: a message the ring cannot take now is kept in this
-/// process's memory and placed, in order, by a thread of the feeder's own
-/// as room is made — multiprocessing's `Queue` and its feeder thread, in
-/// which a `put` waits only for the queue's bound in messages. Memory is
-/// the only limit.
+/// in the ring for long: while a reader drains a full ring a put waits for
+/// room as a blocking one would, but once no room came for a couple of
+/// milliseconds (no reader at work) the message is kept in this process's
+/// memory and placed, in order, by a thread of the feeder's own as room
+/// is made — multiprocessing's `Queue` and its feeder thread, in which a
+/// `put` waits only for the queue's bound in messages. Memory is the only
+/// limit.
 ///
 /// Every message is admitted first ([`ByteQueue::admit_with`]): it counts
 /// in the queue's length and against its bound from its put, in every
@@ -140,29 +146,35 @@ impl Feeder {
         interrupt: &mut I,
     ) -> Result<Fed, SendError<I::Error>> {
         let q = &*self.shared.queue;
-        q.admit_with(deadline, interrupt)?;
+        // A bound is waited for first; without one a message is counted
+        // where it goes (in the ring's critical section, or as it is kept).
+        let admitted = q.max_messages() != 0;
+        if admitted {
+            q.admit_with(deadline, interrupt)?;
+        }
         if self.state().idle() {
-            match q.place_with(parts, Some(Instant::now()), &mut Uninterruptible) {
+            // While a reader drains the ring, wait for room as a blocking
+            // put would (a copy into the ring beats one into this
+            // process's memory and another by the feeder's thread); keep
+            // the message once no room came for a while.
+            match q.place_while_drained(parts, PATIENCE, interrupt, admitted) {
                 Ok(()) => return Ok(Fed::Placed),
                 Err(SendError::Full) => {}
-                Err(SendError::TooLarge { size, max }) => {
-                    q.unadmit();
-                    return Err(SendError::TooLarge { size, max });
+                Err(e) => {
+                    if admitted {
+                        q.unadmit();
+                    }
+                    return Err(e);
                 }
-                Err(SendError::Memory {
-                    size,
-                    errno,
-                    reason,
-                }) => {
-                    q.unadmit();
-                    return Err(SendError::Memory {
-                        size,
-                        errno,
-                        reason,
-                    });
-                }
-                Err(SendError::Failed(never)) => match never {},
             }
+        }
+        if !admitted {
+            // No bound: admitted at once.
+            q.admit_with(None, &mut Uninterruptible)
+                .unwrap_or_else(|e| match e {
+                    SendError::Failed(never) => match never {},
+                    _ => unreachable!("a queue without a bound admits at once"),
+                });
         }
         let mut message = Vec::new();
         if message

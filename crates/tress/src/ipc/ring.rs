@@ -129,8 +129,11 @@ struct Header {
     head: AtomicU64,
     /// The next byte position to reserve.
     tail: AtomicU64,
-    /// Messages in the ring (reserved, ready or being read).
-    messages: AtomicU64,
+    /// Messages admitted and not yet claimed by a reader: in the ring
+    /// (WRITING or READY) or admitted by a writer that has yet to place
+    /// them (see [`ByteQueue::admit_with`]). What the bound counts, and
+    /// [`ByteQueue::len`].
+    queued: AtomicU64,
     /// Messages ready to be taken.
     ready: AtomicU64,
     /// Messages put and not yet marked done (`task_done`).
@@ -147,6 +150,17 @@ struct Header {
     /// Bumped when `unfinished` reaches 0 (joiners wait on it).
     join_seq: AtomicU32,
     joiners: AtomicU32,
+    /// Slots in flight (WRITING, READING or RELEASING), under the lock:
+    /// while there are none, no participant's death can change what a
+    /// sleeper waits for, and sleepers sleep without looking (see `park`).
+    flight: AtomicU32,
+    /// The process whose threads sleep on the queue, `MIXED` once threads
+    /// of several processes have, 0 before any (see `fly`).
+    sleeper_pid: AtomicU32,
+    /// Until when (CLOCK_MONOTONIC, ns) a sleeper is sure to look for dead
+    /// participants (the end of its slice); a time, not a count, so the
+    /// mark of a watcher killed asleep expires by itself.
+    watched_until: AtomicU64,
     /// Until when (CLOCK_MONOTONIC, ns) a getter polls `put_seq`, 0 if
     /// none does (see `message_ready`). A time, not a count: the mark of
     /// a poller killed mid-poll expires by itself.
@@ -159,26 +173,16 @@ struct Header {
     spares: [Spare; SPARES],
     /// The stamp of the next spare kept (the oldest is given back first).
     spare_stamp: AtomicU64,
-    /// Messages admitted and not yet claimed by a reader: in the ring
-    /// (WRITING or READY) or admitted by a writer that has yet to place
-    /// them (see [`ByteQueue::admit_with`]). What the bound counts, and
-    /// [`ByteQueue::len`].
-    queued: AtomicU64,
     /// Bumped when a bounded queue's `queued` falls (admitters wait on it).
     admit_seq: AtomicU32,
     admitters: AtomicU32,
-    /// Slots in flight (WRITING, READING or RELEASING), under the lock:
-    /// while there are none, no participant's death can change what a
-    /// sleeper waits for, and sleepers sleep without looking (see `park`).
-    flight: AtomicU32,
     /// The ring's bytes (from its start) whose pages are reserved: it
     /// grows as the ring is first used (see `back`).
     backed: AtomicU64,
-    /// Until when (CLOCK_MONOTONIC, ns) a sleeper is sure to look for dead
-    /// participants (the end of its slice); a time, not a count, so the
-    /// mark of a watcher killed asleep expires by itself.
-    watched_until: AtomicU64,
 }
+
+/// `sleeper_pid` once sleepers of two processes were seen.
+const MIXED: u32 = u32::MAX;
 
 /// Messages of at most this many bytes are copied into the ring in the
 /// critical section that reserves their slot (a copy shorter than a trip
@@ -575,6 +579,36 @@ impl Message<'_> {
                 Ok(r)
             }
         }
+    }
+}
+
+/// A put's deadline, read off the clock only if the put has to wait (a put
+/// with room reads no clock).
+struct Until {
+    at: Option<Instant>,
+    after: Option<Duration>,
+}
+
+impl Until {
+    fn at(deadline: Option<Instant>) -> Until {
+        Until {
+            at: deadline,
+            after: None,
+        }
+    }
+
+    fn after(patience: Duration) -> Until {
+        Until {
+            at: None,
+            after: Some(patience),
+        }
+    }
+
+    fn get(&mut self) -> Option<Instant> {
+        if let Some(d) = self.after.take() {
+            self.at = Some(Instant::now().checked_add(d).unwrap_or_else(Instant::now));
+        }
+        self.at
     }
 }
 
@@ -1155,11 +1189,11 @@ impl ByteQueue {
         self.lock(&mut Uninterruptible);
     }
 
-    /// Recounts `messages` and `ready` from the slots (the lock held).
+    /// Recounts `ready` and `flight` from the slots (the lock held).
     fn recount(&self) {
         let h = self.header();
         let (mut pos, tail) = self.span();
-        let (mut messages, mut ready, mut flight) = (0, 0, 0);
+        let (mut ready, mut flight) = (0, 0);
         let mut freed = false;
         while pos < tail {
             let s = self.slot(pos);
@@ -1181,19 +1215,12 @@ impl ByteQueue {
                 }
             }
             match state {
-                WRITING | READING | RELEASING => {
-                    messages += 1;
-                    flight += 1;
-                }
-                READY => {
-                    messages += 1;
-                    ready += 1;
-                }
+                WRITING | READING | RELEASING => flight += 1,
+                READY => ready += 1,
                 _ => {}
             }
             pos += if state == PAD { len } else { slot_size(len) };
         }
-        h.messages.store(messages, Ordering::Relaxed);
         h.ready.store(ready, Ordering::Relaxed);
         h.flight.store(flight, Ordering::SeqCst);
         if freed {
@@ -1308,11 +1335,9 @@ impl ByteQueue {
                 {
                     self.land();
                     if state == RELEASING {
-                        h.messages.fetch_sub(1, Ordering::Relaxed);
                         dropped = true;
                     } else if state == WRITING {
                         // Its admission goes with it (`unadmit`, below).
-                        h.messages.fetch_sub(1, Ordering::Relaxed);
                         writers_gone += 1;
                         dropped = true;
                     } else {
@@ -1370,8 +1395,13 @@ impl ByteQueue {
         interrupt: &mut I,
     ) -> Result<(), SendError<I::Error>> {
         Self::check_size(parts)?;
+        if self.header().max_messages.load(Ordering::Relaxed) == 0 {
+            // No bound to wait for: counted where its slot is reserved,
+            // under the lock (no trip of another cache line per put).
+            return self.place(parts, Until::at(deadline), interrupt, true);
+        }
         self.admit_with(deadline, interrupt)?;
-        self.place_with(parts, deadline, interrupt)
+        self.place(parts, Until::at(deadline), interrupt, false)
             .inspect_err(|_| self.unadmit())
     }
 
@@ -1452,6 +1482,34 @@ impl ByteQueue {
         }
     }
 
+    /// [`place_with`](Self::place_with) for as long as readers keep making
+    /// room: `Full` once a stretch of `patience` went by without any room
+    /// made (no reader is taking messages now), not sooner. A writer that
+    /// keeps what the ring cannot take ([`Feeder`](super::Feeder)) waits
+    /// here while a reader drains the ring, as a blocking put would, and
+    /// keeps the message only once the readers have stalled.
+    ///
+    /// `admitted`: the message was admitted ([`admit_with`](Self::admit_with));
+    /// else it is counted as it is placed, and not at all on an error (a
+    /// queue without a bound only: one with a bound admits first).
+    pub fn place_while_drained<I: Interrupt + ?Sized>(
+        &self,
+        parts: &[&[u8]],
+        patience: Duration,
+        interrupt: &mut I,
+        admitted: bool,
+    ) -> Result<(), SendError<I::Error>> {
+        let h = self.header();
+        debug_assert!(admitted || h.max_messages.load(Ordering::Relaxed) == 0);
+        loop {
+            let seen = h.get_seq.load(Ordering::SeqCst);
+            match self.place(parts, Until::after(patience), interrupt, !admitted) {
+                Err(SendError::Full) if h.get_seq.load(Ordering::SeqCst) != seen => {}
+                r => return r,
+            }
+        }
+    }
+
     /// Places an admitted message (see [`admit_with`](Self::admit_with)),
     /// the concatenation of `parts`, in the ring, waiting for room until
     /// `deadline` as `interrupt` allows. On an error the message is still
@@ -1461,6 +1519,19 @@ impl ByteQueue {
         parts: &[&[u8]],
         deadline: Option<Instant>,
         interrupt: &mut I,
+    ) -> Result<(), SendError<I::Error>> {
+        self.place(parts, Until::at(deadline), interrupt, false)
+    }
+
+    /// [`place_with`](Self::place_with); with `count`, the message is
+    /// counted (queued, unfinished) as its slot is reserved, under the lock,
+    /// and uncounted again if it is not put after all.
+    fn place<I: Interrupt + ?Sized>(
+        &self,
+        parts: &[&[u8]],
+        mut until: Until,
+        interrupt: &mut I,
+        count: bool,
     ) -> Result<(), SendError<I::Error>> {
         let len = Self::check_size(parts)?;
         let h = self.header();
@@ -1476,12 +1547,14 @@ impl ByteQueue {
         }
         let (pos, extent, spare) = loop {
             let seen = h.get_seq.load(Ordering::SeqCst);
-            match self.lock_until(deadline, interrupt) {
-                Ok(true) => {}
-                Ok(false) => return Err(SendError::Full),
-                Err(e) => return Err(SendError::Failed(e)),
+            if !self.try_lock_fast() {
+                match self.lock_until(until.get(), interrupt) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(SendError::Full),
+                    Err(e) => return Err(SendError::Failed(e)),
+                }
             }
-            let reserved = match self.reserve(len as u64, oob) {
+            let reserved = match self.reserve(len as u64, oob, count) {
                 Ok(r) => r,
                 Err(e) => {
                     self.unlock();
@@ -1492,8 +1565,6 @@ impl ByteQueue {
                     });
                 }
             };
-            // In flight from here to `publish`.
-            let flew = reserved.is_some() && self.fly();
             if let Some((pos, None, _)) = reserved {
                 if len <= SMALL_MESSAGE {
                     // A small message is copied and published in the
@@ -1507,6 +1578,8 @@ impl ByteQueue {
                     return Ok(());
                 }
             }
+            // In flight from here to `publish`.
+            let flew = reserved.is_some() && self.fly();
             self.unlock();
             if let Some(reserved) = reserved {
                 if flew {
@@ -1514,6 +1587,7 @@ impl ByteQueue {
                 }
                 break reserved;
             }
+            let deadline = until.get();
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(SendError::Full);
             }
@@ -1539,10 +1613,12 @@ impl ByteQueue {
                 self.lock(interrupt);
                 punch(self.fd(), off, len);
                 self.slot(pos).state.store(DEAD, Ordering::Release);
-                h.messages.fetch_sub(1, Ordering::Relaxed);
                 self.land();
                 self.reclaim();
                 self.unlock();
+                if count {
+                    self.unadmit();
+                }
                 return Err(SendError::Memory {
                     size: len as usize,
                     errno: e.raw_os_error(),
@@ -1554,6 +1630,7 @@ impl ByteQueue {
         }
         self.lock(interrupt);
         self.publish(pos);
+        self.land();
         self.unlock();
         self.message_ready();
         Ok(())
@@ -1581,15 +1658,20 @@ impl ByteQueue {
     fn publish(&self, pos: u64) {
         self.slot(pos).state.store(READY, Ordering::Release);
         self.header().ready.fetch_add(1, Ordering::SeqCst);
-        self.land();
     }
 
-    /// One more slot in flight (the lock held): whether no sleeper watches
-    /// (the caller then calls `watch_wake` once it let go of the lock).
+    /// One more slot in flight (the lock held): whether a sleeper should
+    /// be woken to watch it (the caller then calls `watch_wake` once it let
+    /// go of the lock): one may sleep in another process (a sleeper of this
+    /// process dies with the slot's owner, and needs no watching) and none
+    /// watches, or was woken to, in the last slice.
     fn fly(&self) -> bool {
         let h = self.header();
         h.flight.fetch_add(1, Ordering::SeqCst);
-        monotonic_ns() >= h.watched_until.load(Ordering::SeqCst)
+        let sleeper = h.sleeper_pid.load(Ordering::Relaxed);
+        sleeper != 0
+            && sleeper != sys::process_id()
+            && monotonic_ns() >= h.watched_until.load(Ordering::SeqCst)
     }
 
     /// One slot fewer in flight (the lock held).
@@ -1605,6 +1687,11 @@ impl ByteQueue {
     /// is noticed though every sleeper had gone to sleep without looking.
     fn watch_wake(&self) {
         let h = self.header();
+        // The one woken watches (if the slot is still in flight when it
+        // looks) for a slice: no other wake until then, so a stream of
+        // claims wakes a sleeper at most once a slice, not once a claim.
+        let mark = monotonic_ns() + REAP_SLICE.as_nanos() as u64;
+        h.watched_until.fetch_max(mark, Ordering::SeqCst);
         for (word, waiters) in [
             (&h.put_seq, &h.getters),
             (&h.get_seq, &h.putters),
@@ -1623,7 +1710,7 @@ impl ByteQueue {
     /// reference to an extent of the memory file for them (a spare one
     /// if one fits, else new pages): its position and the extent (offset,
     /// length), or `None` when there is no room.
-    fn reserve(&self, len: u64, oob: bool) -> io::Result<Option<Reserved>> {
+    fn reserve(&self, len: u64, oob: bool, count: bool) -> io::Result<Option<Reserved>> {
         let msg_len = len;
         let len = if oob { REF_LEN | OOB } else { len };
         let h = self.header();
@@ -1695,7 +1782,10 @@ impl ByteQueue {
             e.len.store(ext_len, Ordering::Relaxed);
         }
         s.state.store(WRITING, Ordering::Release);
-        h.messages.fetch_add(1, Ordering::Relaxed);
+        if count {
+            h.queued.fetch_add(1, Ordering::SeqCst);
+            h.unfinished.fetch_add(1, Ordering::SeqCst);
+        }
         h.tail.store(tail + need, Ordering::Release);
         if let Some(i) = spare {
             // Last: a process killed before this leaves the spare listed
@@ -1915,6 +2005,14 @@ impl ByteQueue {
         } else {
             self.unmark();
             waiters.fetch_add(1, Ordering::SeqCst);
+            // Which processes sleep here: this one, or several (then for
+            // good: a hint for `fly`, wrong only on the safe side).
+            let me = sys::process_id();
+            let _ = h
+                .sleeper_pid
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| {
+                    (p != me && p != MIXED).then_some(if p == 0 { me } else { MIXED })
+                });
             // Looked at after counting itself a sleeper: a slot that goes
             // in flight after this look wakes a sleeper (`watch_wake`).
             let watched = watch();
@@ -2146,7 +2244,6 @@ impl ByteQueue {
                     if q.keep_spare(off, extent_size(len)) {
                         stall_if_asked(&TEST_STALL_LARGE_GET);
                         q.slot(self.pos).state.store(FREE, Ordering::Release);
-                        q.header().messages.fetch_sub(1, Ordering::Relaxed);
                         q.land();
                         q.reclaim();
                         q.unlock();
@@ -2164,7 +2261,6 @@ impl ByteQueue {
                 // here leaves both to the lock's next holder's recount.
                 q.lock(self.interrupt);
                 q.slot(self.pos).state.store(FREE, Ordering::Release);
-                q.header().messages.fetch_sub(1, Ordering::Relaxed);
                 q.land();
                 q.reclaim();
                 q.unlock();

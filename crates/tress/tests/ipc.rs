@@ -7,6 +7,8 @@
 
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -51,43 +53,12 @@ fn check(m: &[u8]) -> u64 {
     seq
 }
 
-/// Forks; the child runs `f` and exits 0 (101 if it panicked).
-fn fork_child(f: impl FnOnce()) -> libc::pid_t {
-    // SAFETY: the test binary forks from a thread that holds no lock the
-    // child needs; the child only runs `f` (tress calls and plain Rust) and
-    // leaves with `_exit`, never returning into the test harness.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_ok();
-        // SAFETY: `_exit` ends the child without running the parent's
-        // atexit handlers or flushing its copied stdio buffers.
-        unsafe { libc::_exit(if ok { 0 } else { 101 }) };
-    }
-    pid
-}
+use common::fork_child;
 
 /// Waits (bounded) for `pid` to exit; its exit status, or the signal that
 /// killed it as a negative number.
 fn reap(pid: libc::pid_t) -> i32 {
-    let end = Instant::now() + BOUND;
-    loop {
-        let mut status = 0;
-        // SAFETY: `status` is a valid out-pointer; WNOHANG never blocks.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            if libc::WIFEXITED(status) {
-                return libc::WEXITSTATUS(status);
-            }
-            return -libc::WTERMSIG(status);
-        }
-        if Instant::now() > end {
-            // SAFETY: killing our own child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("child {pid} did not finish within {BOUND:?}");
-        }
-        thread::sleep(Duration::from_millis(2));
-    }
+    common::reap_within(pid, BOUND)
 }
 
 fn kill(pid: libc::pid_t) {

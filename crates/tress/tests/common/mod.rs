@@ -245,3 +245,42 @@ impl Rng {
         self.next_u64() % n
     }
 }
+
+/// Forks; the child runs `f` and exits 0 (101 if it panicked).
+pub fn fork_child(f: impl FnOnce()) -> libc::pid_t {
+    // SAFETY: the test binary forks from a thread that holds no lock the
+    // child needs; the child only runs `f` (tress calls and plain Rust) and
+    // leaves with `_exit`, never returning into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let ok = panic::catch_unwind(AssertUnwindSafe(f)).is_ok();
+        // SAFETY: `_exit` ends the child without running the parent's
+        // atexit handlers or flushing its copied stdio buffers.
+        unsafe { libc::_exit(if ok { 0 } else { 101 }) };
+    }
+    pid
+}
+
+/// Waits up to `bound` for child `pid` to exit (then kills it and fails):
+/// its exit status, or the signal that killed it as a negative number.
+pub fn reap_within(pid: libc::pid_t, bound: Duration) -> i32 {
+    let end = Instant::now() + bound;
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer; WNOHANG never blocks.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            if libc::WIFEXITED(status) {
+                return libc::WEXITSTATUS(status);
+            }
+            return -libc::WTERMSIG(status);
+        }
+        if Instant::now() > end {
+            // SAFETY: killing our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("child {pid} did not finish within {bound:?}");
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+}

@@ -60,13 +60,44 @@ extern "C" fn relay(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc
 /// the child's own before its main thread sleeps).
 pub(crate) fn forget_target() {
     TARGET.store(0, Ordering::Relaxed);
+    LOOKED.store(0, Ordering::Relaxed);
+}
+
+/// When `arm` last looked (ns of `CLOCK_MONOTONIC`, 0: never, or since a
+/// fork).
+static LOOKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How often `arm` looks again whether the relay is still in front (Python's
+/// `signal.signal` puts its own handler back): a `sigaction` query per sleep
+/// would cost a round trip between two processes a tenth of its time.
+const LOOK_EVERY_NS: u64 = 100_000_000;
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Puts the relay in front of Python's `SIGINT` handler, for the calling
 /// thread (the main thread, about to sleep) to be woken by a Ctrl-C that
-/// another thread receives. Cheap when it is in place: one `sigaction`
-/// query.
+/// another thread receives. Looks (one `sigaction` query) at most every
+/// 100 ms; between looks, a handler Python put back meanwhile is not
+/// relayed (the wait's safety-net slice still sees the signal).
 pub(crate) fn arm() {
+    let now = monotonic_ns();
+    let last = LOOKED.load(Ordering::Relaxed);
+    if last != 0 && now.wrapping_sub(last) < LOOK_EVERY_NS {
+        return;
+    }
+    LOOKED.store(now.max(1), Ordering::Relaxed);
+    look();
+}
+
+fn look() {
     // SAFETY: plain sigaction queries and installs; the handlers installed
     // are async-signal-safe (see `relay` and `wake_only`).
     unsafe {

@@ -14,12 +14,13 @@ use crate::sys::ForkEpoch;
 
 /// How long a put waits for room in a full ring when no reader makes any,
 /// before it keeps its message (see [`ByteQueue::place_while_drained`]):
-/// long enough that a reader descheduled on a busy machine still counts as
-/// draining (at 2 ms a producer that outran its reader fell back to keeping
-/// and lost a third of its rate), short enough that a put on a queue nobody
-/// reads yet returns at once to human eyes (once per fill: the puts behind a
-/// kept one do not wait).
-const PATIENCE: Duration = Duration::from_millis(20);
+/// long enough that a reader descheduled on a busy machine, or a reader
+/// process still starting, still counts (at 2 ms a producer that outran its
+/// reader fell back to keeping and lost a third of its rate; at 20 ms, a
+/// short stream whose reader was still starting), short enough that a put
+/// on a queue nobody reads yet returns at once to human eyes (once per
+/// fill: the puts behind a kept one do not wait).
+const PATIENCE: Duration = Duration::from_millis(100);
 
 /// This process's messages for one queue that found its ring full, in
 /// order, and the thread that places them.
@@ -51,7 +52,7 @@ impl State {
 
 /// A process's writer on a [`ByteQueue`] whose puts never wait for room
 /// in the ring for long: while a reader drains a full ring a put waits for
-/// room as a blocking one would, but once no room came for 20 ms (no
+/// room as a blocking one would, but once no room came for 100 ms (no
 /// reader at work: a reader descheduled for a moment still counts) the
 /// message is kept in this process's memory and placed, in order, by a
 /// thread of the feeder's own as room is made — multiprocessing's `Queue` and its feeder thread, in which a

@@ -142,9 +142,10 @@ impl Feeder {
     }
 
     /// Puts one message, the concatenation of `parts`: waits until
-    /// `deadline` as `interrupt` allows only for the queue's bound in
-    /// messages; placed in the ring if nothing is kept and there is room,
-    /// else kept for the feeder's thread. An error leaves nothing put.
+    /// `deadline` as `interrupt` allows for the queue's bound in messages;
+    /// placed in the ring if nothing is kept and there is room (or a reader
+    /// makes some within 100 ms), else kept for the feeder's thread.
+    /// An error leaves nothing put.
     pub fn put<I: Interrupt + ?Sized>(
         &self,
         parts: &[&[u8]],

@@ -1384,10 +1384,11 @@ impl ByteQueue {
     }
 
     /// Puts one message, the concatenation of `parts`, waiting for room
-    /// until `deadline` (`None`: as long as it takes) as `interrupt` allows:
-    /// [`admit_with`](Self::admit_with), then
+    /// until `deadline` (`None`: as long as it takes) as `interrupt` allows.
+    /// A bounded queue's put is [`admit_with`](Self::admit_with), then
     /// [`place_with`](Self::place_with) (a failure to place takes the
-    /// admission back).
+    /// admission back); without a bound the message is counted in the
+    /// critical section that reserves its slot.
     pub fn put_with<I: Interrupt + ?Sized>(
         &self,
         parts: &[&[u8]],

@@ -115,10 +115,10 @@ unsafe fn native_less(a: *mut ffi::PyObject, b: *mut ffi::PyObject) -> Option<bo
         }
         if ffi::PyTuple_CheckExact(a) != 0
             && ffi::PyTuple_CheckExact(b) != 0
-            && ffi::PyTuple_GET_SIZE(a) > 0
-            && ffi::PyTuple_GET_SIZE(b) > 0
+            && tuple_len(a) > 0
+            && tuple_len(b) > 0
         {
-            let (x, y) = (ffi::PyTuple_GET_ITEM(a, 0), ffi::PyTuple_GET_ITEM(b, 0));
+            let (x, y) = (tuple_first(a), tuple_first(b));
             if let Some(ord) = scalar_order(x, y) {
                 if ord.is_ne() {
                     return Some(ord.is_lt());
@@ -149,10 +149,50 @@ unsafe fn scalar_order(a: *mut ffi::PyObject, b: *mut ffi::PyObject) -> Option<s
             return Some(x.cmp(&y));
         }
         if ffi::PyFloat_CheckExact(a) != 0 && ffi::PyFloat_CheckExact(b) != 0 {
-            return ffi::PyFloat_AS_DOUBLE(a).partial_cmp(&ffi::PyFloat_AS_DOUBLE(b));
+            return float_value(a).partial_cmp(&float_value(b));
         }
         None
     }
+}
+
+// The C API's macros for exact tuples and floats; their functions in the
+// stable ABI (feature `abi3`), which has no macros reading the objects.
+// SAFETY (all three): the GIL is held and `o` is a live object of the type.
+
+#[cfg(not(feature = "abi3"))]
+unsafe fn tuple_len(o: *mut ffi::PyObject) -> ffi::Py_ssize_t {
+    // SAFETY: see above.
+    unsafe { ffi::PyTuple_GET_SIZE(o) }
+}
+
+#[cfg(not(feature = "abi3"))]
+unsafe fn tuple_first(o: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: see above; the tuple is not empty.
+    unsafe { ffi::PyTuple_GET_ITEM(o, 0) }
+}
+
+#[cfg(not(feature = "abi3"))]
+unsafe fn float_value(o: *mut ffi::PyObject) -> f64 {
+    // SAFETY: see above.
+    unsafe { ffi::PyFloat_AS_DOUBLE(o) }
+}
+
+#[cfg(feature = "abi3")]
+unsafe fn tuple_len(o: *mut ffi::PyObject) -> ffi::Py_ssize_t {
+    // SAFETY: see above.
+    unsafe { ffi::PyTuple_Size(o) }
+}
+
+#[cfg(feature = "abi3")]
+unsafe fn tuple_first(o: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: see above; the tuple is not empty (a borrowed reference).
+    unsafe { ffi::PyTuple_GetItem(o, 0) }
+}
+
+#[cfg(feature = "abi3")]
+unsafe fn float_value(o: *mut ffi::PyObject) -> f64 {
+    // SAFETY: see above (an exact float: no error possible).
+    unsafe { ffi::PyFloat_AsDouble(o) }
 }
 
 /// The core queue, in the order of the Python class instantiated.

@@ -35,6 +35,7 @@ from concurrent.futures import *  # noqa: F401,F403  (wait, as_completed, ...)
 from concurrent.futures import _base
 from concurrent.futures.thread import BrokenThreadPool
 
+from tress._compat import cpu_count
 from tress._future import Future
 from tress._procpool import ProcessPoolExecutor, WorkerDied
 from tress._tress import ChunkedMap as _ChunkedMap
@@ -100,7 +101,8 @@ def _spawn(pool_ref, index):
 
 class ThreadPoolExecutor(_std.ThreadPoolExecutor):
     """An executor running calls in a pool of at most ``max_workers`` threads
-    (default ``min(32, os.cpu_count() + 4)``).
+    (default ``min(32, cpus + 4)``, the CPUs counted as by the running
+    version's stdlib: ``os.process_cpu_count()`` from 3.13 on).
 
     A subclass of the stdlib's class (``loop.set_default_executor`` and user
     code check ``isinstance``) that overrides all of its behaviour."""
@@ -109,7 +111,7 @@ class ThreadPoolExecutor(_std.ThreadPoolExecutor):
 
     def __init__(self, max_workers=None, thread_name_prefix="", initializer=None, initargs=()):
         if max_workers is None:
-            max_workers = min(32, (os.cpu_count() or 1) + 4)
+            max_workers = min(32, (cpu_count() or 1) + 4)
         if max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         if initializer is not None and not callable(initializer):

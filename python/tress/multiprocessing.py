@@ -15,8 +15,11 @@ shared ring). What differs, by design:
 * items are pickled in the caller of ``put`` (protocol 5, large buffers
   out of band, copied once into shared memory): an item that cannot be
   pickled raises right there, and the queue stays intact (multiprocessing's
-  feeder thread loses it); no feeder thread, so ``join_thread`` and
-  ``cancel_join_thread`` have nothing to wait for;
+  feeder thread loses it); a put copies straight into the ring, and only
+  when the ring is full and no reader makes room is the pickled message
+  kept in the process, in order, for a feeder thread to place
+  (``join_thread`` waits for it, ``cancel_join_thread`` gives it up at
+  exit, as multiprocessing's);
 * an item that fails to unpickle raises in ``get``; the queue stays intact;
 * items of any size go through (a 100 MB NumPy array, a 256 MiB
   ``bytes``), with no capacity to tune: a message larger than the ring
@@ -196,6 +199,7 @@ class Queue:
     def _attach(self, ring):
         ring.use_feeder()
         self._joincancelled = False
+        self._reader_closed = False
         _attach(self, ring, Queue)
 
     # -- multiprocessing's API
@@ -244,6 +248,8 @@ class Queue:
         return self._ring.qsize()
 
     def empty(self):
+        if self._reader_closed:
+            raise OSError("handle is closed")
         return self._ring.empty()
 
     def full(self):
@@ -251,8 +257,12 @@ class Queue:
 
     def close(self):
         """Indicate that this process will put no more data; what it put
-        and kept (the ring was full) is still put by its feeder thread."""
+        and kept (the ring was full) is still put by its feeder thread.
+        As multiprocessing's, a queue this process put to then has its
+        end closed: ``empty()`` raises ``OSError`` (one never put to still
+        answers)."""
         _detach(self)
+        self._reader_closed = self._ring.fed
 
     def join_thread(self):
         """Wait until what this process put is in the queue's shared memory

@@ -44,6 +44,7 @@ from itertools import islice
 from multiprocessing import TimeoutError
 
 from tress import _progress
+from tress._compat import cpu_count
 from tress._future import Future as _Future
 from tress._procpool import engine as _engine
 from tress._procpool.calls import auto_chunksize, each_outcome, map_chunk, starmap_chunk
@@ -501,8 +502,10 @@ class _PoolBase:
 
 
 class ThreadPool(_PoolBase):
-    """A pool of worker threads (``processes`` of them, default
-    ``os.cpu_count()``) with the API of ``multiprocessing.pool.ThreadPool``.
+    """A pool of worker threads (``processes`` of them, default the CPUs as
+    the running version's stdlib counts them: ``os.process_cpu_count()``
+    from 3.13 on, ``os.cpu_count()`` before) with the API of
+    ``multiprocessing.pool.ThreadPool``.
 
     It runs on the native core of ``tress.futures.ThreadPoolExecutor``
     (``ThreadPoolCore``: its queue and worker loop, a worker keeping the
@@ -513,7 +516,7 @@ class ThreadPool(_PoolBase):
 
     def __init__(self, processes=None, initializer=None, initargs=()):
         if processes is None:
-            processes = os.cpu_count() or 1
+            processes = cpu_count() or 1
         if processes < 1:
             raise ValueError("Number of processes must be at least 1")
         if initializer is not None and not callable(initializer):
@@ -583,7 +586,7 @@ class ThreadPool(_PoolBase):
 
 class Pool(_PoolBase):
     """A pool of worker processes with the API of ``multiprocessing.Pool``
-    (``processes`` of them, default ``os.cpu_count()``; ``context``: a
+    (``processes`` of them, default the CPUs as for :class:`ThreadPool`; ``context``: a
     multiprocessing context, default the default start method's).
 
     Tasks and results go through tress's shared-memory queues (the engine of
@@ -608,7 +611,7 @@ class Pool(_PoolBase):
         # first, with its AttributeError.
         ctx.SimpleQueue  # noqa: B018
         if processes is None:
-            processes = os.cpu_count() or 1
+            processes = cpu_count() or 1
         if processes < 1:
             raise ValueError("Number of processes must be at least 1")
         if maxtasksperchild is not None:

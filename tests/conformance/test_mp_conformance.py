@@ -187,15 +187,16 @@ class TressProcessesMixin(_StartMethod, _mp.ProcessesMixin):
 # pytest collects none of them, only the bound classes made by _install().
 
 PICKLED_IN_PUT = (
-    "tress.multiprocessing pickles an item in the caller of put(), with no feeder "
-    "thread: an unpicklable item raises in put() (the queue stays intact, its size "
-    "right), where the test expects put() to return and the feeder thread to "
-    "report the error on stderr and go on"
+    "tress.multiprocessing pickles an item in the caller of put() (its feeder "
+    "thread only places messages already pickled, kept while the ring was full): "
+    "an unpicklable item raises in put() (the queue stays intact, its size right), "
+    "where the test expects put() to return and the feeder thread to report the "
+    "error on stderr and go on"
 )
 FEEDER_HOOK = (
     "the test subclasses the stdlib's multiprocessing.queues.Queue to override "
     "its feeder-thread hook _on_queue_feeder_error; tress.multiprocessing has no "
-    "feeder thread and no such hook (an unpicklable item raises in put()), so "
+    "such hook (an unpicklable item raises in put(), before any feeder thread), so "
     "there is nothing of tress to bind it to (run as written it tests the stdlib)"
 )
 
@@ -209,6 +210,10 @@ class _Queue(_mp._TestQueue):
     test_closed_queue_put_get_exceptions = _with_target_module(
         _mp._TestQueue.test_closed_queue_put_get_exceptions
     )
+    if hasattr(_mp._TestQueue, "test_closed_queue_empty_exceptions"):  # 3.13's suite
+        test_closed_queue_empty_exceptions = _with_target_module(
+            _mp._TestQueue.test_closed_queue_empty_exceptions
+        )
     test_no_import_lock_contention = _with_target_module(
         _mp._TestQueue.test_no_import_lock_contention, patch_package=("Queue",)
     )
@@ -228,6 +233,8 @@ class _SimpleQueue(_mp.TestSimpleQueue):
     __test__ = False
     test_empty = _with_target_module(_mp.TestSimpleQueue.test_empty)
     test_close = _with_target_module(_mp.TestSimpleQueue.test_close)
+    if hasattr(_mp.TestSimpleQueue, "test_empty_exceptions"):  # 3.13's suite
+        test_empty_exceptions = _with_target_module(_mp.TestSimpleQueue.test_empty_exceptions)
     test_closed = _divergence(
         _with_target_module(_mp.TestSimpleQueue.test_closed),
         "test_closed (@cpython_only) reads the stdlib SimpleQueue's private pipe ends "

@@ -174,16 +174,37 @@ def _assert_python_ok(*args, **env_vars):
     return _STDLIB_ASSERT_PYTHON_OK(*args, **env_vars)
 
 
+SCRIPT_POOL = "multiprocessing.Pool("
+
+
+def _assert_script_ok(script, *args, **env_vars):
+    """``assert_python_ok`` of a script file (3.13's ``test_large_pool``)
+    whose ``multiprocessing.Pool(`` is the target's ``Pool``: the file is
+    rewritten in place (the test made it, in its temporary directory)."""
+    with open(script, encoding="utf-8") as f:
+        code = f.read()
+    if code.count(SCRIPT_POOL) != 1:
+        raise AssertionError(
+            f"harness: expected the script to call {SCRIPT_POOL!r} exactly once:\n{code}"
+        )
+    code = code.replace(SCRIPT_POOL, "_TressPool(")
+    with open(script, "w", encoding="utf-8") as f:
+        f.write(cs.target_path_prelude(TARGET) + f"from {TARGET} import Pool as _TressPool\n" + code)
+    return _STDLIB_ASSERT_PYTHON_OK(script, *args, **env_vars)
+
+
 _STDLIB_ASSERT_PYTHON_OK = _script_helper.assert_python_ok
 
 
-def _with_target_module(test, *, child_interpreter=False):
+def _with_target_module(test, *, child_interpreter=False, child_script=False):
     """Run ``test`` with ``test._test_multiprocessing.multiprocessing`` the
     view (and, ``child_interpreter``, its child interpreter importing the
-    target's ``Pool``)."""
+    target's ``Pool``; ``child_script``, its child script calling it)."""
     patches = [(_mp, "multiprocessing", _VIEW)]
     if child_interpreter and not STDLIB:
         patches.append((_script_helper, "assert_python_ok", _assert_python_ok))
+    if child_script and not STDLIB:
+        patches.append((_script_helper, "assert_python_ok", _assert_script_ok))
     return cs.with_patches(test, *patches)
 
 
@@ -260,6 +281,18 @@ BOUND = [
         ),
     ),
 ]
+if hasattr(_mp.MiscTestCase, "test_large_pool"):  # 3.13: a pool of 200 workers
+    BOUND.append((
+        _mp.MiscTestCase,
+        (),
+        cs.only(
+            _mp.MiscTestCase,
+            ["test_large_pool"],
+            test_large_pool=_with_target_module(
+                _mp.MiscTestCase.test_large_pool, child_script=True
+            ),
+        ),
+    ))
 
 # The tests that make a pool and are not bound, with the reason.
 NOT_BOUND = {

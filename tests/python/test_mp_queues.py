@@ -446,6 +446,24 @@ def test_closed_queue_raises_value_error(impl):
     q.join_thread()  # closed: nothing to complain about
 
 
+@pytest.mark.parametrize("kind", ["Queue", "JoinableQueue"])
+def test_empty_on_a_closed_queue_depends_on_its_use(impl, kind):
+    """A queue never put to answers ``empty()`` once closed; one this
+    process put to has its end closed (the stdlib's ``OSError``; 3.13's
+    ``test_closed_queue_empty_exceptions``)."""
+    unused = getattr(impl, kind)()
+    unused.close()
+    unused.join_thread()
+    assert unused.empty() is True
+    used = getattr(impl, kind)()
+    used.put("x")
+    assert used.get(timeout=GET) == "x"
+    used.close()
+    used.join_thread()
+    with pytest.raises(OSError, match="is closed"):
+        used.empty()
+
+
 def test_join_thread_without_close_is_an_assertion_error(impl):
     q = impl.Queue()
     q.put("x")

@@ -690,6 +690,13 @@ impl PyShmQueue {
         }
     }
 
+    /// Whether this process put a message through this handle's feeder
+    /// (see `use_feeder`; False without one).
+    #[getter]
+    fn fed(&self) -> bool {
+        self.feeder.get().is_some_and(Feeder::used)
+    }
+
     /// Messages this process keeps for the queue, not yet in its ring.
     #[getter]
     fn kept(&self) -> usize {

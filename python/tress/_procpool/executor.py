@@ -13,6 +13,7 @@ from concurrent.futures import process as _std
 from concurrent.futures.process import BrokenProcessPool
 
 from tress import _progress
+from tress._compat import cpu_count
 from tress._future import ProcessFuture
 from tress._procpool import calls
 from tress._procpool.engine import Engine, Job, Policy
@@ -90,7 +91,7 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(), *,
                  max_tasks_per_child=None, task_timeout=None):
         if max_workers is None:
-            max_workers = os.cpu_count() or 1
+            max_workers = cpu_count() or 1
         elif max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         if mp_context is None:

@@ -42,6 +42,8 @@ struct State {
     busy: bool,
     /// A feeder thread runs (it ends when `buffered` is empty).
     running: bool,
+    /// A message was put through the feeder in this process.
+    used: bool,
 }
 
 impl State {
@@ -126,6 +128,14 @@ impl Feeder {
         &self.shared.queue
     }
 
+    /// Whether a message was put through this feeder in this process
+    /// (since it was made, or since the fork that made this process):
+    /// multiprocessing's queue starts its feeder thread on the first put,
+    /// and only then does its `close` close the process's end.
+    pub fn used(&self) -> bool {
+        self.state().used
+    }
+
     fn state(&self) -> crate::sync::MutexGuard<'_, State> {
         let s = &self.shared;
         s.epoch.enter(|| {
@@ -159,7 +169,12 @@ impl Feeder {
         if admitted {
             q.admit_with(deadline, interrupt)?;
         }
-        if self.state().idle() {
+        let idle = {
+            let mut st = self.state();
+            st.used = true;
+            st.idle()
+        };
+        if idle {
             // While a reader drains the ring, wait for room as a blocking
             // put would (a copy into the ring beats one into this
             // process's memory and another by the feeder's thread); keep
@@ -242,7 +257,12 @@ impl Feeder {
         deadline: Option<Instant>,
         interrupt: &mut I,
     ) -> Result<bool, I::Error> {
-        if self.state().idle() {
+        let idle = {
+            let mut st = self.state();
+            st.used = true;
+            st.idle()
+        };
+        if idle {
             return Ok(true);
         }
         self.shared.drained.wait_with(deadline, interrupt)

@@ -16,7 +16,12 @@ mod threading;
 mod wait;
 
 /// The native half of the `tress` package.
-#[pymodule(gil_used = false)]
+///
+/// Declared as needing the GIL: a free-threaded interpreter (3.13t) turns
+/// it back on when this module is imported, because `FutureCore` still
+/// counts on the GIL to keep two threads out of its methods at once (see
+/// docs/ARCHITECTURE.md, "Free-threaded Python").
+#[pymodule(gil_used = true)]
 fn _tress(m: &Bound<'_, PyModule>) -> PyResult<()> {
     wait::init(m.py())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

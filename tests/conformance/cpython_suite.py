@@ -1,12 +1,25 @@
-"""Fetch CPython 3.11's ``test_concurrent_futures.py`` at test time.
+"""CPython's ``test_concurrent_futures``: the interpreter's, else 3.11's fetched.
 
-The interpreter on the project's machines ships ``test.lock_tests``,
-``test.test_queue`` and ``test.test_asyncio`` but not
-``test.test_concurrent_futures``.  Debian's ``libpython3.11-testsuite``
-package carries CPython 3.11's file (``usr/lib/python3.11/test/
-test_concurrent_futures.py``, the single-file layout of 3.11.0-3.11.5; CPython
-split it into a package in 3.11.6).  This module obtains it without ever
-putting it in the repository:
+:func:`load_test_concurrent_futures` returns the suite as one namespace, a
+:class:`SuiteView`, from one of two sources:
+
+* **The interpreter's own package** whenever ``import test.test_concurrent_
+  futures`` works: CPython 3.13 here, and the 3.11.6+ and 3.12 builds that
+  ship it (CPython split the file into a package, ``util.py``,
+  ``executor.py`` and one ``test_*.py`` per topic, in 3.11.6).  Its
+  submodules are imported by their real names, so spawn and forkserver
+  workers and the child interpreters of the shutdown tests import them as
+  CPython's own do.
+* **CPython 3.11's single file, fetched**, on a 3.11 that lacks the package
+  (this machine's 3.11.7, like many distributions' builds, ships
+  ``test.lock_tests``, ``test.test_queue``... but not
+  ``test.test_concurrent_futures``).  Debian's ``libpython3.11-testsuite``
+  carries it (``usr/lib/python3.11/test/test_concurrent_futures.py``, the
+  layout of 3.11.0-3.11.5).  No package carries 3.12's, so a 3.12 without
+  the package skips with that reason.
+
+The rest of this docstring is the fetch, which obtains the file without
+ever putting it in the repository:
 
 1. **Cache.**  The extracted file lives in ``$TRESS_CPYTHON_TESTS_CACHE``, else
    ``$XDG_CACHE_HOME/tress/cpython-tests``, else ``~/.cache/tress/cpython-
@@ -35,7 +48,7 @@ putting it in the repository:
    the single-file layout, and the file defines what the binding uses
    (``ThreadPoolMixin``, the three ``ProcessPool*Mixin``,
    ``create_executor_tests``, ``FutureTests``).
-5. **Import**: :func:`load_test_concurrent_futures` puts a copy of the file
+5. **Import**: :func:`load_file` puts a copy of the file
    named ``cpython311_test_concurrent_futures.py`` in ``<cache>/importable/``,
    appends that directory to ``sys.path`` and imports the copy under that
    name, against this interpreter's ``test.support`` (3.11 only).  The name
@@ -50,13 +63,13 @@ conformance modules turn into a module-level skip.
 The second half of this module is what both binding modules
 (``test_concurrent_futures_conformance.py`` for the thread-pool classes and
 ``FutureTests``, ``test_concurrent_futures_process_conformance.py`` for the
-process-pool classes) share, since they bind one imported copy of the file:
+process-pool classes) share, since they bind one imported suite:
 :func:`import_target` (the executor module under test, from
 ``TRESS_FUTURES_CONFORMANCE_TARGET``), :class:`FuturesView` and
-:func:`bind_test_concurrent_futures`, which rebinds the file's global
-``futures`` and its ``assert_python_ok`` once for both (see
-:func:`child_code` for the child interpreters); :func:`bind_or_skip` is how
-the modules call it.
+:func:`bind_test_concurrent_futures`, which rebinds the global ``futures``
+and ``assert_python_ok`` of every module of the suite that has them, once
+for both (:func:`rebind`; see :func:`child_code` for the child
+interpreters); :func:`bind_or_skip` is how the modules call it.
 
 ``python tests/conformance/cpython_suite.py`` fetches (or finds) the file and
 prints its path and provenance: a CI job can warm the cache with it.
@@ -73,6 +86,8 @@ import importlib.util
 import io
 import json
 import os
+import pkgutil
+import platform
 import re
 import shutil
 import subprocess
@@ -494,25 +509,13 @@ def importable_copy(path: Path) -> Path:
     return copy
 
 
-def load_test_concurrent_futures():
-    """Fetch, verify and import the file as :data:`MODULE_NAME`.
+def load_file():
+    """Fetch, verify and import CPython 3.11's file as :data:`MODULE_NAME`.
 
     Returns ``(module, path, provenance)``; ``path`` is the imported copy,
     whose directory is on ``sys.path`` (so spawn and forkserver workers, which
     get the parent's ``sys.path``, import it by name).
     """
-    if sys.version_info[:2] != (3, 11):
-        raise SuiteUnavailable(
-            f"the harness binds CPython 3.11's test_concurrent_futures.py, which needs 3.11's "
-            f"test.support; this interpreter is {sys.version.split()[0]}"
-        )
-    try:
-        import test.support  # noqa: F401
-    except ImportError as exc:
-        raise SuiteUnavailable(
-            f"this interpreter does not ship its `test` package ({exc}), which CPython's "
-            "test_concurrent_futures.py imports (test.support)"
-        ) from None
     fetched, meta = fetch()
     verify_source(fetched.read_bytes(), str(fetched))
     path = importable_copy(fetched)
@@ -534,9 +537,168 @@ def load_test_concurrent_futures():
         del sys.modules[MODULE_NAME]
         raise SuiteUnavailable(
             f"{path} ({meta.get('package')} {meta.get('version')}) does not import against this "
-            f"interpreter's test.support ({sys.version.split()[0]}): {type(exc).__name__}: {exc}"
+            f"interpreter's test.support ({platform.python_version()}): "
+            f"{type(exc).__name__}: {exc}"
         ) from None
     return module, path, meta
+
+
+# The interpreter's own suite: a package since CPython 3.11.6 (util.py,
+# executor.py and one test_*.py per topic).
+PACKAGE_MODULE = "test.test_concurrent_futures"
+# The package's submodules a name is looked up in first (the shared helpers);
+# the others follow in name order.
+FIRST_SUBMODULES = ("util", "executor")
+
+
+def import_package():
+    """The interpreter's ``test.test_concurrent_futures`` package, or None
+    when this interpreter does not ship it."""
+    try:
+        return importlib.import_module(PACKAGE_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name == PACKAGE_MODULE:
+            return None
+        raise SuiteUnavailable(
+            f"this interpreter's {PACKAGE_MODULE} does not import: {type(exc).__name__}: {exc}"
+        ) from None
+    except unittest.SkipTest as exc:  # e.g. an ASAN build
+        raise SuiteUnavailable(f"CPython's {PACKAGE_MODULE} skips itself here: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - reported as the skip reason
+        raise SuiteUnavailable(
+            f"this interpreter's {PACKAGE_MODULE} does not import: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def package_submodules(package):
+    """The package's submodules, imported by their real names, helpers first."""
+    names = sorted(info.name for info in pkgutil.iter_modules(package.__path__))
+    names = [n for n in FIRST_SUBMODULES if n in names] + [
+        n for n in names if n not in FIRST_SUBMODULES
+    ]
+    modules = []
+    for name in names:
+        try:
+            modules.append(importlib.import_module(f"{package.__name__}.{name}"))
+        except unittest.SkipTest as exc:
+            raise SuiteUnavailable(
+                f"CPython's {package.__name__}.{name} skips itself here: {exc}"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - reported as the skip reason
+            raise SuiteUnavailable(
+                f"this interpreter's {package.__name__}.{name} does not import: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+    return modules
+
+
+class SuiteView(types.ModuleType):
+    """CPython's test_concurrent_futures seen as one namespace.
+
+    ``modules`` are the suite's modules: 3.11's single file, or the package's
+    submodules (``util``, ``executor``, then the ``test_*``).  An attribute
+    of the view is the global of that name of the first of them that has one
+    (``tcf.FutureTests``, ``tcf.ThreadPoolMixin``, ``tcf.mul``...).  The view
+    holds no names of its own: a global of the suite is rebound with
+    :func:`rebind`, in every module that has it (each submodule imports
+    ``futures``, ``Future``... itself).  ``layout`` is ``"file"`` or
+    ``"package"``; ``path`` the file imported (the importable copy) or the
+    package's directory; ``provenance`` a dict saying where it came from."""
+
+    def __init__(self, name, modules, *, layout, path, provenance):
+        super().__init__(name)
+        self.__dict__.update(
+            modules=tuple(modules), layout=layout, path=path, provenance=provenance
+        )
+
+    def __getattr__(self, name):
+        for module in self.__dict__["modules"]:
+            namespace = vars(module)
+            if name in namespace:
+                return namespace[name]
+        raise AttributeError(f"no module of {self.__name__} has a global {name!r}")
+
+    def __setattr__(self, name, value):
+        raise AttributeError(
+            f"{self.__name__} is a view: rebind {name!r} in its modules with cpython_suite.rebind"
+        )
+
+    def modules_with(self, name):
+        """The suite's modules that have a global ``name``."""
+        return [m for m in self.modules if name in vars(m)]
+
+    def test_classes(self):
+        """``{name: class}`` of every ``unittest.TestCase`` subclass among the
+        suite's globals (a name is one class across the modules)."""
+        classes = {}
+        for module in self.modules:
+            for name, obj in vars(module).items():
+                if isinstance(obj, type) and issubclass(obj, unittest.TestCase):
+                    if classes.setdefault(name, obj) is not obj:
+                        raise AssertionError(f"two classes named {name} in {self.__name__}")
+        return classes
+
+
+def rebind(tcf, name, value):
+    """Sets the global ``name`` to ``value`` in every module of the suite
+    ``tcf`` that has it (an error if none has); returns the function that
+    puts the old values back."""
+    modules = tcf.modules_with(name)
+    if not modules:
+        raise AssertionError(f"harness: no module of {tcf.__name__} has a global {name!r}")
+    saved = [(m, vars(m)[name]) for m in modules]
+    for module in modules:
+        setattr(module, name, value)
+
+    def undo():
+        for module, old in saved:
+            setattr(module, name, old)
+
+    return undo
+
+
+def load_test_concurrent_futures():
+    """CPython's ``test_concurrent_futures`` as a :class:`SuiteView`.
+
+    The interpreter's own package whenever ``import test.test_concurrent_
+    futures`` works (CPython 3.13, and the 3.11.6+/3.12 builds that ship it),
+    imported by its real names: spawn and forkserver workers and the child
+    interpreters import it as CPython's do.  Else, on CPython 3.11 only,
+    3.11's single file fetched from Debian (:func:`fetch`, :func:`load_file`).
+    Raises :class:`SuiteUnavailable` with the reason otherwise."""
+    try:
+        import test.support  # noqa: F401
+    except ImportError as exc:
+        raise SuiteUnavailable(
+            f"this interpreter does not ship its `test` package ({exc}), which CPython's "
+            "test_concurrent_futures imports (test.support)"
+        ) from None
+    package = import_package()
+    if package is not None:
+        return SuiteView(
+            package.__name__,
+            package_submodules(package),
+            layout="package",
+            path=Path(package.__file__).parent,
+            provenance={
+                "source": f"this interpreter's {package.__name__}",
+                "python": platform.python_version(),
+                "path": str(Path(package.__file__).parent),
+            },
+        )
+    if sys.version_info[:2] != (3, 11):
+        raise SuiteUnavailable(unavailable_reason(platform.python_version()))
+    module, path, meta = load_file()
+    return SuiteView(module.__name__, [module], layout="file", path=path, provenance=meta)
+
+
+def unavailable_reason(version):
+    """Why the suite cannot be had on an interpreter ``version`` (not 3.11)
+    that does not ship the package."""
+    return (
+        f"this interpreter ({version}) does not ship {PACKAGE_MODULE} and only CPython "
+        f"3.11's file can be fetched (Debian's {PACKAGE})"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -548,8 +710,8 @@ DEFAULT_TARGET = "tress.futures"
 EXECUTOR_NAMES = ("ThreadPoolExecutor", "ProcessPoolExecutor")
 # How the child interpreters of the shutdown tests import the executor.
 CHILD_IMPORTS = tuple(f"from concurrent.futures import {name}" for name in EXECUTOR_NAMES)
-# What the child code imports the file as.
-CHILD_MODULE = "test.test_concurrent_futures"
+# What the child code imports the suite as (the package's name).
+CHILD_MODULE = PACKAGE_MODULE
 
 
 class TargetUnavailable(Exception):
@@ -601,17 +763,22 @@ if {root!r} not in (None, *_tress_sys.path):
 """
 
 
-def child_prelude(target_name, importable_dir):
+def child_prelude(target_name, importable_dir=None):
     """What the child interpreters' code starts with.
 
     The directory the target was imported from goes first on the child's
     ``sys.path`` when it is not there (a source tree on ``PYTHONPATH``, which
-    isolated mode ignores), and the directory of the importable copy goes last;
-    ``test.test_concurrent_futures`` is an alias module whose attributes are
-    those of :data:`MODULE_NAME` (imported on first use).  The functions the
-    child gets from it keep ``__module__ == MODULE_NAME``, which the child's
-    own spawn or forkserver workers import by name: they get the child's
-    ``sys.path``, not its ``sys.modules``."""
+    isolated mode ignores).  That is all when the child has the real
+    ``test.test_concurrent_futures`` package (``importable_dir`` None: the
+    interpreter ships it).  For 3.11's fetched file, the directory of the
+    importable copy, ``importable_dir``, goes last on the child's
+    ``sys.path`` and ``test.test_concurrent_futures`` is an alias module
+    whose attributes are those of :data:`MODULE_NAME` (imported on first
+    use).  The functions the child gets from it keep ``__module__ ==
+    MODULE_NAME``, which the child's own spawn or forkserver workers import
+    by name: they get the child's ``sys.path``, not its ``sys.modules``."""
+    if importable_dir is None:
+        return target_path_prelude(target_name)
     return target_path_prelude(target_name) + f"""\
 import types as _tress_types
 if {str(importable_dir)!r} not in _tress_sys.path:
@@ -656,9 +823,9 @@ _binding = None
 
 
 def bind_test_concurrent_futures():
-    """Import the target and the file, and rebind the file's names that refer
-    to the executors, in this private copy of the module only
-    (``concurrent.futures`` itself is never patched):
+    """Import the target and the suite, and rebind the suite's names that
+    refer to the executors, in every module of the suite that has them (the
+    suite's modules only: ``concurrent.futures`` itself is never patched):
 
     * the global ``futures`` becomes a :class:`FuturesView` whose
       ``ThreadPoolExecutor`` and ``ProcessPoolExecutor`` are the target's (the
@@ -671,14 +838,19 @@ def bind_test_concurrent_futures():
     if _binding is not None:
         return _binding
     target_name, target = import_target()
-    tcf, path, meta = load_test_concurrent_futures()
+    tcf = load_test_concurrent_futures()
     view = FuturesView(
         "concurrent.futures",
         f"concurrent.futures with ThreadPoolExecutor and ProcessPoolExecutor = {target_name}'s",
     )
     for name in EXECUTOR_NAMES:
         setattr(view, name, getattr(target, name))
-    prelude = child_prelude(target_name, path.parent)
+    prelude = child_prelude(target_name, tcf.path.parent if tcf.layout == "file" else None)
+    originals = {id(vars(m)["assert_python_ok"]) for m in tcf.modules_with("assert_python_ok")}
+    if len(originals) != 1:
+        raise AssertionError(
+            f"harness: expected one assert_python_ok in {tcf.__name__}, found {len(originals)}"
+        )
     stdlib_assert_python_ok = tcf.assert_python_ok
 
     def bound_child_code(code):
@@ -690,12 +862,12 @@ def bind_test_concurrent_futures():
         args[i + 1] = bound_child_code(args[i + 1])
         return stdlib_assert_python_ok(*args, **env_vars)
 
-    tcf.futures = view
-    tcf.assert_python_ok = assert_python_ok
+    rebind(tcf, "futures", view)
+    rebind(tcf, "assert_python_ok", assert_python_ok)
     _binding = Binding(
         tcf=tcf,
-        path=path,
-        meta=meta,
+        path=tcf.path,
+        meta=tcf.provenance,
         target_name=target_name,
         target=target,
         stdlib=target is concurrent.futures,
@@ -710,7 +882,7 @@ def bind_test_concurrent_futures():
 
 def bind_or_skip():
     """:func:`bind_test_concurrent_futures` for a binding test module: when
-    the target or the file cannot be had, the whole module is skipped with
+    the target or the suite cannot be had, the whole module is skipped with
     the reason (``pytest.skip(..., allow_module_level=True)``; pytest is
     imported only then, so this module runs without it)."""
     try:
@@ -718,7 +890,7 @@ def bind_or_skip():
     except TargetUnavailable as exc:
         reason = str(exc)
     except SuiteUnavailable as exc:
-        reason = f"CPython 3.11's test_concurrent_futures.py is not available: {exc}"
+        reason = f"CPython's test_concurrent_futures is not available: {exc}"
     import pytest
 
     pytest.skip(reason, allow_module_level=True)

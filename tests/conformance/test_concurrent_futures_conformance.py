@@ -1,22 +1,33 @@
 """CPython's ``test.test_concurrent_futures`` bound to tress.futures.
 
-The test file is CPython 3.11's ``Lib/test/test_concurrent_futures.py`` as
-Debian's ``libpython3.11-testsuite`` carries it (this interpreter does not
-ship it).  ``cpython_suite.py`` fetches it at test time with ``apt-get
-download`` into a cache outside the repository, verifies it and imports it
-as ``cpython311_test_concurrent_futures``; the module skips, with the reason,
-when that cannot be done.  No test code is copied here.
+The suite is the interpreter's own ``test.test_concurrent_futures`` package
+when it ships one (CPython 3.13; 3.11.6+ and 3.12 builds that have it),
+imported by its real names; else, on CPython 3.11, 3.11's single
+``Lib/test/test_concurrent_futures.py`` as Debian's
+``libpython3.11-testsuite`` carries it, which ``cpython_suite.py`` fetches
+at test time with ``apt-get download`` into a cache outside the
+repository, verifies and imports as ``cpython311_test_concurrent_futures``.
+``cpython_suite.load_test_concurrent_futures`` returns either as one
+namespace, ``tcf`` (a ``SuiteView``: a name is the global of the first
+module of the suite that has it -- the file, or the package's ``util``,
+``executor``, then its ``test_*``).  The module skips, with the reason, when
+neither can be had (a 3.12 without the package).  No test code is copied
+here.
 
 What is bound
 -------------
-CPython 3.11 binds every executor test class to each executor type through
+CPython binds every executor test class to each executor type through
 ``create_executor_tests(mixin, executor_mixins=(ThreadPoolMixin,
-ProcessPoolForkMixin, ...))`` or by hand (``class ThreadPoolWaitTests(
+ProcessPoolForkMixin, ...))`` (3.13: ``create_executor_tests(globals(),
+mixin, ...)`` in each submodule) or by hand (``class ThreadPoolWaitTests(
 ThreadPoolMixin, WaitTests, BaseTestCase)``); ``ThreadPoolMixin`` sets
 ``executor_type = futures.ThreadPoolExecutor``.  This module binds *every*
-class of the file that has ``ThreadPoolMixin`` in its bases -- the harness
+class of the suite that has ``ThreadPoolMixin`` in its bases -- the harness
 test below checks that none is left out -- with ``executor_type`` set to the
-target's ``ThreadPoolExecutor``:
+target's ``ThreadPoolExecutor``.  The class names are the same in 3.11's
+file and 3.13's package (3.13's classes live in ``test_init``,
+``test_shutdown``, ``test_wait``, ``test_as_completed``,
+``test_thread_pool``; ``FutureTests`` in ``test_future``):
 
 * ``ThreadPoolInitializerTest``, ``ThreadPoolFailingInitializerTest``
   (``create_executor_tests(InitializerMixin)`` / ``(FailingInitializerMixin)``),
@@ -34,15 +45,17 @@ stdlib that is the same class, so the binding is CPython's own).
 The process-pool classes (``ProcessPool{Fork,Forkserver,Spawn}*Test``) are
 bound to the target's ``ProcessPoolExecutor`` by
 ``test_concurrent_futures_process_conformance.py``.  Both modules bind the
-one imported copy of the file; what they share (importing the target and the
-file, the ``futures`` view, the child interpreters' prelude) is
+one imported suite; what they share (importing the target and the suite,
+the ``futures`` view, the child interpreters' prelude) is
 ``cpython_suite.bind_test_concurrent_futures``, done once per process.
 
 How the thread classes reach the target's executor
 --------------------------------------------------
-The file names the executor in two ways, and each is rebound in *this
-private copy of the module only* (``concurrent.futures`` itself is never
-patched):
+The suite names the executor in two ways, and each is rebound in *the
+suite's modules only* (``concurrent.futures`` itself is never patched); in
+the package, in *every* submodule that has the global, since each does
+``from concurrent import futures`` itself and its tests read their own
+module's globals (``cpython_suite.rebind``):
 
 1. ``self.executor_type`` (the ``setUp`` executor and most tests): set on
    each bound class, as ``ThreadPoolMixin`` does.
@@ -50,8 +63,8 @@ patched):
    (``ThreadPoolShutdownTest.test_context_manager_shutdown``,
    ``test_del_shutdown``, ``test_shutdown_no_wait``,
    ``test_thread_names_assigned``, ``test_thread_names_default`` and
-   ``ThreadPoolExecutorTest.test_hang_global_shutdown_lock``): the module's
-   global ``futures`` becomes a view of ``concurrent.futures`` whose only
+   ``ThreadPoolExecutorTest.test_hang_global_shutdown_lock``): the global
+   ``futures`` becomes a view of ``concurrent.futures`` whose only
    differences are ``ThreadPoolExecutor`` and ``ProcessPoolExecutor`` (the
    process-pool classes need it; here it makes the 50 fork pools that
    ``test_hang_global_shutdown_lock`` starts while a thread pool runs the
@@ -67,9 +80,11 @@ alongside.
 
 ``FutureTests`` builds its futures with ``Future()`` and ``create_future()``
 and reads the module's ready-made futures; for each of its tests the
-module globals ``Future`` and ``PENDING_FUTURE`` ... ``SUCCESSFUL_FUTURE``
-are swapped (``unittest.mock.patch``, undone after the test) for futures of
-the target executor's class in the same states.  ``create_future`` sets the
+globals ``Future`` and ``PENDING_FUTURE`` ... ``SUCCESSFUL_FUTURE`` are
+swapped (``cpython_suite.rebind``, undone after the test), in every module
+of the suite that has them (3.13: ``util``, whose ``create_future`` reads
+``Future``, ``test_future``, ``test_wait``, ``test_as_completed``), for
+futures of the target executor's class in the same states.  ``create_future`` sets the
 state through the private ``_state``/``_result``/``_exception`` attributes
 and ``test_cancel``/``test_exception_with_success`` read ``_state`` and
 ``_condition``, as CPython's tests do; a future class that keeps its state
@@ -83,14 +98,17 @@ where ``logging.lastResort`` writes it only when no handler is configured.
 Four shutdown tests run a child interpreter (``assert_python_ok('-c',
 code)``, isolated mode) whose code does ``from concurrent.futures import
 ThreadPoolExecutor`` and ``from test.test_concurrent_futures import
-sleep_and_print``.  The module's ``assert_python_ok`` is wrapped
-(``cpython_suite.child_code``) so that the child's code starts with a prelude
-in which ``test.test_concurrent_futures`` is an alias of the fetched file
-(imported on first use from the directory ``cpython_suite`` puts it in, which
-the prelude puts on the child's ``sys.path``: what installing the file would
-do) and, for a target other than ``concurrent.futures``, so that this one
-import line reads ``from <target> import ThreadPoolExecutor`` (checked to
-occur exactly once).  If the directory the parent imported the target's
+sleep_and_print`` (3.13: ``from test.test_concurrent_futures.test_shutdown
+import sleep_and_print``).  The suite's ``assert_python_ok`` is wrapped
+(``cpython_suite.child_code``) so that, for a target other than
+``concurrent.futures``, this one import line reads ``from <target> import
+ThreadPoolExecutor`` (checked to occur exactly once).  With the
+interpreter's package the child imports the real
+``test.test_concurrent_futures``; with 3.11's fetched file the child's code
+starts with a prelude in which ``test.test_concurrent_futures`` is an alias
+of that file (imported on first use from the directory ``cpython_suite``
+puts it in, which the prelude puts on the child's ``sys.path``: what
+installing the file would do).  If the directory the parent imported the target's
 top-level package from is not on the child's ``sys.path`` (a source tree on
 ``PYTHONPATH``, which isolated mode ignores), the prelude puts it first, so
 that the child runs the same build as the parent.
@@ -107,8 +125,8 @@ import concurrent.futures
 import functools
 import inspect
 import logging
+import sys
 import unittest
-from unittest import mock
 
 import cpython_suite
 
@@ -125,7 +143,7 @@ child_code = BINDING.child_code
 CHILD_IMPORT = "from concurrent.futures import ThreadPoolExecutor"
 
 
-# --- CPython's own bindings (Lib/test/test_concurrent_futures.py) -------------
+# --- CPython's own bindings (Lib/test/test_concurrent_futures[.py|/]) --------
 
 
 class ThreadPoolInitializerTest(tcf.ThreadPoolInitializerTest):
@@ -198,19 +216,15 @@ class FutureTests(tcf.FutureTests):
         saved_handlers = root.handlers[:]
         root.handlers.clear()
         self.addCleanup(root.handlers.extend, saved_handlers)
-        future_type = target_future_type()
-        patcher = mock.patch.object(tcf, "Future", future_type)
-        patcher.start()
-        self.addCleanup(patcher.stop)
-        ready_made = {}
+        # In every module of the suite that has them (the package's util,
+        # which create_future reads, and test_future, which FutureTests reads).
+        self.addCleanup(cpython_suite.rebind(tcf, "Future", target_future_type()))
         for name in READY_MADE_FUTURES:
             ref = getattr(tcf, name)  # the stdlib future built at import
-            ready_made[name] = tcf.create_future(
+            future = tcf.create_future(
                 state=ref._state, exception=ref._exception, result=ref._result
             )
-        patcher = mock.patch.multiple(tcf, **ready_made)
-        patcher.start()
-        self.addCleanup(patcher.stop)
+            self.addCleanup(cpython_suite.rebind(tcf, name, future))
         super().setUp()
 
 
@@ -220,20 +234,37 @@ class FutureTests(tcf.FutureTests):
 def test_binding_targets_the_module_under_test():
     # A misbinding would silently test something else.
     thread_classes = {
-        name
-        for name, obj in vars(tcf).items()
-        if isinstance(obj, type)
-        and issubclass(obj, unittest.TestCase)
-        and issubclass(obj, tcf.ThreadPoolMixin)
+        name for name, cls in tcf.test_classes().items() if issubclass(cls, tcf.ThreadPoolMixin)
     }
     assert thread_classes == {cls.__name__ for cls in BOUND_EXECUTOR_CLASSES}, (
-        "CPython's file has thread-pool test classes this module does not bind "
+        "CPython's suite has thread-pool test classes this module does not bind "
         f"(or the reverse): {sorted(thread_classes)}"
     )
     for cls in BOUND_EXECUTOR_CLASSES:
         assert cls.executor_type is target.ThreadPoolExecutor, cls
         assert issubclass(cls, getattr(tcf, cls.__name__)), cls
+    assert issubclass(FutureTests, tcf.FutureTests)
 
+    # The suite's modules: 3.11's file, or the package's (each imports
+    # `futures` itself; the tests read their own module's globals).
+    if tcf.layout == "file":
+        assert [m.__name__ for m in tcf.modules] == [cpython_suite.MODULE_NAME]
+    else:
+        assert tcf.__name__ == "test.test_concurrent_futures"
+        names = {m.__name__.rpartition(".")[2] for m in tcf.modules}
+        assert {"util", "executor", "test_shutdown", "test_thread_pool", "test_future"} <= names
+        for cls in (*BOUND_EXECUTOR_CLASSES, FutureTests):
+            assert getattr(tcf, cls.__name__).__module__.startswith(tcf.__name__ + "."), cls
+    for cls in BOUND_EXECUTOR_CLASSES:
+        # Every module a bound class's tests run in has the rebound globals.
+        module = sys.modules[getattr(tcf, cls.__name__).__module__]
+        assert module in tcf.modules, cls
+        assert vars(module).get("futures", futures_view) is futures_view, module
+    assert tcf.modules_with("futures"), "the suite has no global `futures`"
+    for module in tcf.modules_with("futures"):
+        assert vars(module)["futures"] is futures_view, module
+    for module in tcf.modules_with("assert_python_ok"):
+        assert vars(module)["assert_python_ok"] is assert_python_ok, module
     assert tcf.futures is futures_view
     assert tcf.futures.ThreadPoolExecutor is target.ThreadPoolExecutor
     # test_hang_global_shutdown_lock forks with futures.ProcessPoolExecutor.
@@ -250,9 +281,11 @@ def test_binding_targets_the_module_under_test():
         "ALL_COMPLETED",
     ):
         assert getattr(tcf.futures, name) is getattr(concurrent.futures, name), name
-    for name in READY_MADE_FUTURES:
-        assert type(getattr(tcf, name)) is concurrent.futures.Future, name
-    assert tcf.Future is concurrent.futures.Future
+    for name in (*READY_MADE_FUTURES, "Future"):
+        assert tcf.modules_with(name), name
+        for module in tcf.modules_with(name):
+            ref = vars(module)[name]
+            assert (ref if name == "Future" else type(ref)) is concurrent.futures.Future, name
 
     future_type = target_future_type()
     assert issubclass(future_type, concurrent.futures.Future), future_type
@@ -286,12 +319,20 @@ def test_future_tests_use_the_target_future_type():
     case = FutureTests("test_done")
     case.setUp()
     try:
-        assert tcf.Future is target_future_type()
-        for name in READY_MADE_FUTURES:
-            assert type(getattr(tcf, name)) is target_future_type(), name
-        assert tcf.SUCCESSFUL_FUTURE.result(timeout=0) == 42
+        # In the module FutureTests reads, and in the one create_future reads.
+        for module in {
+            sys.modules[tcf.FutureTests.__module__],
+            sys.modules[tcf.create_future.__module__],
+        }:
+            assert vars(module)["Future"] is target_future_type(), module
+            for name in READY_MADE_FUTURES:
+                assert type(vars(module)[name]) is target_future_type(), (module, name)
+            assert vars(module)["SUCCESSFUL_FUTURE"].result(timeout=0) == 42
+        assert type(tcf.create_future()) is target_future_type()
     finally:
         case.tearDown()
         case.doCleanups()
-    assert tcf.Future is concurrent.futures.Future
-    assert type(tcf.SUCCESSFUL_FUTURE) is concurrent.futures.Future
+    for module in tcf.modules_with("Future"):
+        assert vars(module)["Future"] is concurrent.futures.Future, module
+    for module in tcf.modules_with("SUCCESSFUL_FUTURE"):
+        assert type(vars(module)["SUCCESSFUL_FUTURE"]) is concurrent.futures.Future, module

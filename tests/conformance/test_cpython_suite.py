@@ -204,3 +204,128 @@ def test_cache_inside_the_repository_is_refused(monkeypatch):
     with pytest.raises(cs.SuiteUnavailable, match="inside the repository"):
         cs.cache_dir()
     assert not (cs.REPO_ROOT / "tests" / "cache").exists()
+
+
+# --- the suite as one namespace (SuiteView, rebind) and where it comes from ----
+
+
+def _module(name, **globs):
+    import types
+
+    module = types.ModuleType(name)
+    vars(module).update(globs)
+    return module
+
+
+def test_suite_view_looks_names_up_in_module_order():
+    import unittest
+
+    class Case(unittest.TestCase):
+        pass
+
+    first = _module("pkg.util", shared="util's", only_util=1, Case=Case)
+    second = _module("pkg.test_x", shared="test_x's", only_x=2, Case=Case)
+    view = cs.SuiteView("pkg", [first, second], layout="package", path=None, provenance={})
+    assert (view.shared, view.only_util, view.only_x) == ("util's", 1, 2)
+    assert view.modules == (first, second)
+    assert view.modules_with("shared") == [first, second]
+    assert view.modules_with("only_x") == [second]
+    assert view.test_classes() == {"Case": Case}
+    with pytest.raises(AttributeError, match="no module of pkg has a global 'missing'"):
+        view.missing  # noqa: B018
+    with pytest.raises(AttributeError, match="rebind"):
+        view.shared = "x"
+    assert first.shared == "util's"
+
+    # Two different classes under one name are a harness error.
+    class Other(unittest.TestCase):
+        pass
+
+    second.Case = Other
+    with pytest.raises(AssertionError, match="two classes named Case"):
+        view.test_classes()
+
+
+def test_rebind_sets_every_module_that_has_the_name_and_undoes():
+    first = _module("pkg.util", futures="stdlib", Future="F")
+    second = _module("pkg.test_x", futures="stdlib")
+    third = _module("pkg.test_y")
+    view = cs.SuiteView("pkg", [first, second, third], layout="package", path=None, provenance={})
+    undo = cs.rebind(view, "futures", "view")
+    assert (first.futures, second.futures) == ("view", "view")
+    assert "futures" not in vars(third)  # a module without the global does not get it
+    undo()
+    assert (first.futures, second.futures) == ("stdlib", "stdlib")
+    with pytest.raises(AssertionError, match="no module of pkg has a global 'nothing'"):
+        cs.rebind(view, "nothing", 1)
+
+
+def test_import_package(monkeypatch):
+    import unittest
+
+    def raising(exc):
+        def import_module(name):
+            assert name == cs.PACKAGE_MODULE
+            raise exc
+
+        return import_module
+
+    monkeypatch.setattr(
+        cs.importlib, "import_module", raising(ModuleNotFoundError("no", name=cs.PACKAGE_MODULE))
+    )
+    assert cs.import_package() is None  # not shipped: the caller falls back
+    monkeypatch.setattr(
+        cs.importlib, "import_module", raising(ModuleNotFoundError("no", name="_testcapi"))
+    )
+    with pytest.raises(cs.SuiteUnavailable, match="does not import: ModuleNotFoundError"):
+        cs.import_package()  # shipped but broken: no fallback
+    monkeypatch.setattr(cs.importlib, "import_module", raising(unittest.SkipTest("ASAN")))
+    with pytest.raises(cs.SuiteUnavailable, match="skips itself here: ASAN"):
+        cs.import_package()
+
+
+def test_unavailable_reason():
+    assert cs.unavailable_reason("3.12.1") == (
+        "this interpreter (3.12.1) does not ship test.test_concurrent_futures and only "
+        "CPython 3.11's file can be fetched (Debian's libpython3.11-testsuite)"
+    )
+
+
+def test_without_the_package_only_3_11_fetches(monkeypatch):
+    import platform
+    import sys
+
+    monkeypatch.setattr(cs, "import_package", lambda: None)
+    fake = _module(cs.MODULE_NAME)
+    monkeypatch.setattr(cs, "load_file", lambda: (fake, cs.REPO_ROOT / "x.py", {"v": 1}))
+    if sys.version_info[:2] == (3, 11):
+        tcf = cs.load_test_concurrent_futures()
+        assert (tcf.layout, tcf.modules, tcf.__name__) == ("file", (fake,), cs.MODULE_NAME)
+        assert tcf.provenance == {"v": 1}
+    else:
+        with pytest.raises(cs.SuiteUnavailable) as info:
+            cs.load_test_concurrent_futures()
+        assert str(info.value) == cs.unavailable_reason(platform.python_version())
+
+
+def test_the_interpreters_package_is_used_when_it_ships_one():
+    import importlib.util
+    import sys
+
+    try:
+        shipped = importlib.util.find_spec(cs.PACKAGE_MODULE) is not None
+    except ImportError:  # no `test` package at all
+        shipped = False
+    if not shipped:
+        pytest.skip(f"{sys.version.split()[0]} does not ship {cs.PACKAGE_MODULE}")
+    tcf = cs.load_test_concurrent_futures()
+    assert tcf.layout == "package"
+    assert tcf.__name__ == cs.PACKAGE_MODULE
+    names = [m.__name__ for m in tcf.modules]
+    assert names[:2] == [f"{cs.PACKAGE_MODULE}.util", f"{cs.PACKAGE_MODULE}.executor"]
+    assert all(sys.modules[name] is m for name, m in zip(names, tcf.modules))
+    assert f"{cs.PACKAGE_MODULE}.test_thread_pool" in names
+    assert tcf.ThreadPoolMixin.__module__ == f"{cs.PACKAGE_MODULE}.util"
+    assert tcf.FutureTests.__module__ == f"{cs.PACKAGE_MODULE}.test_future"
+    # No alias for the child interpreters: they import the real package.
+    assert cs.child_prelude("concurrent.futures") == cs.target_path_prelude("concurrent.futures")

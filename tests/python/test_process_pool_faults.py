@@ -1099,3 +1099,34 @@ def test_a_sigkill_storm_settles_every_task(api):
     assert kills[0] > 0
     assert pool.submit(w.square, 9).result(TIMEOUT) == 81
     pool.close()
+
+
+def test_a_pool_whose_manager_cannot_start_leaves_no_worker(monkeypatch):
+    """The first submit starts the workers, then the manager thread; when
+    the thread cannot start (at interpreter shutdown: 3.13's
+    test_python_finalization_error) the submit raises, the workers already
+    started are stopped, and a later submit starts afresh."""
+    need_tress()
+    ctx = multiprocessing.get_context("fork")
+    before = {p.pid for p in multiprocessing.active_children()}
+    ours = lambda: [p for p in multiprocessing.active_children()  # noqa: E731
+                    if p.pid not in before and p.name.startswith("tress-ProcessPool")]
+    pool = ProcessPoolExecutor(2, mp_context=ctx)
+    start = threading.Thread.start
+
+    def refuse_the_manager(thread):
+        if thread.name == "tress-ProcessPool-manager":
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        return start(thread)
+
+    with monkeypatch.context() as m:
+        m.setattr(threading.Thread, "start", refuse_the_manager)
+        with pytest.raises(RuntimeError, match="can't create new thread"):
+            pool.submit(w.add, 2, 3)
+    assert ours() == []
+    try:
+        assert pool.submit(w.add, 2, 3).result(TIMEOUT) == 5
+        assert len(ours()) == 2
+    finally:
+        pool.shutdown()
+    assert ours() == []

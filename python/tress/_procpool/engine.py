@@ -63,6 +63,9 @@ WATCH_IDLE = 1.0
 """The same while nothing is pending or backlogged: no task can be lost,
 so an idle pool's manager wakes once a second, not fifty times (a worker
 that dies meanwhile is replaced within it)."""
+STOP_GRACE = 5.0
+"""Seconds a worker terminated because its pool could not start (its
+manager thread did not) is given to exit before it is killed."""
 
 
 class WorkerDied(BrokenProcessPool):
@@ -264,7 +267,23 @@ class Engine:
                 self.start_worker(i)
         self.manager = threading.Thread(target=self.manage, name="tress-ProcessPool-manager",
                                         daemon=True)
-        self.manager.start()
+        try:
+            self.manager.start()
+        except BaseException:
+            # (a thread cannot start, e.g. at interpreter shutdown) the
+            # workers just started go too: a retry starts afresh, no
+            # orphan is left behind
+            self._kill_workers()
+            for index, p in enumerate(self.procs):
+                if p is not None:
+                    p.join(STOP_GRACE)
+                    if p.exitcode is None:
+                        p.kill()
+                        p.join()
+                    self.procs[index] = None
+                    self.table.take(index)
+            self.manager = None
+            raise
         _live.add(self)
 
     def adjust(self):

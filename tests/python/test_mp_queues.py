@@ -1518,13 +1518,19 @@ class _BadBool:
         raise ZeroDivisionError("no truth value")
 
 
+TRUTHY_FLAGS = sys.version_info >= (3, 12)
+"""Whether the stdlib's C ``SemLock.acquire`` takes ``block`` by its truth
+value (3.12 on) or as an integer (3.11)."""
+
+
 @pytest.mark.parametrize("module", ["multiprocessing", "tress"])
 def test_block_takes_the_stdlibs_truth_values(module):
     """``block`` as multiprocessing takes it (``q.get(1, 5)``,
     ``lock.acquire(0)``): ``get`` by any object's truth value (the stdlib's
     only without a timeout; tress's always); ``put`` and the locks'
-    ``acquire`` (a C ``bool(accept={int})``) by an integer's, anything else
-    a TypeError; an object without a truth value raises its error."""
+    ``acquire`` (the C ``SemLock.acquire``'s ``block``) on 3.11 by an
+    integer's, anything else a TypeError, and from 3.12 on by any object's
+    truth value; an object without a truth value raises its error."""
     mp = multiprocessing if module == "multiprocessing" else TMP
     for cls in (mp.Queue, mp.JoinableQueue):
         q = cls()
@@ -1538,9 +1544,16 @@ def test_block_takes_the_stdlibs_truth_values(module):
             q.get(0, 0.01)  # false: at once, whatever the timeout
         with pytest.raises(ZeroDivisionError):
             q.get(_BadBool())
-        for bad in (1.5, None, "yes"):
-            with pytest.raises(TypeError):
-                q.put("d", bad)
+        for flag in (1.5, None, "yes"):
+            if TRUTHY_FLAGS:
+                q.put(flag, flag)
+            else:
+                with pytest.raises(TypeError):
+                    q.put("d", flag)
+        if TRUTHY_FLAGS:
+            assert [q.get(True, GET) for _ in range(3)] == [1.5, None, "yes"]
+            with pytest.raises(ZeroDivisionError):
+                q.put("d", _BadBool())
         assert q.empty()
         q.close()
     lock = mp.Lock()
@@ -1558,9 +1571,13 @@ def test_block_takes_the_stdlibs_truth_values(module):
     bsem = mp.BoundedSemaphore(1)
     assert bsem.acquire(True) is True and bsem.acquire(False) is False
     bsem.release()
-    for bad in (1.5, None):
-        with pytest.raises(TypeError):
-            lock.acquire(bad)
+    if TRUTHY_FLAGS:
+        assert lock.acquire(1.5) is True and lock.acquire(None) is False
+        lock.release()
+    else:
+        for bad in (1.5, None):
+            with pytest.raises(TypeError):
+                lock.acquire(bad)
 
 
 # -- puts that never wait for room (issue 13, items 4 and 10)

@@ -1,6 +1,7 @@
 """Argument edge cases found in review, checked against the stdlib in the
 same test: the exception type (and the result) must match."""
 
+import sys
 import threading
 
 import pytest
@@ -13,25 +14,41 @@ def outcome(fn):
         return ("raised", type(e))
 
 
-@pytest.mark.parametrize("blocking", [None, "x", 0.0, 0.5, 2**70, 0, 1, True, False])
+@pytest.mark.parametrize("blocking", [None, "x", "", 0.0, 0.5, 2**70, 0, 1, True, False, []])
 @pytest.mark.parametrize("kind", ["Lock", "RLock"])
-def test_lock_blocking_is_a_c_int(mod, kind, blocking):
+def test_lock_blocking_parses_as_the_running_stdlib(mod, kind, blocking):
+    """3.11 parses ``blocking`` as a C int (a float, None, a str are
+    TypeErrors); 3.12 on, any object by its truth value."""
     expected = outcome(lambda: getattr(threading, kind)().acquire(blocking))
     assert outcome(lambda: getattr(mod, kind)().acquire(blocking)) == expected
 
 
 @pytest.mark.parametrize("kind", ["Lock", "RLock"])
-def test_float_blocking_on_a_held_lock_raises_instead_of_blocking(mod, kind):
+def test_float_blocking_on_a_held_lock(mod, kind):
+    """On 3.11 ``acquire(0.5)`` raises TypeError instead of blocking; from
+    3.12 on a float is a truth value: ``acquire(0.0)`` does not block."""
     lock = getattr(mod, kind)()
-    holder = threading.Thread(target=lock.acquire)
+    held, done = threading.Event(), threading.Event()
+
+    def hold():  # alive until the end: a new thread cannot reuse its ident
+        lock.acquire()
+        held.set()
+        done.wait(10)
+
+    holder = threading.Thread(target=hold)
     holder.start()
-    holder.join(5)
+    assert held.wait(5)
+    blocking, expected = (0.0, ("ok", False)) if sys.version_info >= (3, 12) else (
+        0.5, ("raised", TypeError))
     result = []
-    t = threading.Thread(target=lambda: result.append(outcome(lambda: lock.acquire(0.5))))
+    t = threading.Thread(target=lambda: result.append(outcome(lambda: lock.acquire(blocking))),
+                         daemon=True)
     t.start()
     t.join(5)
-    assert not t.is_alive(), "acquire(0.5) blocked instead of raising TypeError"
-    assert result == [("raised", TypeError)]
+    done.set()
+    holder.join(5)
+    assert not t.is_alive(), f"acquire({blocking}) blocked"
+    assert result == [expected]
 
 
 def test_semaphore_acquire_none_is_non_blocking(mod):

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tress::ipc::{ByteQueue, Fed, Feeder, Message, Segment, SendError, TaskTable};
 use tress::{GetError, Interrupt};
 
-use crate::wait::{Blocking, IntFlag, Truthy};
+use crate::wait::{Blocking, CFlag, Truthy};
 
 pyo3::import_exception!(queue, Empty);
 pyo3::import_exception!(queue, Full);
@@ -480,12 +480,12 @@ impl PyShmQueue {
 #[pymethods]
 impl PyShmQueue {
     /// Pickles `obj` here and puts it (see `tress.multiprocessing`).
-    #[pyo3(signature = (obj, block=IntFlag(true), timeout=None))]
+    #[pyo3(signature = (obj, block=CFlag(true), timeout=None))]
     fn put_obj(
         &self,
         py: Python<'_>,
         obj: &Bound<'_, PyAny>,
-        block: IntFlag,
+        block: CFlag,
         timeout: Option<f64>,
     ) -> PyResult<()> {
         let parts = Self::encode(py, obj)?;
@@ -517,12 +517,12 @@ impl PyShmQueue {
     /// Pickles every object of `objs` first (one that cannot be pickled
     /// puts none), then puts them in order; how many were put (see
     /// `put_many`).
-    #[pyo3(signature = (objs, block=IntFlag(true), timeout=None))]
+    #[pyo3(signature = (objs, block=CFlag(true), timeout=None))]
     fn put_objs(
         &self,
         py: Python<'_>,
         objs: &Bound<'_, PyAny>,
-        block: IntFlag,
+        block: CFlag,
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let messages = PyList::empty(py);
@@ -614,12 +614,12 @@ impl PyShmQueue {
     }
 
     /// Puts one message, the concatenation of the buffers in `parts`.
-    #[pyo3(signature = (parts, block=IntFlag(true), timeout=None))]
+    #[pyo3(signature = (parts, block=CFlag(true), timeout=None))]
     fn put(
         &self,
         py: Python<'_>,
         parts: &Bound<'_, PyList>,
-        block: IntFlag,
+        block: CFlag,
         timeout: Option<f64>,
     ) -> PyResult<()> {
         self.put_parts(py, parts, deadline(block.0, timeout)?)
@@ -628,12 +628,12 @@ impl PyShmQueue {
     /// Puts several messages (each a list of buffers), in order; all wait
     /// for room within the one timeout. Returns how many were put before a
     /// `Full` (raised only if none was).
-    #[pyo3(signature = (messages, block=IntFlag(true), timeout=None))]
+    #[pyo3(signature = (messages, block=CFlag(true), timeout=None))]
     fn put_many(
         &self,
         py: Python<'_>,
         messages: &Bound<'_, PyList>,
-        block: IntFlag,
+        block: CFlag,
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let until = deadline(block.0, timeout)?;
@@ -1023,8 +1023,8 @@ impl PyShmSemLock {
 
     /// Acquire the semaphore/lock: wait up to `timeout` seconds (forever if
     /// None) when `block`; whether it was acquired.
-    #[pyo3(signature = (block=IntFlag(true), timeout=None))]
-    fn acquire(&self, py: Python<'_>, block: IntFlag, timeout: Option<f64>) -> PyResult<bool> {
+    #[pyo3(signature = (block=CFlag(true), timeout=None))]
+    fn acquire(&self, py: Python<'_>, block: CFlag, timeout: Option<f64>) -> PyResult<bool> {
         let tid = thread_ident();
         match &self.sem {
             Sem::RLock(l) => {
@@ -1071,7 +1071,7 @@ impl PyShmSemLock {
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.acquire(py, IntFlag(true), None)
+        self.acquire(py, CFlag(true), None)
     }
 
     #[pyo3(signature = (*_args))]

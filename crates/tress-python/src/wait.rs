@@ -16,7 +16,7 @@
 //! the core leaves the primitive as if the call had never been made. Other
 //! threads never run signal handlers, so they sleep in one piece.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyOverflowError, PyValueError};
@@ -44,6 +44,7 @@ pub(crate) fn init(py: Python<'_>) -> PyResult<()> {
     MAIN_THREAD.store(ident, Ordering::Relaxed);
     let max: f64 = threading.getattr("TIMEOUT_MAX")?.extract()?;
     TIMEOUT_MAX_BITS.store(max.to_bits() as usize, Ordering::Relaxed);
+    TRUTHY_FLAGS.store(py.version_info() >= (3, 12), Ordering::Relaxed);
     register_fork_hook();
     Ok(())
 }
@@ -298,20 +299,35 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Truthy {
     }
 }
 
-/// A flag argument as the stdlib's C functions take `bool(accept={int})`
-/// (multiprocessing's `SemLock.acquire(block)`, which `Queue.put` calls):
-/// an integer (or `__index__`), by its truth value; anything else is a
-/// `TypeError`.
-#[derive(Clone, Copy)]
-pub(crate) struct IntFlag(pub(crate) bool);
+/// Whether the stdlib's C functions take their flags by truth value (3.12
+/// on: `_thread.lock.acquire`'s `blocking`, `SemLock.acquire`'s `block`) or
+/// as C ints (3.11); read from the running interpreter by [`init`].
+static TRUTHY_FLAGS: AtomicBool = AtomicBool::new(false);
 
-impl<'a, 'py> FromPyObject<'a, 'py> for IntFlag {
+/// A flag argument as the running interpreter's stdlib takes it (see
+/// [`TRUTHY_FLAGS`]): from 3.12 on any object, by its truth value; on 3.11
+/// an integer (or `__index__`) by its truth value, anything else (a float,
+/// None, a str...) a `TypeError`.
+#[inline]
+pub(crate) fn c_flag(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if TRUTHY_FLAGS.load(Ordering::Relaxed) {
+        obj.is_truthy()
+    } else {
+        Ok(obj.extract::<i64>()? != 0)
+    }
+}
+
+/// A flag argument taken by [`c_flag`] (multiprocessing's
+/// `SemLock.acquire(block)`, which `Queue.put` calls).
+#[derive(Clone, Copy)]
+pub(crate) struct CFlag(pub(crate) bool);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for CFlag {
     type Error = PyErr;
 
     #[inline]
     fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        // (an int, or `__index__`; a float, None, a str... are TypeErrors)
-        Ok(IntFlag(obj.extract::<i64>()? != 0))
+        Ok(CFlag(c_flag(&obj)?))
     }
 }
 
@@ -321,10 +337,9 @@ pub(crate) fn lock_args(
     blocking: Option<&Bound<'_, PyAny>>,
     timeout: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<LockWait> {
-    // `_thread.lock` parses `blocking` as a C int: no floats, no None.
     let blocking = match blocking {
         None => true,
-        Some(b) => b.extract::<i32>()? != 0,
+        Some(b) => c_flag(b)?,
     };
     let ns = match timeout {
         None => UNSET_NS,

@@ -1155,6 +1155,10 @@ def test_simplequeue_empty_errors(qmod, check_qerror):
     check_qerror(qmod, lambda m: m.SimpleQueue().get(timeout=0.01), queue.Empty, "")
 
 
+PYTIME_OVERFLOW = "timestamp too large to convert to C " + (
+    "PyTime_t" if sys.version_info >= (3, 13) else "_PyTime_t")  # 3.13 made the type public
+
+
 @pytest.mark.parametrize(
     "timeout, exc_type, message",
     [
@@ -1165,8 +1169,8 @@ def test_simplequeue_empty_errors(qmod, check_qerror):
         (float("inf"), OverflowError, "timestamp out of range for platform time_t"),
         (1e100, OverflowError, "timestamp out of range for platform time_t"),
         (1e10, OverflowError, "timestamp out of range for platform time_t"),
-        (2**70, OverflowError, "timestamp too large to convert to C _PyTime_t"),
-        (-(2**70), OverflowError, "timestamp too large to convert to C _PyTime_t"),
+        (2**70, OverflowError, PYTIME_OVERFLOW),
+        (-(2**70), OverflowError, PYTIME_OVERFLOW),
         (float("nan"), ValueError, "Invalid value NaN (not a number)"),
         ("1", TypeError, "'str' object cannot be interpreted as an integer"),
         (1j, TypeError, "'complex' object cannot be interpreted as an integer"),

@@ -16,7 +16,7 @@
 //! the core leaves the primitive as if the call had never been made. Other
 //! threads never run signal handlers, so they sleep in one piece.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyOverflowError, PyValueError};
@@ -44,7 +44,8 @@ pub(crate) fn init(py: Python<'_>) -> PyResult<()> {
     MAIN_THREAD.store(ident, Ordering::Relaxed);
     let max: f64 = threading.getattr("TIMEOUT_MAX")?.extract()?;
     TIMEOUT_MAX_BITS.store(max.to_bits() as usize, Ordering::Relaxed);
-    TRUTHY_FLAGS.store(py.version_info() >= (3, 12), Ordering::Relaxed);
+    let minor = py.version_info().minor;
+    PY_MINOR.store(minor, Ordering::Relaxed);
     register_fork_hook();
     Ok(())
 }
@@ -183,7 +184,12 @@ impl tress::Interrupt for Blocking<'_, '_> {
 
 /// `OverflowError` for an integer timeout past a 64-bit count of nanoseconds.
 fn pytime_overflow() -> PyErr {
-    PyOverflowError::new_err("timestamp too large to convert to C _PyTime_t")
+    // (3.13 made the type public: `PyTime_t`)
+    PyOverflowError::new_err(if python_since(13) {
+        "timestamp too large to convert to C PyTime_t"
+    } else {
+        "timestamp too large to convert to C _PyTime_t"
+    })
 }
 
 /// How a float timeout is rounded to nanoseconds (CPython's `_PyTime_round_t`).
@@ -299,18 +305,25 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Truthy {
     }
 }
 
-/// Whether the stdlib's C functions take their flags by truth value (3.12
-/// on: `_thread.lock.acquire`'s `blocking`, `SemLock.acquire`'s `block`) or
-/// as C ints (3.11); read from the running interpreter by [`init`].
-static TRUTHY_FLAGS: AtomicBool = AtomicBool::new(false);
+/// The running interpreter's minor version (3.x), set by [`init`]: what
+/// the stdlib's C functions do that changed between versions follows it.
+static PY_MINOR: AtomicU8 = AtomicU8::new(11);
 
-/// A flag argument as the running interpreter's stdlib takes it (see
-/// [`TRUTHY_FLAGS`]): from 3.12 on any object, by its truth value; on 3.11
+/// Whether the running interpreter is CPython 3.`minor` or later.
+#[inline]
+pub(crate) fn python_since(minor: u8) -> bool {
+    PY_MINOR.load(Ordering::Relaxed) >= minor
+}
+
+/// A flag argument as the running interpreter's stdlib takes it: from
+/// 3.12 on any object, by its truth value; on 3.11
 /// an integer (or `__index__`) by its truth value, anything else (a float,
 /// None, a str...) a `TypeError`.
 #[inline]
 pub(crate) fn c_flag(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
-    if TRUTHY_FLAGS.load(Ordering::Relaxed) {
+    // 3.12 made `_thread.lock.acquire`'s `blocking` and `SemLock.acquire`'s
+    // `block` truth values (they were C ints)
+    if python_since(12) {
         obj.is_truthy()
     } else {
         Ok(obj.extract::<i64>()? != 0)
@@ -351,7 +364,11 @@ pub(crate) fn lock_args(
         ));
     }
     if ns < 0 && ns != UNSET_NS {
-        return Err(PyValueError::new_err("timeout value must be positive"));
+        return Err(PyValueError::new_err(if python_since(13) {
+            "timeout value must be a non-negative number"
+        } else {
+            "timeout value must be positive"
+        }));
     }
     if !blocking {
         return Ok(LockWait::NoWait);

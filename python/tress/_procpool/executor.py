@@ -13,7 +13,7 @@ from concurrent.futures import process as _std
 from concurrent.futures.process import BrokenProcessPool
 
 from tress import _progress
-from tress._compat import cpu_count
+from tress._compat import check_chunksize, cpu_count
 from tress._future import ProcessFuture
 from tress._procpool import calls
 from tress._procpool.engine import Engine, Job, Policy
@@ -188,7 +188,7 @@ class ProcessPoolExecutor(_std.ProcessPoolExecutor):
         if chunksize is not None:
             if chunksize < 1:
                 raise ValueError("chunksize must be >= 1.")
-            itertools.islice((), chunksize)  # the stdlib's error for a non-integer
+            check_chunksize(chunksize)  # the running stdlib's error for a non-integer
         if len(iterables) == 1:
             items, run = list(iterables[0]), calls.map_chunk
         else:

@@ -35,7 +35,6 @@ its task alone: see :class:`Pool`).
 
 import collections
 import multiprocessing
-import os
 import threading
 import types
 import warnings

@@ -464,6 +464,17 @@ def test_empty_on_a_closed_queue_depends_on_its_use(impl, kind):
         used.empty()
 
 
+def test_only_a_put_counts_as_use_of_a_queue(tm):
+    """Waiting for the feeder (``join_thread``'s flush) is not a use: the
+    queue, closed, still answers ``empty()``."""
+    q = tm.Queue()
+    assert q._ring.flush(GET) is True
+    assert q._ring.fed is False
+    q.close()
+    q.join_thread()
+    assert q.empty() is True
+
+
 def test_join_thread_without_close_is_an_assertion_error(impl):
     q = impl.Queue()
     q.put("x")

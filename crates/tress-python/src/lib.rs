@@ -18,8 +18,9 @@ mod wait;
 /// The native half of the `tress` package.
 ///
 /// Declared as needing the GIL: a free-threaded interpreter (3.13t) turns
-/// it back on when this module is imported, because `FutureCore` still
-/// counts on the GIL to keep two threads out of its methods at once (see
+/// it back on when this module is imported, because `FutureCore` counts on
+/// the GIL to keep two threads out of its methods at once, and
+/// `ThreadPoolCore.submit` to keep its check and its put together (see
 /// docs/ARCHITECTURE.md, "Free-threaded Python").
 #[pymodule(gil_used = true)]
 fn _tress(m: &Bound<'_, PyModule>) -> PyResult<()> {

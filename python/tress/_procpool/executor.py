@@ -2,7 +2,6 @@
 engine (:mod:`tress._procpool.engine`)."""
 
 import functools
-import itertools
 import multiprocessing as mp
 import os
 import threading

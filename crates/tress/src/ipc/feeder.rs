@@ -257,12 +257,7 @@ impl Feeder {
         deadline: Option<Instant>,
         interrupt: &mut I,
     ) -> Result<bool, I::Error> {
-        let idle = {
-            let mut st = self.state();
-            st.used = true;
-            st.idle()
-        };
-        if idle {
+        if self.state().idle() {
             return Ok(true);
         }
         self.shared.drained.wait_with(deadline, interrupt)

@@ -1115,10 +1115,15 @@ def test_consumer_killed_mid_stream_loses_nothing(tm, fork_ctx, children):
     q = tm.Queue(capacity=32 * MiB)
     reports = [tm.Queue(capacity=16 * MiB) for _ in range(3)]
     consumers = [children(fork_ctx, _reporting_consumer, q, r) for r in reports]
-    victim, survivors = consumers[0], consumers[1:]
     producer = children(fork_ctx, _kill_producer, q, CONSUMER_N)
-    # the victim reports two lines per get: kill it after ~300 messages
-    wait_for(lambda: reports[0].qsize() >= 600, GET, "the victim to take 300 messages")
+    # The victim is the first consumer to take ~300 messages (two reports
+    # per get); which one is the scheduler's choice: a consumer asleep while
+    # the others keep up may take none at all.
+    wait_for(lambda: max(r.qsize() for r in reports) >= 600, GET, "a consumer to take 300 messages")
+    v = max(range(3), key=lambda i: reports[i].qsize())
+    victim = consumers[v]
+    survivors = consumers[:v] + consumers[v + 1:]
+    reports = [reports[v]] + reports[:v] + reports[v + 1:]
     os.kill(victim.pid, signal.SIGKILL)
     reap([victim], expect=-signal.SIGKILL)
     mid_stream = producer.is_alive() or q.qsize() > 0
@@ -1173,53 +1178,62 @@ def test_consumer_killed_mid_stream_loses_nothing(tm, fork_ctx, children):
     assert shm_entries() - before == set()
 
 
-def _poisoned(seq, victim_pid):
-    """A poison's reconstructor: SIGKILLs the victim's process while it
-    unpickles the message (the message still claimed in the ring), returns
-    an ordinary message anywhere else."""
-    if os.getpid() == victim_pid:
-        os.kill(os.getpid(), signal.SIGKILL)
-    body = b"poison"
-    return (seq, zlib.crc32(body), body)
+def _poisoned(seq, mark):
+    """A poison's reconstructor: SIGKILLs the first process to unpickle a
+    poison, while it does (the message still claimed in the ring) -- the
+    process that creates ``mark`` -- and returns an ordinary message
+    anywhere else."""
+    try:
+        os.close(os.open(mark, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        body = b"poison"
+        return (seq, zlib.crc32(body), body)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Poison:
-    def __init__(self, seq, victim_pid):
-        self.seq, self.victim_pid = seq, victim_pid
+    def __init__(self, seq, mark):
+        self.seq, self.mark = seq, mark
 
     def __reduce__(self):
-        return (_poisoned, (self.seq, self.victim_pid))
+        return (_poisoned, (self.seq, self.mark))
 
 
-def _poison_producer(q, n, victim_pid):
+def _poison_producer(q, n, mark):
     rng = random.Random(n)
     for seq in range(n):
         if seq % 50 == 25:
-            q.put(Poison(seq, victim_pid), timeout=CHILD_GET)
+            q.put(Poison(seq, mark), timeout=CHILD_GET)
         else:
             body = rng.randbytes(rng.choice([30, 300, 3000]))
             q.put((seq, zlib.crc32(body), body), timeout=CHILD_GET)
 
 
 @pytest.mark.timeout(60)
-def test_consumer_killed_while_unpickling_its_message_loses_nothing(tm, fork_ctx, children):
-    """Deterministic counterpart of the test above: the victim is SIGKILLed
-    inside ``get`` while it unpickles a message (poison items, every 50th,
-    kill the victim's process from their reconstructor).  tress unpickles in
-    place, with the message still claimed in the ring, so the message is
-    delivered again, to a survivor: the accounting is exact -- every number
-    put is delivered exactly once, to a survivor or reported by the victim.
+def test_consumer_killed_while_unpickling_its_message_loses_nothing(tm, fork_ctx, children, tmp_path):
+    """Deterministic counterpart of the test above: a consumer is SIGKILLed
+    inside ``get`` while it unpickles a message (poison items, every 50th:
+    the first consumer to unpickle one kills its own process from the
+    poison's reconstructor; which consumer is the scheduler's choice).
+    tress unpickles in place, with the message still claimed in the ring,
+    so the message is delivered again, to a survivor: the accounting is
+    exact -- every number put is delivered exactly once, to a survivor or
+    reported by the victim.
     """
     n = 5000
     before = shm_entries()
     q = tm.Queue()
     reports = [tm.Queue(capacity=16 * MiB) for _ in range(3)]
     consumers = [children(fork_ctx, _reporting_consumer, q, r) for r in reports]
-    victim, survivors = consumers[0], consumers[1:]
-    producer = children(fork_ctx, _poison_producer, q, n, victim.pid)
+    producer = children(fork_ctx, _poison_producer, q, n, str(tmp_path / "victim"))
     reap([producer])
+    wait_for(lambda: not all(p.is_alive() for p in consumers), REAP, "a consumer to take a poison")
+    v = next(i for i, p in enumerate(consumers) if not p.is_alive())
+    victim = consumers[v]
+    survivors = consumers[:v] + consumers[v + 1:]
+    reports = [reports[v]] + reports[:v] + reports[v + 1:]
     victim.join(REAP)
-    assert victim.exitcode == -signal.SIGKILL, "the victim never took a poison"
+    assert victim.exitcode == -signal.SIGKILL, "the first consumer to stop did not die of a poison"
     victim_seqs, died_in_get = _taken(_drain(reports[0]))
     assert died_in_get, "the victim died outside a get"
     collected = [[], []]

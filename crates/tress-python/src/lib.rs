@@ -18,9 +18,14 @@ mod wait;
 /// The native half of the `tress` package.
 ///
 /// Declared as needing the GIL: a free-threaded interpreter (3.13t) turns
-/// it back on when this module is imported, because `FutureCore` still
-/// counts on the GIL to keep two threads out of its methods at once (see
-/// docs/ARCHITECTURE.md, "Free-threaded Python").
+/// it back on when this module is imported, because `ThreadPoolCore`
+/// (futures.rs) still counts on the GIL to make a `submit`'s checks and
+/// its put one step: without it, a `submit` racing `shutdown` or
+/// `break_pool` could queue a call behind the workers' stop (a future that
+/// never finishes), and two racing `submit`s could start one worker more
+/// than `max_workers`. `FutureCore` no longer counts on it (a frozen class
+/// whose fields are behind a lock). See docs/ARCHITECTURE.md,
+/// "Free-threaded Python".
 #[pymodule(gil_used = true)]
 fn _tress(m: &Bound<'_, PyModule>) -> PyResult<()> {
     wait::init(m.py())?;

@@ -575,3 +575,235 @@ def test_failing_initializer_with_a_cancelled_queued_future(fmod):
             f.result(TIMEOUT)
     assert f2.cancelled()
     ex.shutdown(wait=True)
+
+
+# One future from several threads at once. On a GIL build this mainly
+# guards the native future's own lock against deadlocks: callbacks and
+# finalizers that come back to the same future while its methods run.
+
+
+class _Touch:
+    """Touches `future` from its finalizer (run when a future drops it)."""
+
+    def __init__(self, future, seen):
+        self.future = future
+        self.seen = seen
+
+    def __del__(self):
+        # Whether the future is done yet here differs (the stdlib drops
+        # the old value before it changes the state); what matters is that
+        # every method works, and the callback is called once either way.
+        f = self.future
+        f.done(), f.cancelled(), f.running(), f._state, f._result, f._waiters
+        extra = []
+        f.add_done_callback(extra.append)
+        self.seen.append(extra)
+
+
+@pytest.fixture
+def fine_switching():
+    """Threads switch every 10 µs (not 5 ms) so their calls interleave."""
+    import sys
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+def test_one_future_hammered_from_many_threads(fmod, fine_switching):
+    rounds = 200
+    for r in range(rounds):
+        f = fmod.Future()
+        start = threading.Barrier(7, timeout=TIMEOUT)
+        lock = threading.Lock()
+        won_set = []
+        cancels = []
+        outcomes = []
+        called = []  # (tag, future) per done callback call
+        reentrant = []
+        adds = [0]
+
+        def reenter(fut):
+            # A done callback that comes back into the future it is called
+            # for: every method, including one that adds a callback (which
+            # runs at once, re-entrantly) and ones that must refuse.
+            inner = []
+            fut.add_done_callback(inner.append)
+            try:
+                fut.set_result("late")
+            except std_futures.InvalidStateError:
+                late = "refused"
+            else:
+                late = "accepted"
+            with fut._condition:
+                state = (fut.done(), fut.cancel() == fut.cancelled(), fut._waiters == [])
+            with lock:
+                reentrant.append((inner == [fut], late, state))
+
+        def add(tag):
+            fut_cb = (lambda fut, tag=tag: called.append((tag, fut)))
+            with lock:
+                adds[0] += 1
+            f.add_done_callback(fut_cb)
+
+        def setter(i):
+            start.wait()
+            add(("set", i))
+            try:
+                f.set_result((r, i))
+            except std_futures.InvalidStateError:
+                return
+            with lock:
+                won_set.append(i)
+
+        def canceller():
+            start.wait()
+            for _ in range(3):
+                got = f.cancel()
+                with lock:
+                    cancels.append(got)
+                f.done()
+
+        def waiter(i):
+            start.wait()
+            add(("wait", i))
+            try:
+                v = f.result(TIMEOUT)
+            except std_futures.CancelledError:
+                v = "cancelled"
+            with lock:
+                outcomes.append(v)
+
+        def adder():
+            start.wait()
+            for k in range(5):
+                add(("add", k))
+            with lock:
+                adds[0] += 1
+            f.add_done_callback(reenter)
+            f.running()
+            f._state  # noqa: B018 - the property, as the stdlib's functions read it
+
+        threads = [
+            threading.Thread(target=setter, args=(0,)),
+            threading.Thread(target=setter, args=(1,)),
+            threading.Thread(target=canceller),
+            threading.Thread(target=waiter, args=(0,)),
+            threading.Thread(target=waiter, args=(1,)),
+            threading.Thread(target=adder),
+        ]
+        for t in threads:
+            t.start()
+        start.wait()
+        for t in threads:
+            t.join(TIMEOUT)
+        assert not any(t.is_alive() for t in threads), f"round {r}: a thread is stuck"
+
+        cancelled = any(cancels)
+        assert len(won_set) + cancelled == 1, (r, won_set, cancels)
+        assert f.done() and f.cancelled() == cancelled
+        # cancel() answers the same once the future is done
+        assert len(set(cancels[-1:] + [f.cancelled()])) == 1
+        expected = "cancelled" if cancelled else (r, won_set[0])
+        assert outcomes == [expected, expected], (r, outcomes)
+        # every callback added exactly once was called exactly once, with f
+        assert len(called) + len(reentrant) == adds[0], (r, called, reentrant, adds)
+        assert all(fut is f for _, fut in called)
+        assert len(set(tag for tag, _ in called)) == len(called)
+        assert reentrant == [(True, "refused", (True, True, True))], (r, reentrant)
+
+
+def test_finalizers_and_callbacks_that_come_back_to_the_future(fmod):
+    """What a future drops (a replaced result, a cleared cycle) may run a
+    finalizer that uses the same future: it must find it usable."""
+    seen = []
+
+    # a result replaced by set_result: the old one is dropped inside it
+    f = fmod.Future()
+    f._result = _Touch(f, seen)
+    f.set_result(1)
+    assert seen == [[f]]
+    assert f.result(0) == 1
+
+    # a result replaced by the _result setter
+    seen.clear()
+    f._result = _Touch(f, seen)
+    f._result = 2
+    assert seen == [[f]]
+
+    # an exception replaced by set_exception on a pending future
+    seen.clear()
+    g = fmod.Future()
+    g._exception = _Touch(g, seen)
+    g.set_exception(ValueError("x"))
+    assert seen == [[g]]
+
+    # a future in a cycle with its result: the collector clears it
+    seen.clear()
+    h = fmod.Future()
+    h.set_result(_Touch(h, seen))
+    h.add_done_callback(lambda fut: None)
+    ref = weakref.ref(h)
+    del h
+    gc.collect()
+    assert ref() is None
+    assert len(seen) == 1 and len(seen[0]) == 1
+
+    # a worker's result dropped while the future finishes (the settle path)
+    seen.clear()
+    with fmod.ThreadPoolExecutor(1) as ex:
+        for _ in range(50):
+            gate = threading.Event()
+            fut = ex.submit(gate.wait, TIMEOUT)
+            fut._result = _Touch(fut, seen)
+            gate.set()
+            assert fut.result(TIMEOUT) is True
+    assert len(seen) == 50 and all(len(s) == 1 for s in seen)
+
+
+@pytest.mark.parametrize("cancel_futures", [False, True])
+def test_submits_racing_shutdown_all_finish_or_are_refused(fmod, fine_switching, cancel_futures):
+    """Threads submit while another shuts the pool down: every submit either
+    returns a future that finishes (run, or cancelled by ``cancel_futures``)
+    or raises the shutdown RuntimeError -- never a future queued behind the
+    workers' stop, pending forever -- and no more than ``max_workers``
+    workers start however the submits interleave."""
+    for round_ in range(30):
+        pool = fmod.ThreadPoolExecutor(max_workers=3)
+        start = threading.Barrier(5, timeout=TIMEOUT)
+        futures, refused, lock = [], [], threading.Lock()
+
+        def submitter(k):
+            start.wait()
+            for i in range(200):
+                try:
+                    f = pool.submit(pow, k, i)
+                except RuntimeError as e:
+                    with lock:
+                        refused.append(str(e))
+                    return
+                with lock:
+                    futures.append((k, i, f))
+
+        threads = [threading.Thread(target=submitter, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        start.wait()
+        time.sleep(0.0005 * (round_ % 5))
+        pool.shutdown(wait=False, cancel_futures=cancel_futures)
+        for t in threads:
+            t.join(TIMEOUT)
+            assert not t.is_alive()
+        for k, i, f in futures:
+            # (a future cancelled by shutdown is not "done" for wait(): its
+            # waiters are notified only when a worker would have run it)
+            try:
+                assert f.result(timeout=TIMEOUT) == k**i
+            except std_futures.CancelledError:
+                assert cancel_futures
+        assert all(m == "cannot schedule new futures after shutdown" for m in refused)
+        assert len(pool._threads) <= 3
+        pool.shutdown(wait=True)

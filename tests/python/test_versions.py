@@ -61,3 +61,18 @@ def test_default_worker_counts_are_the_running_stdlibs(run_python):
     cpus = 1 if sys.version_info >= (3, 13) else os.cpu_count()
     assert counts["ThreadPoolExecutor"][1] == min(32, cpus + 4)
 
+
+
+def test_a_free_threaded_interpreter_keeps_the_gil_off_on_import():
+    import subprocess
+    import sysconfig
+
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        pytest.skip(f"{sys.version.split()[0]} is not a free-threaded build (3.13t): nothing to re-enable")
+    # the environment may force the GIL on; the module itself must not
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON_GIL"}
+    code = "import sys, tress.futures, tress.queue, tress.multiprocessing; print(sys._is_gil_enabled())"
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

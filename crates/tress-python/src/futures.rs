@@ -11,8 +11,11 @@
 //! `threading.Condition()`) is made on first use. Every change of state
 //! holds that condition when it exists, so `wait` and `as_completed` see
 //! the same protocol as with the stdlib's futures; while it does not exist
-//! nobody can hold it, and the GIL alone orders the changes (no code here
-//! lets go of the GIL between looking and changing).
+//! nobody can hold it, and a change made without it is made under the
+//! future's own lock in the same section that saw there was none. That
+//! lock (the class is frozen) keeps two threads out of the fields at once
+//! without counting on the GIL; it is never held across Python code (see
+//! [`PyFutureCore`]).
 //!
 //! [`PyPoolCore`] is the work queue of `tress.futures.ThreadPoolExecutor`
 //! with the stdlib's bookkeeping (idle credits, lazily started workers,
@@ -24,7 +27,7 @@
 //! only to wait for work.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
@@ -40,14 +43,39 @@ use crate::wait::wait_deadline;
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Imported now, not on first use: a first use that imports runs Python
     // code, which may hand the GIL to another thread in the middle of a
-    // method that holds a future borrowed.
+    // method that has looked at a future's state.
     base(m.py())?;
+    FREE_THREADED.store(free_threaded(m.py())?, Ordering::Relaxed);
     m.add_class::<PyFutureCore>()?;
     m.add_class::<PyPoolCore>()?;
     m.add_class::<PyChunkedMap>()?;
     m.add_class::<PyMapIter>()?;
     m.add_function(wrap_pyfunction!(_pools_exiting, m)?)?;
     Ok(())
+}
+
+/// Whether the interpreter is a free-threaded build (see [`free_threaded`]);
+/// until the module is initialized, assumed so (the safe answer).
+static FREE_THREADED: AtomicBool = AtomicBool::new(true);
+
+/// Whether the interpreter may run two threads' Python code at once: a
+/// free-threaded build (`t` in `sys.abiflags`, 3.13t on POSIX), or one
+/// whose GIL is off as the module is initialized (`sys._is_gil_enabled()`,
+/// 3.13 on: what a free-threaded build on Windows, which has no
+/// `abiflags`, says while it runs without its GIL). A free-threaded build
+/// that turns its GIL on later still counts as one: the answer only picks
+/// the safe path for either.
+fn free_threaded(py: Python<'_>) -> PyResult<bool> {
+    let sys = py.import("sys")?;
+    if let Ok(flags) = sys.getattr("abiflags")
+        && flags.extract::<String>()?.contains('t')
+    {
+        return Ok(true);
+    }
+    match sys.getattr("_is_gil_enabled") {
+        Ok(enabled) => Ok(!enabled.call0()?.is_truthy()?),
+        Err(_) => Ok(false),
+    }
 }
 
 /// A future's state: `concurrent.futures._base`'s five.
@@ -137,8 +165,21 @@ fn error0(class: &Py<PyType>, py: Python<'_>) -> PyResult<PyErr> {
 }
 
 /// The native half of `tress.futures.Future` (see the module docs).
-#[pyclass(name = "FutureCore", module = "tress._tress", subclass)]
+///
+/// Frozen: the fields live behind [`PyFutureCore::inner`], a short lock
+/// that is never held across anything that can run Python code (calling
+/// Python, dropping a `Py` whose decref may run a finalizer, allocating a
+/// Python object, which may run the collector) and never while waiting for
+/// another lock; so a finalizer or callback that comes back to the same
+/// future never finds it taken, and no thread waits for it while its
+/// holder waits for something else.
+#[pyclass(name = "FutureCore", module = "tress._tress", subclass, frozen)]
 pub(crate) struct PyFutureCore {
+    inner: tress::Mutex<Inner>,
+}
+
+/// The fields of a [`PyFutureCore`], under its lock.
+struct Inner {
     state: State,
     result: Option<Py<PyAny>>,
     exception: Option<Py<PyAny>>,
@@ -174,94 +215,153 @@ impl Drop for Held<'_> {
     }
 }
 
-/// A non-empty list's handle, for iterating after the borrow ends.
+/// A non-empty list's handle, for iterating after the lock is let go of
+/// (a new reference: no Python code runs; `is_empty` reads the size).
 fn nonempty(list: &Option<Py<PyList>>, py: Python<'_>) -> Option<Py<PyList>> {
     list.as_ref()
         .filter(|l| !l.bind(py).is_empty())
         .map(|l| l.clone_ref(py))
 }
 
+/// How a finished or cancelled future's `result()` / `exception()` ends,
+/// as read under the lock (new references, turned into errors after).
+enum Outcome {
+    Finished {
+        result: Option<Py<PyAny>>,
+        exception: Option<Py<PyAny>>,
+    },
+    Cancelled,
+    NotDone,
+}
+
 impl PyFutureCore {
     fn blank() -> Self {
         Self {
-            state: State::Pending,
-            result: None,
-            exception: None,
-            waiters: None,
-            callbacks: None,
-            condition: None,
+            inner: tress::Mutex::new(Inner {
+                state: State::Pending,
+                result: None,
+                exception: None,
+                waiters: None,
+                callbacks: None,
+                condition: None,
+            }),
         }
     }
 
-    /// Takes the future's condition if it has one.
-    fn hold<'py>(slf: &Bound<'py, Self>) -> PyResult<Held<'py>> {
+    fn state(&self) -> State {
+        self.inner.lock().state
+    }
+
+    /// Takes the future's condition (when it has one), then runs `change`
+    /// on the fields under the lock. The condition held is the one the
+    /// fields name when `change` runs: one made by another thread between
+    /// looking and locking (possible without a GIL) means letting go and
+    /// taking that one instead. So a change of state holds the condition
+    /// whenever the future has one, and a change made without it is made
+    /// in the same locked section that saw there was none (before anyone
+    /// could hold it). `change` must not run Python code nor drop Python
+    /// references: what it replaces it returns, for the caller to drop.
+    fn change<'py, R>(
+        slf: &Bound<'py, Self>,
+        change: impl FnOnce(&mut Inner) -> R,
+    ) -> PyResult<(Held<'py>, R)> {
         let py = slf.py();
-        let cond = slf.borrow().condition.as_ref().map(|c| c.bind(py).clone());
-        if let Some(c) = &cond {
-            c.get().lock_native(py)?;
+        let me = slf.get();
+        loop {
+            let cond = me.inner.lock().condition.as_ref().map(|c| c.clone_ref(py));
+            let cond = cond.map(|c| c.into_bound(py));
+            if let Some(c) = &cond {
+                c.get().lock_native(py)?;
+            }
+            let held = Held { cond };
+            let mut inner = me.inner.lock();
+            let current = inner.condition.as_ref().map(Py::as_ptr);
+            if current == held.cond.as_ref().map(Bound::as_ptr) {
+                let r = change(&mut inner);
+                drop(inner);
+                return Ok((held, r));
+            }
+            drop(inner);
+            drop(held);
         }
-        Ok(Held { cond })
     }
 
     /// The condition, made now if it was not yet.
     fn condition_of<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyCondition>> {
         let py = slf.py();
-        if let Some(c) = &slf.borrow().condition {
-            return Ok(c.bind(py).clone());
+        let me = slf.get();
+        let existing = me.inner.lock().condition.as_ref().map(|c| c.clone_ref(py));
+        if let Some(c) = existing {
+            return Ok(c.into_bound(py));
         }
-        // Making it may run the garbage collector, whose finalizers may let
-        // another thread make one meanwhile: the first one stored wins.
+        // Made with the lock let go of (allocating may run the collector,
+        // whose finalizers may come back here): the first one stored wins,
+        // and a loser is dropped after the lock is let go of.
         let made = Bound::new(py, PyCondition::with_rlock(py)?)?;
-        let mut me = slf.borrow_mut();
-        match &me.condition {
-            Some(c) => Ok(c.bind(py).clone()),
-            None => {
-                me.condition = Some(made.clone().unbind());
-                Ok(made)
-            }
-        }
+        let stored = me
+            .inner
+            .lock()
+            .condition
+            .get_or_insert_with(|| made.clone().unbind())
+            .clone_ref(py);
+        drop(made);
+        Ok(stored.into_bound(py))
     }
 
     /// The list in `field` (`_waiters` or `_done_callbacks`), made if there
-    /// is none yet (outside any borrow: allocating may run the collector).
+    /// is none yet (with the lock let go of: allocating may run the
+    /// collector); the first one stored wins.
     fn list_of<'py>(
         slf: &Bound<'py, Self>,
-        field: fn(&mut Self) -> &mut Option<Py<PyList>>,
+        field: fn(&mut Inner) -> &mut Option<Py<PyList>>,
     ) -> Bound<'py, PyList> {
         let py = slf.py();
-        if let Some(l) = field(&mut slf.borrow_mut()) {
-            return l.bind(py).clone();
+        let me = slf.get();
+        let existing = field(&mut me.inner.lock())
+            .as_ref()
+            .map(|l| l.clone_ref(py));
+        if let Some(l) = existing {
+            return l.into_bound(py);
         }
         let made = PyList::empty(py);
-        let mut me = slf.borrow_mut();
-        field(&mut me)
+        let stored = field(&mut me.inner.lock())
             .get_or_insert_with(|| made.clone().unbind())
-            .bind(py)
-            .clone()
+            .clone_ref(py);
+        drop(made);
+        stored.into_bound(py)
+    }
+
+    /// The outcome as it stands, read under the lock.
+    fn outcome_now(&self, py: Python<'_>) -> Outcome {
+        let me = self.inner.lock();
+        match me.state {
+            State::Finished => Outcome::Finished {
+                result: me.result.as_ref().map(|r| r.clone_ref(py)),
+                exception: me.exception.as_ref().map(|e| e.clone_ref(py)),
+            },
+            s if s.is_cancelled() => Outcome::Cancelled,
+            _ => Outcome::NotDone,
+        }
     }
 
     /// What `result()` returns or raises once the future is done; `None`
     /// while it is not.
     fn outcome(slf: &Bound<'_, Self>) -> Option<PyResult<Py<PyAny>>> {
         let py = slf.py();
-        let me = slf.borrow();
-        match me.state {
-            State::Finished => Some(match &me.exception {
-                Some(e) => Err(PyErr::from_value(e.bind(py).clone())),
-                None => Ok(me
-                    .result
-                    .as_ref()
-                    .map_or_else(|| py.None(), |r| r.clone_ref(py))),
+        match slf.get().outcome_now(py) {
+            Outcome::Finished { result, exception } => Some(match exception {
+                Some(e) => {
+                    drop(result);
+                    Err(PyErr::from_value(e.into_bound(py)))
+                }
+                None => Ok(result.unwrap_or_else(|| py.None())),
             }),
-            s if s.is_cancelled() => {
-                drop(me);
-                Some(
-                    base(py)
-                        .and_then(|b| error0(&b.cancelled_error, py))
-                        .and_then(Err),
-                )
-            }
-            _ => None,
+            Outcome::Cancelled => Some(
+                base(py)
+                    .and_then(|b| error0(&b.cancelled_error, py))
+                    .and_then(Err),
+            ),
+            Outcome::NotDone => None,
         }
     }
 
@@ -269,6 +369,7 @@ impl PyFutureCore {
     /// limit) has passed.
     fn wait_done(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let py = slf.py();
+        let me = slf.get();
         let until = wait_deadline(timeout)?;
         let cond = Self::condition_of(slf)?;
         let c = cond.get();
@@ -277,7 +378,7 @@ impl PyFutureCore {
             cond: Some(cond.clone()),
         };
         loop {
-            if slf.borrow().state.is_done() {
+            if me.state().is_done() {
                 return Ok(());
             }
             if until.is_some_and(|u| Instant::now() >= u) {
@@ -285,7 +386,7 @@ impl PyFutureCore {
             }
             let woke = c.wait_native(py, until);
             // The lock is held again whatever the wait's outcome.
-            if !woke? && !slf.borrow().state.is_done() {
+            if !woke? && !me.state().is_done() {
                 drop(held);
                 return Ok(());
             }
@@ -334,15 +435,25 @@ impl PyFutureCore {
         method: &str,
     ) -> PyResult<()> {
         let py = slf.py();
-        let held = Self::hold(slf)?;
-        let (old, waiters, callbacks) = {
-            let mut me = slf.borrow_mut();
-            if matches!(
-                me.state,
-                State::Cancelled | State::CancelledAndNotified | State::Finished
-            ) {
-                let state = me.state;
-                drop(me);
+        // set_exception(None): as the stdlib, no exception after all
+        let mut value = (!(failed && value.is_none())).then(|| value.unbind());
+        let (held, changed) = Self::change(slf, |me| {
+            if me.state.is_done() {
+                return Err(me.state);
+            }
+            me.state = State::Finished;
+            let old = if failed {
+                std::mem::replace(&mut me.exception, value.take())
+            } else {
+                std::mem::replace(&mut me.result, value.take())
+            };
+            Ok((old, nonempty(&me.waiters, py), nonempty(&me.callbacks, py)))
+        })?;
+        // Not stored (the future was done): dropped with the lock let go of.
+        drop(value);
+        let (old, waiters, callbacks) = match changed {
+            Ok(changed) => changed,
+            Err(state) => {
                 let message = format!(
                     "{}: {}",
                     base(py)?.states[state.index()].bind(py),
@@ -351,15 +462,6 @@ impl PyFutureCore {
                 drop(held);
                 return Err(error(&base(py)?.invalid_state_error, py, message)?);
             }
-            me.state = State::Finished;
-            let old = if failed {
-                // set_exception(None): as the stdlib, no exception after all
-                let v = (!value.is_none()).then(|| value.unbind());
-                std::mem::replace(&mut me.exception, v)
-            } else {
-                me.result.replace(value.unbind())
-            };
-            (old, nonempty(&me.waiters, py), nonempty(&me.callbacks, py))
         };
         drop(old);
         if let Some(waiters) = waiters {
@@ -379,52 +481,68 @@ impl PyFutureCore {
             Ok(v) => (v, false),
             Err(e) => (e.into_value(py).into_bound(py).into_any(), true),
         };
-        // The fast path: nobody has looked at the future's insides. Nothing
-        // here allocates or runs Python code while the future is borrowed.
-        let old = {
-            let mut me = slf.borrow_mut();
+        // The fast path: nobody has looked at the future's insides (no
+        // condition anyone could hold, no waiters, no callbacks). Nothing
+        // here allocates, runs Python code or drops a reference under the
+        // lock: the value replaced is dropped after.
+        let mut value = Some(value.unbind());
+        let replaced = {
+            let mut me = slf.get().inner.lock();
             if me.state == State::Running
                 && me.condition.is_none()
                 && me.waiters.is_none()
                 && me.callbacks.is_none()
             {
                 me.state = State::Finished;
-                let v = Some(value.unbind());
-                if failed {
-                    std::mem::replace(&mut me.exception, v)
+                Some(if failed {
+                    std::mem::replace(&mut me.exception, value.take())
                 } else {
-                    std::mem::replace(&mut me.result, v)
-                }
+                    std::mem::replace(&mut me.result, value.take())
+                })
             } else {
-                drop(me);
-                return if failed {
+                None
+            }
+        };
+        match (replaced, value) {
+            (Some(old), _) => {
+                drop(old);
+                Ok(())
+            }
+            (None, Some(value)) => {
+                let value = value.into_bound(py);
+                if failed {
                     Self::finish(slf, value, true, "add_exception")
                 } else {
                     Self::finish(slf, value, false, "add_result")
-                };
+                }
             }
-        };
-        drop(old);
-        Ok(())
+            (None, None) => unreachable!("the value is taken only when stored"),
+        }
     }
 
     /// `set_running_or_notify_cancel()`.
     fn start(slf: &Bound<'_, Self>) -> PyResult<bool> {
         let py = slf.py();
         {
-            let mut me = slf.borrow_mut();
+            let mut me = slf.get().inner.lock();
             if me.state == State::Pending && me.condition.is_none() {
                 me.state = State::Running;
                 return Ok(true);
             }
         }
-        let held = Self::hold(slf)?;
-        let mut me = slf.borrow_mut();
-        match me.state {
+        let (held, (state, waiters)) = Self::change(slf, |me| match me.state {
             State::Cancelled => {
                 me.state = State::CancelledAndNotified;
-                let waiters = nonempty(&me.waiters, py);
-                drop(me);
+                (State::Cancelled, nonempty(&me.waiters, py))
+            }
+            State::Pending => {
+                me.state = State::Running;
+                (State::Pending, None)
+            }
+            state => (state, None),
+        })?;
+        match state {
+            State::Cancelled => {
                 if let Some(waiters) = waiters {
                     for w in waiters.bind(py).iter() {
                         w.call_method1("add_cancelled", (slf,))?;
@@ -434,11 +552,10 @@ impl PyFutureCore {
                 Ok(false)
             }
             State::Pending => {
-                me.state = State::Running;
+                drop(held);
                 Ok(true)
             }
             state => {
-                drop(me);
                 let b = base(py)?;
                 let id = slf.as_ptr() as usize;
                 b.logger.bind(py).call_method1(
@@ -470,16 +587,17 @@ impl PyFutureCore {
     /// Cancel the future if possible; returns whether it is cancelled.
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<bool> {
         let py = slf.py();
-        let held = Self::hold(slf)?;
-        let callbacks = {
-            let mut me = slf.borrow_mut();
-            match me.state {
-                State::Running | State::Finished => return Ok(false),
-                State::Cancelled | State::CancelledAndNotified => return Ok(true),
-                State::Pending => {}
+        let (held, changed) = Self::change(slf, |me| match me.state {
+            State::Running | State::Finished => Err(false),
+            State::Cancelled | State::CancelledAndNotified => Err(true),
+            State::Pending => {
+                me.state = State::Cancelled;
+                Ok(nonempty(&me.callbacks, py))
             }
-            me.state = State::Cancelled;
-            nonempty(&me.callbacks, py)
+        })?;
+        let callbacks = match changed {
+            Ok(callbacks) => callbacks,
+            Err(cancelled) => return Ok(cancelled),
         };
         held.notify_all()?;
         drop(held);
@@ -489,17 +607,17 @@ impl PyFutureCore {
 
     /// Return True if the future was cancelled.
     fn cancelled(&self) -> bool {
-        self.state.is_cancelled()
+        self.state().is_cancelled()
     }
 
     /// Return True if the future is currently executing.
     fn running(&self) -> bool {
-        self.state == State::Running
+        self.state() == State::Running
     }
 
     /// Return True if the future was cancelled or finished executing.
     fn done(&self) -> bool {
-        self.state.is_done()
+        self.state().is_done()
     }
 
     /// Return the result of the call that the future represents, waiting
@@ -522,23 +640,17 @@ impl PyFutureCore {
     #[pyo3(signature = (timeout=None))]
     fn exception(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        if !slf.borrow().state.is_done() {
+        let me = slf.get();
+        if !me.state().is_done() {
             Self::wait_done(slf, timeout)?;
         }
-        let me = slf.borrow();
-        match me.state {
-            State::Finished => Ok(me
-                .exception
-                .as_ref()
-                .map_or_else(|| py.None(), |e| e.clone_ref(py))),
-            s if s.is_cancelled() => {
-                drop(me);
-                Err(error0(&base(py)?.cancelled_error, py)?)
+        match me.outcome_now(py) {
+            Outcome::Finished { result, exception } => {
+                drop(result);
+                Ok(exception.unwrap_or_else(|| py.None()))
             }
-            _ => {
-                drop(me);
-                Err(error0(&base(py)?.timeout_error, py)?)
-            }
+            Outcome::Cancelled => Err(error0(&base(py)?.cancelled_error, py)?),
+            Outcome::NotDone => Err(error0(&base(py)?.timeout_error, py)?),
         }
     }
 
@@ -546,17 +658,32 @@ impl PyFutureCore {
     /// finishes (at once if it already did).
     #[pyo3(name = "add_done_callback")]
     fn add_done_callback_py(slf: &Bound<'_, Self>, func: &Bound<'_, PyAny>) -> PyResult<()> {
-        {
-            let _held = Self::hold(slf)?;
-            if !slf.borrow().state.is_done() {
+        let me = slf.get();
+        if !me.state().is_done() {
+            // Looking at the state and appending must not interleave with
+            // a `finish` or `cancel` taking the list. The append cannot be
+            // made under the future's lock (a list operation may wait for
+            // the list on a free-threaded build), so it is made under the
+            // condition, which every change of state holds once it exists
+            // (see `change`). With a GIL, the condition need not be made
+            // for this: from the last look to the append nothing lets go
+            // of the GIL, so no change of state can come in between.
+            if FREE_THREADED.load(Ordering::Relaxed) {
+                Self::condition_of(slf)?;
+            }
+            let (held, pending) = Self::change(slf, |me| !me.state.is_done())?;
+            if pending {
                 let list = Self::list_of(slf, |me| &mut me.callbacks);
-                // Making the list may have let another thread in (without
-                // a condition, only the GIL orders changes): look again.
-                if !slf.borrow().state.is_done() {
+                // Making the list may have run the collector, whose
+                // finalizers may have let another thread in (without a
+                // condition, only the GIL orders changes): look again.
+                if !me.state().is_done() {
                     list.append(func)?;
+                    drop(held);
                     return Ok(());
                 }
             }
+            drop(held);
         }
         Self::call_logged(slf, func)
     }
@@ -578,23 +705,23 @@ impl PyFutureCore {
     }
 
     fn _invoke_callbacks(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let callbacks = nonempty(&slf.borrow().callbacks, slf.py());
+        let callbacks = nonempty(&slf.get().inner.lock().callbacks, slf.py());
         Self::invoke(slf, callbacks)
     }
 
     #[getter]
-    fn _state(slf: &Bound<'_, Self>) -> PyResult<Py<PyString>> {
-        let state = slf.borrow().state;
-        Ok(base(slf.py())?.states[state.index()].clone_ref(slf.py()))
+    fn _state(&self, py: Python<'_>) -> PyResult<Py<PyString>> {
+        let state = self.state();
+        Ok(base(py)?.states[state.index()].clone_ref(py))
     }
 
     #[setter(_state)]
-    fn set_state(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = slf.py();
+    fn set_state(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = value.py();
         let states = &base(py)?.states;
         for (s, name) in State::ALL.iter().zip(states) {
             if value.eq(name.bind(py))? {
-                slf.borrow_mut().state = *s;
+                self.inner.lock().state = *s;
                 return Ok(());
             }
         }
@@ -607,29 +734,32 @@ impl PyFutureCore {
 
     #[getter]
     fn _result(&self, py: Python<'_>) -> Py<PyAny> {
-        self.result
-            .as_ref()
-            .map_or_else(|| py.None(), |r| r.clone_ref(py))
+        let result = self.inner.lock().result.as_ref().map(|r| r.clone_ref(py));
+        result.unwrap_or_else(|| py.None())
     }
 
     #[setter(_result)]
-    fn set_result_attr(slf: &Bound<'_, Self>, value: Bound<'_, PyAny>) {
+    fn set_result_attr(&self, value: Bound<'_, PyAny>) {
         let v = (!value.is_none()).then(|| value.unbind());
-        let old = std::mem::replace(&mut slf.borrow_mut().result, v);
+        let old = std::mem::replace(&mut self.inner.lock().result, v);
         drop(old);
     }
 
     #[getter]
     fn _exception(&self, py: Python<'_>) -> Py<PyAny> {
-        self.exception
+        let exception = self
+            .inner
+            .lock()
+            .exception
             .as_ref()
-            .map_or_else(|| py.None(), |e| e.clone_ref(py))
+            .map(|e| e.clone_ref(py));
+        exception.unwrap_or_else(|| py.None())
     }
 
     #[setter(_exception)]
-    fn set_exception_attr(slf: &Bound<'_, Self>, value: Bound<'_, PyAny>) {
+    fn set_exception_attr(&self, value: Bound<'_, PyAny>) {
         let v = (!value.is_none()).then(|| value.unbind());
-        let old = std::mem::replace(&mut slf.borrow_mut().exception, v);
+        let old = std::mem::replace(&mut self.inner.lock().exception, v);
         drop(old);
     }
 
@@ -639,8 +769,8 @@ impl PyFutureCore {
     }
 
     #[setter(_waiters)]
-    fn set_waiters(slf: &Bound<'_, Self>, value: Bound<'_, PyList>) {
-        let old = slf.borrow_mut().waiters.replace(value.unbind());
+    fn set_waiters(&self, value: Bound<'_, PyList>) {
+        let old = self.inner.lock().waiters.replace(value.unbind());
         drop(old);
     }
 
@@ -650,8 +780,8 @@ impl PyFutureCore {
     }
 
     #[setter(_done_callbacks)]
-    fn set_done_callbacks(slf: &Bound<'_, Self>, value: Bound<'_, PyList>) {
-        let old = slf.borrow_mut().callbacks.replace(value.unbind());
+    fn set_done_callbacks(&self, value: Bound<'_, PyList>) {
+        let old = self.inner.lock().callbacks.replace(value.unbind());
         drop(old);
     }
 
@@ -661,24 +791,53 @@ impl PyFutureCore {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        for obj in [&self.result, &self.exception].into_iter().flatten() {
+        // A try-lock: a traversal must not block. It always succeeds. The
+        // lock is only ever held over a few instructions that run no
+        // Python code, allocate nothing, and neither wait nor let go of
+        // the interpreter; a collection starts only at an allocation (or
+        // `gc.collect()`), and with a GIL it runs on a thread holding the
+        // GIL, which no other thread in such a section can have let go of
+        // in the middle of it, nor can this thread be in one; without a
+        // GIL it stops the world first, and a thread stops only where it
+        // could let go of the interpreter, never inside such a section.
+        // Should it ever fail, this visits nothing, as PyO3 itself does
+        // for a mutable pyclass it finds borrowed: the fields' referents
+        // then count as referenced from outside, so the collector keeps
+        // them (a cycle through them waits for a later collection) and
+        // frees nothing wrongly; the answer cannot change within one
+        // collection, as the lock's state cannot.
+        let Some(me) = self.inner.try_lock() else {
+            return Ok(());
+        };
+        for obj in [&me.result, &me.exception].into_iter().flatten() {
             visit.call(obj)?;
         }
-        for list in [&self.waiters, &self.callbacks].into_iter().flatten() {
+        for list in [&me.waiters, &me.callbacks].into_iter().flatten() {
             visit.call(list)?;
         }
-        if let Some(c) = &self.condition {
+        if let Some(c) = &me.condition {
             visit.call(c)?;
         }
         Ok(())
     }
 
-    fn __clear__(&mut self) {
-        self.result = None;
-        self.exception = None;
-        self.waiters = None;
-        self.callbacks = None;
-        self.condition = None;
+    fn __clear__(&self) {
+        // The references are taken out under the lock and dropped after
+        // it (a decref may run a finalizer that comes back to this
+        // future). The lock is free: the collector clears only
+        // unreachable futures, which no thread is in a method of, and
+        // never while this thread holds it (see `__traverse__`).
+        let taken = {
+            let mut me = self.inner.lock();
+            (
+                me.result.take(),
+                me.exception.take(),
+                me.waiters.take(),
+                me.callbacks.take(),
+                me.condition.take(),
+            )
+        };
+        drop(taken);
     }
 }
 
@@ -748,7 +907,12 @@ pub(crate) struct PyPoolCore {
     /// `_idle_semaphore`.
     idle: AtomicUsize,
     shutdown: AtomicBool,
-    /// Why the pool is broken, once it is.
+    /// Why the pool is broken, once it is. Its lock is also the pool's
+    /// gate: a `submit` checks the pool's state and queues its call under
+    /// it, and `shutdown`, `break_pool` and `stop_workers` change the state
+    /// and queue the workers' stop under it, so a call is never queued
+    /// behind a stop (its future would never finish). Held for Rust code
+    /// only: nothing under it runs Python code or drops a reference.
     broken: Mutex<Option<String>>,
 }
 
@@ -759,11 +923,13 @@ impl PyPoolCore {
             .is_ok()
     }
 
+    /// The gate (see `broken`).
+    fn gate(&self) -> MutexGuard<'_, Option<String>> {
+        self.broken.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn broken_message(&self) -> Option<String> {
-        self.broken
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.gate().clone()
     }
 
     /// Takes every queued call out (and the stop, if queued: the caller
@@ -856,34 +1022,43 @@ impl PyPoolCore {
         args: Bound<'py, PyTuple>,
         kwargs: Option<Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        // The future first: making it may run the collector, whose
-        // finalizers may let other threads in (a shutdown among them); from
-        // the checks to the put below nothing lets go of the GIL.
+        // The future and the call first, outside the gate: making them may
+        // run the collector, and a refused call is dropped after it.
         let future = self.future_type.bind(py).call0()?;
-        let core = future.cast::<PyFutureCore>()?.clone().unbind();
-        if let Some(message) = self.broken_message() {
-            return Err(error(&self.broken_class, py, message)?);
-        }
-        if self.shutdown.load(Ordering::Relaxed) {
-            return Err(PyRuntimeError::new_err(
-                "cannot schedule new futures after shutdown",
-            ));
-        }
-        if EXITING.load(Ordering::Relaxed) {
-            return Err(PyRuntimeError::new_err(
-                "cannot schedule new futures after interpreter shutdown",
-            ));
-        }
-        self.jobs.put(Job::Call(Call {
-            future: core,
+        let call = Job::Call(Call {
+            future: future.cast::<PyFutureCore>()?.clone().unbind(),
             func: func.unbind(),
             args: args.unbind(),
             kwargs: kwargs.filter(|k| !k.is_empty()).map(Bound::unbind),
-        }));
-        if !self.take_idle() && self.threads.load(Ordering::Relaxed) < self.max_workers {
+        });
+        let refused = {
+            let broken = self.gate();
+            if let Some(message) = broken.as_ref() {
+                Some(Err(message.clone()))
+            } else if self.shutdown.load(Ordering::SeqCst) {
+                Some(Ok("cannot schedule new futures after shutdown"))
+            } else if EXITING.load(Ordering::SeqCst) {
+                Some(Ok("cannot schedule new futures after interpreter shutdown"))
+            } else {
+                self.jobs.put(call);
+                None
+            }
+        };
+        match refused {
+            Some(Err(message)) => return Err(error(&self.broken_class, py, message)?),
+            Some(Ok(message)) => return Err(PyRuntimeError::new_err(message)),
+            None => {}
+        }
+        if !self.take_idle() {
             if let Some(spawn) = self.spawn.get() {
-                let index = self.threads.fetch_add(1, Ordering::Relaxed);
-                spawn.bind(py).call1((index,))?;
+                let more = self
+                    .threads
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        (n < self.max_workers).then_some(n + 1)
+                    });
+                if let Ok(index) = more {
+                    spawn.bind(py).call1((index,))?;
+                }
             }
         }
         Ok(future)
@@ -980,27 +1155,41 @@ impl PyPoolCore {
     /// empty.
     #[pyo3(signature = (cancel_futures=false))]
     fn shutdown(&self, py: Python<'_>, cancel_futures: bool) -> PyResult<()> {
-        self.shutdown.store(true, Ordering::SeqCst);
-        if cancel_futures {
-            for call in self.drain() {
-                PyFutureCore::cancel(call.future.bind(py))?;
-            }
+        let calls = {
+            let _gate = self.gate();
+            self.shutdown.store(true, Ordering::SeqCst);
+            let calls = if cancel_futures {
+                self.drain()
+            } else {
+                Vec::new()
+            };
+            self.jobs.put(Job::Stop);
+            calls
+        };
+        for call in calls {
+            PyFutureCore::cancel(call.future.bind(py))?;
         }
-        self.jobs.put(Job::Stop);
         Ok(())
     }
 
     /// Breaks the pool (a failed initializer): later submits raise
     /// `BrokenThreadPool(message)`, and so do the queued calls' futures.
     fn break_pool(&self, py: Python<'_>, message: String) -> PyResult<()> {
-        *self.broken.lock().unwrap_or_else(|e| e.into_inner()) = Some(message.clone());
-        let calls = self.drain();
-        let stopping = self.shutdown.load(Ordering::SeqCst);
+        let calls = {
+            let mut broken = self.gate();
+            *broken = Some(message.clone());
+            let calls = self.drain();
+            // The drain took a queued stop out with the calls: put back.
+            if self.shutdown.load(Ordering::SeqCst) {
+                self.jobs.put(Job::Stop);
+            }
+            calls
+        };
         for call in calls {
             let future = call.future.bind(py);
             // A future cancelled meanwhile stays cancelled (the stdlib's
             // set_exception would raise here and leave the rest pending).
-            if future.borrow().state.is_done() {
+            if future.get().state().is_done() {
                 continue;
             }
             let exc = self.broken_class.bind(py).call1((message.as_str(),))?;
@@ -1008,15 +1197,14 @@ impl PyPoolCore {
                 e.write_unraisable(py, None);
             }
         }
-        if stopping {
-            self.jobs.put(Job::Stop);
-        }
         Ok(())
     }
 
     /// Queues a stop for the workers without shutting the pool (the
-    /// executor is gone, or the interpreter exits).
+    /// executor is gone, or the interpreter exits: `_pools_exiting` was
+    /// called before, so no call is queued after this stop).
     fn stop_workers(&self) {
+        let _gate = self.gate();
         self.jobs.put(Job::Stop);
     }
 

@@ -17,12 +17,13 @@ mod wait;
 
 /// The native half of the `tress` package.
 ///
-/// Declared as needing the GIL: a free-threaded interpreter (3.13t) turns
-/// it back on when this module is imported, because `FutureCore` counts on
-/// the GIL to keep two threads out of its methods at once, and
-/// `ThreadPoolCore.submit` to keep its check and its put together (see
-/// docs/ARCHITECTURE.md, "Free-threaded Python").
-#[pymodule(gil_used = true)]
+/// Declared as not needing the GIL: no binding counts on it to keep two
+/// threads apart (every class is frozen, its state in atomics or behind
+/// locks never held across Python code), so a free-threaded interpreter
+/// (3.13t) keeps the GIL off when it imports this module. See
+/// docs/ARCHITECTURE.md, "Free-threaded Python", for what is yet to be run
+/// on one.
+#[pymodule(gil_used = false)]
 fn _tress(m: &Bound<'_, PyModule>) -> PyResult<()> {
     wait::init(m.py())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -23,6 +23,10 @@ echo "== cargo test (crates/tress)"
 # fails CI instead of stalling it.
 timeout -k 30 900 cargo test -p tress --locked
 
+echo "== loom (crates/tress: every interleaving of the event loop's parking protocol)"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom timeout -k 30 900 \
+    cargo test -p tress --release --locked --test loom_parking
+
 echo "== cargo doc (crates/tress: every public item documented, links resolve)"
 RUSTDOCFLAGS="-D warnings" cargo doc -p tress --no-deps --locked
 

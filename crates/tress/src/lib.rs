@@ -47,6 +47,8 @@
 #![warn(missing_docs)]
 
 pub mod error;
+#[cfg(target_os = "linux")]
+pub mod event_loop;
 pub mod executor;
 mod interrupt;
 #[cfg(target_os = "linux")]

@@ -5,6 +5,8 @@
 
 use pyo3::prelude::*;
 
+#[cfg(target_os = "linux")]
+mod asyncio;
 mod errors;
 mod futures;
 #[cfg(target_os = "linux")]
@@ -30,6 +32,8 @@ fn _tress(m: &Bound<'_, PyModule>) -> PyResult<()> {
     threading::register(m)?;
     queue::register(m)?;
     futures::register(m)?;
+    #[cfg(target_os = "linux")]
+    asyncio::register(m)?;
     #[cfg(target_os = "linux")]
     multiprocessing::register(m)?;
     Ok(())

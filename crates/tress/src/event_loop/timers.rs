@@ -26,28 +26,47 @@ pub struct TimerId {
     generation: u32,
 }
 
+impl TimerId {
+    /// The id as one integer (to hand to a caller that stores it, e.g. a
+    /// Python handle).
+    pub fn to_bits(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    /// The id [`to_bits`](Self::to_bits) made (any other integer names no
+    /// timer, or a stale one: cancelling it does nothing).
+    pub fn from_bits(bits: u64) -> TimerId {
+        TimerId {
+            index: bits as u32,
+            generation: (bits >> 32) as u32,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
-struct Node {
-    deadline: Instant,
+struct Node<D> {
+    deadline: D,
     seq: u64,
     index: u32,
     generation: u32,
 }
 
-impl PartialEq for Node {
+impl<D: Ord> PartialEq for Node<D> {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
-impl Eq for Node {}
-impl PartialOrd for Node {
+impl<D: Ord> Eq for Node<D> {}
+impl<D: Ord> PartialOrd for Node<D> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Node {
+impl<D: Ord> Ord for Node<D> {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.deadline, self.seq).cmp(&(other.deadline, other.seq))
+        self.deadline
+            .cmp(&other.deadline)
+            .then(self.seq.cmp(&other.seq))
     }
 }
 
@@ -56,7 +75,9 @@ struct Slot<T> {
     value: Option<T>,
 }
 
-/// Timers carrying a `T` each (a callback, a handle), ordered by deadline.
+/// Timers carrying a `T` each (a callback, a handle), ordered by deadline
+/// (an [`Instant`], or any ordered time of the caller's, e.g. a loop's
+/// clock in nanoseconds).
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -72,8 +93,8 @@ struct Slot<T> {
 /// assert_eq!(fired, ["now"]);
 /// assert!(timers.is_empty());
 /// ```
-pub struct Timers<T> {
-    heap: BinaryHeap<Reverse<Node>>,
+pub struct Timers<T, D = Instant> {
+    heap: BinaryHeap<Reverse<Node<D>>>,
     slots: Vec<Slot<T>>,
     free: Vec<u32>,
     seq: u64,
@@ -81,13 +102,13 @@ pub struct Timers<T> {
     dead: usize,
 }
 
-impl<T> Default for Timers<T> {
+impl<T, D: Ord + Copy> Default for Timers<T, D> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T> std::fmt::Debug for Timers<T> {
+impl<T, D> std::fmt::Debug for Timers<T, D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Timers")
             .field("live", &self.live)
@@ -96,7 +117,7 @@ impl<T> std::fmt::Debug for Timers<T> {
     }
 }
 
-impl<T> Timers<T> {
+impl<T, D: Ord + Copy> Timers<T, D> {
     /// No timers.
     pub fn new() -> Self {
         Timers {
@@ -126,7 +147,7 @@ impl<T> Timers<T> {
     }
 
     /// Schedules `value` for `deadline`.
-    pub fn insert(&mut self, deadline: Instant, value: T) -> TimerId {
+    pub fn insert(&mut self, deadline: D, value: T) -> TimerId {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -184,7 +205,7 @@ impl<T> Timers<T> {
         Some(value)
     }
 
-    fn is_live(&self, node: &Node) -> bool {
+    fn is_live(&self, node: &Node<D>) -> bool {
         let slot = &self.slots[node.index as usize];
         slot.generation == node.generation && slot.value.is_some()
     }
@@ -213,7 +234,7 @@ impl<T> Timers<T> {
     }
 
     /// The earliest deadline scheduled.
-    pub fn next_deadline(&mut self) -> Option<Instant> {
+    pub fn next_deadline(&mut self) -> Option<D> {
         self.skip_dead();
         self.heap.peek().map(|Reverse(n)| n.deadline)
     }
@@ -221,7 +242,7 @@ impl<T> Timers<T> {
     /// Removes every timer whose deadline is at or before `now` and hands
     /// it to `fire`, earliest first (same deadlines in scheduling order).
     /// A timer is never due before its deadline. Returns how many fired.
-    pub fn expire(&mut self, now: Instant, mut fire: impl FnMut(TimerId, T)) -> usize {
+    pub fn expire(&mut self, now: D, mut fire: impl FnMut(TimerId, T)) -> usize {
         let mut fired = 0;
         loop {
             self.skip_dead();
@@ -245,6 +266,11 @@ impl<T> Timers<T> {
             fired += 1;
         }
         fired
+    }
+
+    /// The values scheduled, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &T> + '_ {
+        self.slots.iter().filter_map(|s| s.value.as_ref())
     }
 
     /// Cancels every timer; their values, in no particular order.

@@ -1,0 +1,212 @@
+"""tress.asyncio: asyncio's event loop with its scheduling core in Rust.
+
+``EventLoop`` is asyncio's own Unix selector loop (its transports, sockets,
+servers, TLS, subprocesses and signal handling, unchanged) with the parts
+that every callback goes through replaced by ``tress._tress.LoopCore``
+(``crates/tress-python/src/asyncio.rs`` over ``tress::event_loop``):
+
+- timers live in one native heap: cancelling a ``TimerHandle`` takes it out
+  at once (a cancelled one-hour ``wait_for`` lets go of its callback now),
+  and no timer runs before its deadline (asyncio's runs up to the clock's
+  resolution early);
+- ``call_soon_threadsafe`` from another thread puts the handle in the
+  core's inbox and writes the loop's eventfd only while the loop is parked
+  in its selector (asyncio writes its self-pipe on every call).
+
+Use it through ``tress.asyncio.run(main())``, ``new_event_loop()``,
+``asyncio.Runner(loop_factory=tress.asyncio.new_event_loop)`` (3.11+), or
+``install()``, which makes it the loop of ``asyncio.run`` and
+``asyncio.new_event_loop``. Linux only (epoll and eventfd).
+
+This is the first step of the native loop (docs/ARCHITECTURE.md, "The
+core: tress::event_loop"): the handles, the selector and the transports
+are still asyncio's Python.
+"""
+
+import asyncio
+import sys
+import threading
+from asyncio import base_events, events
+from asyncio.log import logger
+
+from tress import futures as _futures
+from tress._tress import LoopCore as _LoopCore
+
+__all__ = ["EventLoop", "EventLoopPolicy", "new_event_loop", "install", "run"]
+
+_MAXIMUM_SELECT_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
+
+
+class _TimerHandle(events.TimerHandle):
+    """asyncio's ``TimerHandle``, with the id of its native timer."""
+
+    __slots__ = ("_tress_id",)
+
+
+class EventLoop(asyncio.SelectorEventLoop):
+    """asyncio's Unix selector event loop, scheduled by tress's native core
+    (see the module's documentation)."""
+
+    def __init__(self, selector=None):
+        self._core = _LoopCore()
+        super().__init__(selector)
+        # BaseEventLoop's own uses of its timer list (len, clear) go to the
+        # native timers.
+        self._scheduled = self._core
+        self._add_reader(self._core.waker_fd(), self._core.drain_waker)
+
+    def close(self):
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        self._remove_reader(self._core.waker_fd())
+        super().close()
+
+    # -- scheduling ---------------------------------------------------------
+
+    def call_at(self, when, callback, *args, context=None):
+        """Like call_later(), but uses an absolute time.
+
+        Absolute time corresponds to the event loop's time() method.
+        """
+        if when is None:
+            raise TypeError("when cannot be None")
+        self._check_closed()
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_at")
+        timer = _TimerHandle(when, callback, args, self, context)
+        if timer._source_traceback:
+            del timer._source_traceback[-1]
+        timer._tress_id = self._core.call_at(when, timer)
+        timer._scheduled = True
+        return timer
+
+    def _timer_handle_cancelled(self, handle):
+        if handle._scheduled:
+            self._core.cancel(handle._tress_id)
+            handle._scheduled = False
+
+    def call_soon_threadsafe(self, callback, *args, context=None):
+        """Like call_soon(), but thread-safe."""
+        self._check_closed()
+        if self._debug:
+            self._check_callback(callback, "call_soon_threadsafe")
+        thread = self._thread_id
+        if thread is not None and thread != threading.get_ident():
+            # another thread, the loop running: through the inbox
+            handle = events.Handle(callback, args, self, context)
+            if handle._source_traceback:
+                del handle._source_traceback[-1]
+            self._core.send(handle)
+            return handle
+        handle = self._call_soon(callback, args, context)
+        if handle._source_traceback:
+            del handle._source_traceback[-1]
+        if thread is None:
+            # the loop may be starting on another thread right now
+            self._core.nudge()
+        return handle
+
+    def run_in_executor(self, executor, func, *args):
+        if (
+            executor is None
+            and self._default_executor is None
+            and not self._executor_shutdown_called
+            and not self.is_closed()
+        ):
+            self._default_executor = _futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
+        return super().run_in_executor(executor, func, *args)
+
+    # -- one iteration ------------------------------------------------------
+
+    def _run_once(self):
+        """Run one full iteration of the event loop: poll for I/O (blocking
+        only when nothing is ready), make the I/O callbacks, what other
+        threads sent and the due timers ready, then run what is ready at
+        that point."""
+        core = self._core
+        ready = self._ready
+        if ready or self._stopping:
+            timeout = 0
+        else:
+            when = core.next_when()
+            if when is None:
+                timeout = None
+            else:
+                timeout = when - self.time()
+                if timeout > _MAXIMUM_SELECT_TIMEOUT:
+                    timeout = _MAXIMUM_SELECT_TIMEOUT
+                elif timeout < 0:
+                    timeout = 0
+        if timeout == 0:
+            event_list = self._selector.select(0)
+        elif core.park():
+            try:
+                event_list = self._selector.select(timeout)
+            finally:
+                core.unpark()
+        else:
+            event_list = self._selector.select(0)
+        self._process_events(event_list)
+        # Needed to break cycles when an exception occurs.
+        event_list = None
+
+        if core.pending():
+            core.take(ready)
+        core.expire(self.time(), ready)
+
+        # Only the callbacks ready now run; those they schedule wait for the
+        # next iteration (after another poll).
+        ntodo = len(ready)
+        for _ in range(ntodo):
+            handle = ready.popleft()
+            if handle._cancelled:
+                continue
+            if self._debug:
+                try:
+                    self._current_handle = handle
+                    t0 = self.time()
+                    handle._run()
+                    dt = self.time() - t0
+                    if dt >= self.slow_callback_duration:
+                        logger.warning("Executing %s took %.3f seconds", base_events._format_handle(handle), dt)
+                finally:
+                    self._current_handle = None
+            else:
+                handle._run()
+        handle = None  # Needed to break cycles when an exception occurs.
+
+
+class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+    """asyncio's default policy, making tress's ``EventLoop``."""
+
+    _loop_factory = EventLoop
+
+
+def new_event_loop():
+    """A new tress ``EventLoop``."""
+    return EventLoop()
+
+
+def install():
+    """Makes tress's loop the one ``asyncio.run`` and
+    ``asyncio.new_event_loop`` create (sets the event loop policy)."""
+    asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+def run(main, *, debug=None, **kwargs):
+    """``asyncio.run(main)`` on a new tress ``EventLoop`` (on 3.12+ the
+    same as ``asyncio.run(main, loop_factory=tress.asyncio.new_event_loop)``).
+    """
+    if kwargs:
+        raise TypeError(f"run() got an unexpected keyword argument {next(iter(kwargs))!r}")
+    if events._get_running_loop() is not None:
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
+    with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+        return runner.run(main)
+
+
+if sys.platform != "linux":  # pragma: no cover - the core is Linux-only
+    raise ImportError("tress.asyncio needs Linux (epoll and eventfd)")

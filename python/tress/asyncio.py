@@ -11,7 +11,13 @@ that every callback goes through replaced by ``tress._tress.LoopCore``
   resolution early);
 - ``call_soon_threadsafe`` from another thread puts the handle in the
   core's inbox and writes the loop's eventfd only while the loop is parked
-  in its selector (asyncio writes its self-pipe on every call).
+  in its selector (asyncio writes its self-pipe on every call);
+- ``call_soon`` makes a native ``Handle`` (asyncio's methods and failure
+  semantics) in a native ready queue, and each iteration runs natively,
+  calling the selector and running the callbacks without a Python frame of
+  its own. In debug mode the loop uses asyncio's Python handles and
+  iteration instead, with their source tracebacks and slow-callback
+  warnings.
 
 Use it through ``tress.asyncio.run(main())``, ``new_event_loop()``,
 ``asyncio.Runner(loop_factory=tress.asyncio.new_event_loop)`` (3.11+), or
@@ -19,7 +25,7 @@ Use it through ``tress.asyncio.run(main())``, ``new_event_loop()``,
 ``asyncio.new_event_loop``. Linux only (epoll and eventfd).
 
 This is the first step of the native loop (docs/ARCHITECTURE.md, "The
-core: tress::event_loop"): the handles, the selector and the transports
+core: tress::event_loop"): timer handles, the selector and the transports
 are still asyncio's Python.
 """
 
@@ -48,12 +54,32 @@ class EventLoop(asyncio.SelectorEventLoop):
     (see the module's documentation)."""
 
     def __init__(self, selector=None):
-        self._core = _LoopCore()
+        self._core = core = _LoopCore()
+        core.bind(self)
         super().__init__(selector)
-        # BaseEventLoop's own uses of its timer list (len, clear) go to the
-        # native timers.
-        self._scheduled = self._core
-        self._add_reader(self._core.waker_fd(), self._core.drain_waker)
+        # BaseEventLoop's own uses of its ready deque and timer list (append,
+        # len, clear) go to the native core.
+        self._ready = core.ready
+        self._scheduled = core
+        self._add_reader(core.waker_fd(), core.drain_waker)
+        self._native(not self._debug)
+
+    def _native(self, on):
+        """Binds ``call_soon`` and ``call_soon_threadsafe`` to the native
+        core (handles made and run without Python frames), or, in debug
+        mode, back to the Python methods (asyncio's handles, with their
+        source tracebacks and checks)."""
+        if on:
+            self.call_soon = self._core.call_soon
+            self.call_soon_threadsafe = self._core.call_soon_threadsafe
+        else:
+            self.__dict__.pop("call_soon", None)
+            self.__dict__.pop("call_soon_threadsafe", None)
+
+    def set_debug(self, enabled):
+        super().set_debug(enabled)
+        if "_core" in self.__dict__:
+            self._native(not enabled)
 
     def close(self):
         if self.is_running():
@@ -62,6 +88,7 @@ class EventLoop(asyncio.SelectorEventLoop):
             return
         self._remove_reader(self._core.waker_fd())
         super().close()
+        self._core.close()
 
     # -- scheduling ---------------------------------------------------------
 
@@ -125,7 +152,10 @@ class EventLoop(asyncio.SelectorEventLoop):
         """Run one full iteration of the event loop: poll for I/O (blocking
         only when nothing is ready), make the I/O callbacks, what other
         threads sent and the due timers ready, then run what is ready at
-        that point."""
+        that point (natively, but in debug mode)."""
+        if not self._debug:
+            self._core.run_once()
+            return
         core = self._core
         ready = self._ready
         if ready or self._stopping:
@@ -164,18 +194,15 @@ class EventLoop(asyncio.SelectorEventLoop):
             handle = ready.popleft()
             if handle._cancelled:
                 continue
-            if self._debug:
-                try:
-                    self._current_handle = handle
-                    t0 = self.time()
-                    handle._run()
-                    dt = self.time() - t0
-                    if dt >= self.slow_callback_duration:
-                        logger.warning("Executing %s took %.3f seconds", base_events._format_handle(handle), dt)
-                finally:
-                    self._current_handle = None
-            else:
+            try:
+                self._current_handle = handle
+                t0 = self.time()
                 handle._run()
+                dt = self.time() - t0
+                if dt >= self.slow_callback_duration:
+                    logger.warning("Executing %s took %.3f seconds", base_events._format_handle(handle), dt)
+            finally:
+                self._current_handle = None
         handle = None  # Needed to break cycles when an exception occurs.
 
 

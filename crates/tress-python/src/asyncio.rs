@@ -1,6 +1,8 @@
 //! The native half of `tress.asyncio`'s loop (`python/tress/asyncio.py`):
-//! its timers (`tress::event_loop::Timers`: O(1) cancellation that lets go
-//! of the handle at once, compaction) and its inbox for other threads
+//! its ready queue and `Handle`s (what `call_soon` makes, run by
+//! `LoopCore.run_once` without a Python frame per callback), its timers
+//! (`tress::event_loop::Timers`: O(1) cancellation that lets go of the
+//! handle at once, compaction) and its inbox for other threads
 //! (`tress::event_loop::Inbox`: the loop's eventfd is written only while
 //! the loop is parked in its selector).
 //!
@@ -9,17 +11,284 @@
 //! let go of (a handle's finalizer may come back to the loop).
 
 use std::cmp::Ordering;
+use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3::{PyTraverseError, PyVisit, intern};
 use tress::event_loop::{Inbox, TimerId, Timers};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyLoopCore>()?;
+    m.add_class::<PyHandle>()?;
+    m.add_class::<PyReadyQueue>()?;
     Ok(())
+}
+
+/// `contextvars.copy_context`.
+fn copy_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    static COPY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    COPY.import(py, "contextvars", "copy_context")?.call0()
+}
+
+/// `asyncio.format_helpers._format_callback_source(callback, args)`.
+fn format_callback(
+    py: Python<'_>,
+    callback: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+) -> PyResult<String> {
+    static FORMAT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    FORMAT
+        .import(py, "asyncio.format_helpers", "_format_callback_source")?
+        .call1((callback, args))?
+        .extract()
+}
+
+/// A callback with its arguments and context, as `call_soon` schedules it:
+/// asyncio's `Handle` (the same methods and the same failure: an exception
+/// goes to the loop's exception handler with the message `Exception in
+/// callback ...`), made and run without Python code.
+#[pyclass(name = "Handle", module = "tress.asyncio", frozen, weakref)]
+pub(crate) struct PyHandle {
+    /// The callback and its arguments; `None` once cancelled.
+    call: tress::Mutex<Option<(Py<PyAny>, Py<PyTuple>)>>,
+    context: Py<PyAny>,
+    event_loop: Py<PyAny>,
+    cancelled: AtomicBool,
+}
+
+impl PyHandle {
+    fn make(
+        py: Python<'_>,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        event_loop: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<PyHandle> {
+        let context = match context {
+            Some(c) if !c.is_none(py) => c,
+            _ => copy_context(py)?.unbind(),
+        };
+        Ok(PyHandle {
+            call: tress::Mutex::new(Some((callback, args))),
+            context,
+            event_loop,
+            cancelled: AtomicBool::new(false),
+        })
+    }
+
+    /// Runs the callback in its context; an exception other than
+    /// `SystemExit` and `KeyboardInterrupt` goes to the loop's exception
+    /// handler (those two propagate, as asyncio's).
+    fn run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let Some((callback, args)) = me
+            .call
+            .lock()
+            .as_ref()
+            .map(|(c, a)| (c.clone_ref(py), a.clone_ref(py)))
+        else {
+            return Ok(());
+        };
+        let callback = callback.bind(py);
+        let args = args.bind(py);
+        let mut full = Vec::with_capacity(args.len() + 1);
+        full.push(callback.clone());
+        full.extend(args.iter());
+        let outcome = me
+            .context
+            .bind(py)
+            .call_method1(intern!(py, "run"), PyTuple::new(py, full)?);
+        let Err(e) = outcome else {
+            return Ok(());
+        };
+        if e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py) {
+            return Err(e);
+        }
+        let message = format!(
+            "Exception in callback {}",
+            format_callback(py, callback, args)?
+        );
+        let context = PyDict::new(py);
+        context.set_item("message", message)?;
+        context.set_item("exception", e.into_value(py))?;
+        context.set_item("handle", slf)?;
+        me.event_loop
+            .bind(py)
+            .call_method1(intern!(py, "call_exception_handler"), (context,))?;
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl PyHandle {
+    /// Cancels the call (it will not run); its callback and arguments are
+    /// let go of now.
+    fn cancel(&self) {
+        if !self.cancelled.swap(true, AtomicOrdering::AcqRel) {
+            let call = self.call.lock().take();
+            drop(call);
+        }
+    }
+
+    /// Whether `cancel` was called.
+    fn cancelled(&self) -> bool {
+        self.cancelled.load(AtomicOrdering::Acquire)
+    }
+
+    #[getter]
+    fn _cancelled(&self) -> bool {
+        self.cancelled()
+    }
+
+    /// The context the callback runs in.
+    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
+    }
+
+    #[getter]
+    fn _context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
+    }
+
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
+        self.event_loop.clone_ref(py)
+    }
+
+    #[getter]
+    fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.call.lock().as_ref().map(|(c, _)| c.clone_ref(py))
+    }
+
+    #[getter]
+    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        self.call.lock().as_ref().map(|(_, a)| a.clone_ref(py))
+    }
+
+    /// Runs the callback now (what the loop does with a ready handle).
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        PyHandle::run(slf)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let py = slf.py();
+        let me = slf.get();
+        let mut info = String::from("Handle");
+        if me.cancelled() {
+            info.push_str(" cancelled");
+        }
+        let call = me
+            .call
+            .lock()
+            .as_ref()
+            .map(|(c, a)| (c.clone_ref(py), a.clone_ref(py)));
+        if let Some((c, a)) = call {
+            info.push(' ');
+            info.push_str(&format_callback(py, c.bind(py), a.bind(py))?);
+        }
+        Ok(format!("<{info}>"))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.context)?;
+        visit.call(&self.event_loop)?;
+        if let Some(call) = self.call.try_lock() {
+            if let Some((c, a)) = call.as_ref() {
+                visit.call(c)?;
+                visit.call(a)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let call = self.call.lock().take();
+        drop(call);
+    }
+}
+
+/// The loop's ready queue (asyncio's `loop._ready` deque): native handles
+/// and any object with `_run()` and `_cancelled` (asyncio's own handles,
+/// which its selector and signal code append).
+#[pyclass(name = "ReadyQueue", module = "tress._tress", frozen)]
+pub(crate) struct PyReadyQueue {
+    items: tress::Mutex<VecDeque<Py<PyAny>>>,
+}
+
+impl PyReadyQueue {
+    fn push(&self, item: Py<PyAny>) {
+        self.items.lock().push_back(item);
+    }
+
+    fn pop(&self) -> Option<Py<PyAny>> {
+        self.items.lock().pop_front()
+    }
+
+    fn len(&self) -> usize {
+        self.items.lock().len()
+    }
+}
+
+#[pymethods]
+impl PyReadyQueue {
+    #[new]
+    fn new() -> Self {
+        PyReadyQueue {
+            items: tress::Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn append(&self, item: Py<PyAny>) {
+        self.push(item);
+    }
+
+    fn extend(&self, items: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mut taken = Vec::new();
+        for item in items.try_iter()? {
+            taken.push(item?.unbind());
+        }
+        self.items.lock().extend(taken);
+        Ok(())
+    }
+
+    fn popleft(&self) -> PyResult<Py<PyAny>> {
+        self.pop()
+            .ok_or_else(|| pyo3::exceptions::PyIndexError::new_err("pop from an empty deque"))
+    }
+
+    fn clear(&self) {
+        let items = std::mem::take(&mut *self.items.lock());
+        drop(items);
+    }
+
+    fn __len__(&self) -> usize {
+        self.len()
+    }
+
+    fn __iter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let items: Vec<Py<PyAny>> = self.items.lock().iter().map(|i| i.clone_ref(py)).collect();
+        Ok(PyList::new(py, items)?.try_iter()?.into_any().unbind())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(items) = self.items.try_lock() {
+            for i in items.iter() {
+                visit.call(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        self.clear();
+    }
 }
 
 /// A loop time in seconds (`loop.time()`), totally ordered (a NaN
@@ -51,22 +320,206 @@ impl Ord for When {
 pub(crate) struct PyLoopCore {
     timers: tress::Mutex<Timers<Py<PyAny>, When>>,
     inbox: Arc<Inbox<Py<PyAny>>>,
+    ready: Py<PyReadyQueue>,
+    /// The `tress.asyncio.EventLoop` this is the core of (`bind`).
+    event_loop: std::sync::OnceLock<Py<PyAny>>,
+    closed: AtomicBool,
 }
+
+/// asyncio's `MAXIMUM_SELECT_TIMEOUT`: one day.
+const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 
 impl PyLoopCore {
     fn timers(&self) -> tress::MutexGuard<'_, Timers<Py<PyAny>, When>> {
         self.timers.lock()
+    }
+
+    fn event_loop<'py>(&self, py: Python<'py>) -> PyResult<&Bound<'py, PyAny>> {
+        match self.event_loop.get() {
+            Some(l) => Ok(l.bind(py)),
+            None => Err(PyRuntimeError::new_err("LoopCore is not bound to a loop")),
+        }
+    }
+
+    fn check_open(&self) -> PyResult<()> {
+        if self.closed.load(AtomicOrdering::Acquire) {
+            return Err(PyRuntimeError::new_err("Event loop is closed"));
+        }
+        Ok(())
+    }
+
+    fn handle<'py>(
+        &self,
+        py: Python<'py>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyHandle>> {
+        self.check_open()?;
+        let event_loop = self.event_loop(py)?.clone().unbind();
+        let handle = PyHandle::make(
+            py,
+            callback.unbind(),
+            args.unbind(),
+            event_loop,
+            context.map(Bound::unbind),
+        )?;
+        Bound::new(py, handle)
+    }
+
+    /// Moves the due timers' handles to the ready queue.
+    fn expire_into_ready(&self, py: Python<'_>, now: f64) -> PyResult<()> {
+        let mut due = Vec::new();
+        self.timers().expire(When(now), |_, h| due.push(h));
+        if due.is_empty() {
+            return Ok(());
+        }
+        let scheduled = intern!(py, "_scheduled");
+        for h in &due {
+            h.bind(py).setattr(scheduled, false)?;
+        }
+        self.ready.get().items.lock().extend(due);
+        Ok(())
+    }
+
+    /// Runs one ready item: a native handle, or anything with `_run()` and
+    /// `_cancelled`.
+    fn run_item(item: Bound<'_, PyAny>) -> PyResult<()> {
+        let py = item.py();
+        if let Ok(h) = item.cast::<PyHandle>() {
+            if h.get().cancelled() {
+                return Ok(());
+            }
+            return PyHandle::run(h);
+        }
+        if item.getattr(intern!(py, "_cancelled"))?.is_truthy()? {
+            return Ok(());
+        }
+        item.call_method0(intern!(py, "_run"))?;
+        Ok(())
     }
 }
 
 #[pymethods]
 impl PyLoopCore {
     #[new]
-    fn new() -> PyResult<Self> {
+    fn new(py: Python<'_>) -> PyResult<Self> {
         Ok(PyLoopCore {
             timers: tress::Mutex::new(Timers::new()),
             inbox: Inbox::new()?,
+            ready: Py::new(py, PyReadyQueue::new())?,
+            event_loop: std::sync::OnceLock::new(),
+            closed: AtomicBool::new(false),
         })
+    }
+
+    /// Binds the core to its loop (once): the loop its handles report
+    /// exceptions to and whose selector `run_once` polls.
+    fn bind(&self, event_loop: Py<PyAny>) -> PyResult<()> {
+        self.event_loop
+            .set(event_loop)
+            .map_err(|_| PyRuntimeError::new_err("LoopCore is already bound"))
+    }
+
+    /// The ready queue (the loop's `_ready`).
+    #[getter]
+    fn ready(&self, py: Python<'_>) -> Py<PyReadyQueue> {
+        self.ready.clone_ref(py)
+    }
+
+    /// Marks the loop closed: `call_soon` raises from now on.
+    fn close(&self) {
+        self.closed.store(true, AtomicOrdering::Release);
+    }
+
+    /// The loop's `call_soon` (not in debug mode): a native `Handle` at the
+    /// end of the ready queue.
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon<'py>(
+        &self,
+        py: Python<'py>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyHandle>> {
+        let handle = self.handle(py, callback, args, context)?;
+        self.ready.get().push(handle.clone().into_any().unbind());
+        Ok(handle)
+    }
+
+    /// The loop's `call_soon_threadsafe` (not in debug mode): from another
+    /// thread while the loop runs, through the inbox (the loop is woken
+    /// only if parked); on the loop's thread, as `call_soon`.
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon_threadsafe<'py>(
+        &self,
+        py: Python<'py>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyHandle>> {
+        static GET_IDENT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let handle = self.handle(py, callback, args, context)?;
+        let thread = self.event_loop(py)?.getattr(intern!(py, "_thread_id"))?;
+        if thread.is_none() {
+            // the loop may be starting on another thread right now
+            self.ready.get().push(handle.clone().into_any().unbind());
+            self.inbox.nudge();
+        } else if thread.eq(GET_IDENT.import(py, "threading", "get_ident")?.call0()?)? {
+            self.ready.get().push(handle.clone().into_any().unbind());
+        } else {
+            self.inbox.send(handle.clone().into_any().unbind());
+        }
+        Ok(handle)
+    }
+
+    /// One iteration of the loop (not in debug mode): poll the selector
+    /// (blocking only when nothing is ready and the loop is not stopping,
+    /// parked meanwhile), process its events, make what other threads sent
+    /// and the due timers ready, then run what is ready at that point.
+    fn run_once(&self, py: Python<'_>) -> PyResult<()> {
+        let lp = self.event_loop(py)?;
+        let ready = self.ready.get();
+        let stopping = lp.getattr(intern!(py, "_stopping"))?.is_truthy()?;
+        let timeout = if stopping || ready.len() > 0 {
+            Some(0.0)
+        } else {
+            match self.next_when() {
+                None => None,
+                Some(when) => {
+                    let now: f64 = lp.call_method0(intern!(py, "time"))?.extract()?;
+                    Some((when - now).clamp(0.0, MAXIMUM_SELECT_TIMEOUT))
+                }
+            }
+        };
+        let selector = lp.getattr(intern!(py, "_selector"))?;
+        let select = intern!(py, "select");
+        let events = if timeout == Some(0.0) {
+            selector.call_method1(select, (0,))?
+        } else if self.inbox.park() {
+            let events = selector.call_method1(select, (timeout,));
+            self.inbox.unpark();
+            events?
+        } else {
+            selector.call_method1(select, (0,))?
+        };
+        lp.call_method1(intern!(py, "_process_events"), (events,))?;
+        if self.inbox.is_pending() {
+            let mut sent = Vec::new();
+            self.inbox.take(&mut sent);
+            ready.items.lock().extend(sent);
+        }
+        if !self.timers().is_empty() {
+            let now: f64 = lp.call_method0(intern!(py, "time"))?.extract()?;
+            self.expire_into_ready(py, now)?;
+        }
+        for _ in 0..ready.len() {
+            let Some(item) = ready.pop() else {
+                break;
+            };
+            Self::run_item(item.into_bound(py))?;
+        }
+        Ok(())
     }
 
     /// Schedules `handle` (a `TimerHandle`) for loop time `when`; its id.
@@ -179,6 +632,10 @@ impl PyLoopCore {
             for h in timers.values() {
                 visit.call(h)?;
             }
+        }
+        visit.call(&self.ready)?;
+        if let Some(l) = self.event_loop.get() {
+            visit.call(l)?;
         }
         Ok(())
     }

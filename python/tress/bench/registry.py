@@ -19,7 +19,7 @@ SCENARIO_MODULES: tuple[str, ...] = (
     "tress.bench.scenarios.pools",
     "tress.bench.scenarios.ipc",
     "tress.bench.scenarios.procpool",
-    # next: event loop (one module each)
+    "tress.bench.scenarios.eventloop",
 )
 
 

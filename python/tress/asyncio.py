@@ -30,6 +30,7 @@ are still asyncio's Python.
 """
 
 import asyncio
+import selectors
 import sys
 import threading
 from asyncio import base_events, events
@@ -62,6 +63,12 @@ class EventLoop(asyncio.SelectorEventLoop):
         self._ready = core.ready
         self._scheduled = core
         self._add_reader(core.waker_fd(), core.drain_waker)
+        selector = self._selector
+        if type(selector) is selectors.EpollSelector:
+            # the core waits on its epoll descriptor and looks events up in
+            # its map itself (a selector of another kind, or a subclass, is
+            # called as asyncio calls it)
+            core.use_epoll(selector._selector.fileno(), selector, selector._fd_to_key)
         self._native(not self._debug)
 
     def _native(self, on):
@@ -145,6 +152,42 @@ class EventLoop(asyncio.SelectorEventLoop):
         ):
             self._default_executor = _futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
         return super().run_in_executor(executor, func, *args)
+
+    # -- running --------------------------------------------------------------
+
+    def run_forever(self):
+        """Run until stop() is called."""
+        if self._debug or "_run_once" in self.__dict__:
+            # asyncio's loop, calling _run_once (debug mode, or a test that
+            # wraps it)
+            return super().run_forever()
+        if hasattr(base_events.BaseEventLoop, "_run_forever_setup"):  # 3.13+
+            self._run_forever_setup()
+            try:
+                self._core.run_forever()
+            finally:
+                self._run_forever_cleanup()
+            return
+        # 3.11 and 3.12: BaseEventLoop.run_forever's set-up and clean-up,
+        # with the native iterations between them
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self._debug)
+        old_agen_hooks = sys.get_asyncgen_hooks()
+        try:
+            self._thread_id = threading.get_ident()
+            sys.set_asyncgen_hooks(
+                firstiter=self._asyncgen_firstiter_hook,
+                finalizer=self._asyncgen_finalizer_hook,
+            )
+            events._set_running_loop(self)
+            self._core.run_forever()
+        finally:
+            self._stopping = False
+            self._thread_id = None
+            events._set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            sys.set_asyncgen_hooks(*old_agen_hooks)
 
     # -- one iteration ------------------------------------------------------
 

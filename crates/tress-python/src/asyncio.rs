@@ -12,16 +12,17 @@
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::time::Duration;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3::{PyTraverseError, PyVisit, intern};
-use tress::event_loop::{Inbox, TimerId, Timers};
+use tress::event_loop::{Events, Inbox, TimerId, Timers};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyLoopCore>()?;
@@ -324,7 +325,17 @@ pub(crate) struct PyLoopCore {
     /// The `tress.asyncio.EventLoop` this is the core of (`bind`).
     event_loop: std::sync::OnceLock<Py<PyAny>>,
     closed: AtomicBool,
+    /// The epoll descriptor of the loop's `selectors.EpollSelector` and its
+    /// `_fd_to_key` map (`use_epoll`): then `run_once` waits on it and
+    /// processes its events natively.
+    epoll: tress::Mutex<Option<Epoll>>,
+    /// Room for one poll's events.
+    events: tress::Mutex<Events>,
 }
+
+/// The epoll descriptor of a `selectors.EpollSelector`, the selector (kept
+/// alive: it owns the descriptor) and its `_fd_to_key` map.
+type Epoll = (RawFd, Py<PyAny>, Py<PyDict>);
 
 /// asyncio's `MAXIMUM_SELECT_TIMEOUT`: one day.
 const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
@@ -382,6 +393,87 @@ impl PyLoopCore {
         Ok(())
     }
 
+    /// One wait on the selector's epoll descriptor (parked if it blocks;
+    /// the GIL let go of meanwhile; a signal ends it, and its Python
+    /// handler runs here, so Ctrl-C raises), then its events processed as
+    /// asyncio's `_process_events` does: a ready reader or writer handle is
+    /// made ready, a cancelled one removed.
+    fn poll_epoll(
+        &self,
+        py: Python<'_>,
+        lp: &Bound<'_, PyAny>,
+        fd: RawFd,
+        map: &Bound<'_, PyDict>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let mut ready_fds: Vec<(RawFd, u32)> = Vec::new();
+        {
+            let Some(mut events) = self.events.try_lock() else {
+                return Err(PyRuntimeError::new_err(
+                    "the loop is already polling in another thread",
+                ));
+            };
+            // SAFETY: `fd` is the epoll descriptor of the loop's selector,
+            // which the loop keeps open until `close`, which also takes it
+            // out of this core (`close`) before it is closed.
+            let epoll = unsafe { BorrowedFd::borrow_raw(fd) };
+            let polled = if timeout == Some(0.0) {
+                tress::event_loop::wait(epoll, &mut events, Some(Duration::ZERO))
+            } else if self.inbox.park() {
+                let wait = timeout.map(|t| Duration::from_secs_f64(t.max(0.0)));
+                let polled = py.detach(|| tress::event_loop::wait(epoll, &mut events, wait));
+                self.inbox.unpark();
+                polled
+            } else {
+                tress::event_loop::wait(epoll, &mut events, Some(Duration::ZERO))
+            };
+            polled?;
+            for ev in events.iter() {
+                // Python's select.epoll stores the descriptor in the low
+                // 32 bits of the event's data.
+                let mask = u32::from(ev.readable) | (u32::from(ev.writable) << 1);
+                ready_fds.push((ev.token as u32 as RawFd, mask));
+            }
+        }
+        py.check_signals()?;
+        let ready = self.ready.get();
+        for (fd, mask) in ready_fds {
+            let Some(key) = map.get_item(fd)? else {
+                continue;
+            };
+            let Ok(key) = key.cast::<PyTuple>() else {
+                continue;
+            };
+            let key_events: u32 = key.get_item(2)?.extract()?;
+            let mask = mask & key_events;
+            let data = key.get_item(3)?;
+            let Ok(pair) = data.cast::<PyTuple>() else {
+                continue;
+            };
+            if pair.len() != 2 {
+                continue;
+            }
+            for (bit, index, remove) in [
+                (1, 0, intern!(py, "_remove_reader")),
+                (2, 1, intern!(py, "_remove_writer")),
+            ] {
+                if mask & bit == 0 {
+                    continue;
+                }
+                let handle = pair.get_item(index)?;
+                if handle.is_none() {
+                    continue;
+                }
+                if handle.getattr(intern!(py, "_cancelled"))?.is_truthy()? {
+                    lp.call_method1(remove, (key.get_item(0)?,))?;
+                } else {
+                    ready.push(handle.unbind());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Runs one ready item: a native handle, or anything with `_run()` and
     /// `_cancelled`.
     fn run_item(item: Bound<'_, PyAny>) -> PyResult<()> {
@@ -410,7 +502,18 @@ impl PyLoopCore {
             ready: Py::new(py, PyReadyQueue::new())?,
             event_loop: std::sync::OnceLock::new(),
             closed: AtomicBool::new(false),
+            epoll: tress::Mutex::new(None),
+            events: tress::Mutex::new(Events::with_capacity(1024)),
         })
+    }
+
+    /// Lets `run_once` wait on the epoll descriptor `fd` of `selector` (a
+    /// `selectors.EpollSelector`) itself and look its events up in
+    /// `fd_to_key` (the selector's own map), instead of calling
+    /// `selector.select` and the loop's `_process_events`.
+    fn use_epoll(&self, fd: RawFd, selector: Py<PyAny>, fd_to_key: Py<PyDict>) {
+        let old = self.epoll.lock().replace((fd, selector, fd_to_key));
+        drop(old);
     }
 
     /// Binds the core to its loop (once): the loop its handles report
@@ -427,9 +530,31 @@ impl PyLoopCore {
         self.ready.clone_ref(py)
     }
 
-    /// Marks the loop closed: `call_soon` raises from now on.
+    /// Marks the loop closed: `call_soon` raises from now on (and the
+    /// selector, closed with the loop, is no longer waited on).
     fn close(&self) {
         self.closed.store(true, AtomicOrdering::Release);
+        let old = self.epoll.lock().take();
+        drop(old);
+    }
+
+    /// Runs iterations until the loop's `_stopping` is set (the body of
+    /// `run_forever`; its set-up and clean-up are the loop's). An iteration
+    /// in debug mode is the loop's own `_run_once`.
+    fn run_forever(&self, py: Python<'_>) -> PyResult<()> {
+        let lp = self.event_loop(py)?.clone();
+        let stopping = intern!(py, "_stopping");
+        let debug = intern!(py, "_debug");
+        loop {
+            if lp.getattr(debug)?.is_truthy()? {
+                lp.call_method0(intern!(py, "_run_once"))?;
+            } else {
+                self.run_once(py)?;
+            }
+            if lp.getattr(stopping)?.is_truthy()? {
+                return Ok(());
+            }
+        }
     }
 
     /// The loop's `call_soon` (not in debug mode): a native `Handle` at the
@@ -492,18 +617,28 @@ impl PyLoopCore {
                 }
             }
         };
-        let selector = lp.getattr(intern!(py, "_selector"))?;
-        let select = intern!(py, "select");
-        let events = if timeout == Some(0.0) {
-            selector.call_method1(select, (0,))?
-        } else if self.inbox.park() {
-            let events = selector.call_method1(select, (timeout,));
-            self.inbox.unpark();
-            events?
-        } else {
-            selector.call_method1(select, (0,))?
-        };
-        lp.call_method1(intern!(py, "_process_events"), (events,))?;
+        let epoll = self
+            .epoll
+            .lock()
+            .as_ref()
+            .map(|(fd, _, map)| (*fd, map.clone_ref(py)));
+        match epoll {
+            Some((fd, map)) => self.poll_epoll(py, lp, fd, map.bind(py), timeout)?,
+            None => {
+                let selector = lp.getattr(intern!(py, "_selector"))?;
+                let select = intern!(py, "select");
+                let events = if timeout == Some(0.0) {
+                    selector.call_method1(select, (0,))?
+                } else if self.inbox.park() {
+                    let events = selector.call_method1(select, (timeout,));
+                    self.inbox.unpark();
+                    events?
+                } else {
+                    selector.call_method1(select, (0,))?
+                };
+                lp.call_method1(intern!(py, "_process_events"), (events,))?;
+            }
+        }
         if self.inbox.is_pending() {
             let mut sent = Vec::new();
             self.inbox.take(&mut sent);
@@ -636,6 +771,12 @@ impl PyLoopCore {
         visit.call(&self.ready)?;
         if let Some(l) = self.event_loop.get() {
             visit.call(l)?;
+        }
+        if let Some(epoll) = self.epoll.try_lock() {
+            if let Some((_, selector, map)) = epoll.as_ref() {
+                visit.call(selector)?;
+                visit.call(map)?;
+            }
         }
         Ok(())
     }

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 
 pub use inbox::Inbox;
 pub use parking::Parking;
-pub use poller::{Events, Interest, Poller, Ready, Waker};
+pub use poller::{Events, Interest, Poller, Ready, Waker, wait};
 pub use signals::SignalPipe;
 pub use timers::{COMPACT_MIN, TimerId, Timers};
 

@@ -4,7 +4,7 @@
 //! from another thread.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 /// What a registration waits for.
@@ -165,34 +165,47 @@ impl Poller {
     /// A timeout is rounded up to the next millisecond, so a poll never
     /// returns before a timer it waits for is due.
     pub fn poll(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
-        let ms = match timeout {
-            None => -1,
-            Some(t) => {
-                let ms = t.as_nanos().div_ceil(1_000_000);
-                ms.min(i32::MAX as u128) as libc::c_int
-            }
-        };
-        // SAFETY: the buffer holds `buf.len()` epoll_events, writable for
-        // the call's duration.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.epoll.as_raw_fd(),
-                events.buf.as_mut_ptr(),
-                events.buf.len() as libc::c_int,
-                ms,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            events.len = 0;
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(0);
-            }
-            return Err(e);
-        }
-        events.len = n as usize;
-        Ok(events.len)
+        wait(self.epoll.as_fd(), events, timeout)
     }
+}
+
+/// [`Poller::poll`] on an epoll descriptor made elsewhere (e.g. the one a
+/// Python `selectors.EpollSelector` registers its descriptors with; the
+/// tokens are then what its owner stored, Python's `select.epoll` the
+/// descriptor itself in the low 32 bits).
+pub fn wait(
+    epoll: BorrowedFd<'_>,
+    events: &mut Events,
+    timeout: Option<Duration>,
+) -> io::Result<usize> {
+    let ms = match timeout {
+        None => -1,
+        Some(t) => {
+            let ms = t.as_nanos().div_ceil(1_000_000);
+            ms.min(i32::MAX as u128) as libc::c_int
+        }
+    };
+    // SAFETY: the buffer holds `buf.len()` epoll_events, writable for the
+    // call's duration; a descriptor that is not an epoll instance is an
+    // error (EINVAL), not undefined behaviour.
+    let n = unsafe {
+        libc::epoll_wait(
+            epoll.as_raw_fd(),
+            events.buf.as_mut_ptr(),
+            events.buf.len() as libc::c_int,
+            ms,
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        events.len = 0;
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    events.len = n as usize;
+    Ok(events.len)
 }
 
 impl AsRawFd for Poller {

@@ -37,9 +37,10 @@ from asyncio import base_events, events
 from asyncio.log import logger
 
 from tress import futures as _futures
+from tress._tress import Handle, TimerHandle
 from tress._tress import LoopCore as _LoopCore
 
-__all__ = ["EventLoop", "EventLoopPolicy", "new_event_loop", "install", "run"]
+__all__ = ["EventLoop", "EventLoopPolicy", "Handle", "TimerHandle", "new_event_loop", "install", "run"]
 
 _MAXIMUM_SELECT_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
 
@@ -69,6 +70,7 @@ class EventLoop(asyncio.SelectorEventLoop):
             # its map itself (a selector of another kind, or a subclass, is
             # called as asyncio calls it)
             core.use_epoll(selector._selector.fileno(), selector, selector._fd_to_key)
+        core.set_native_clock(type(self).time is base_events.BaseEventLoop.time)
         self._native(not self._debug)
 
     def _native(self, on):
@@ -76,12 +78,11 @@ class EventLoop(asyncio.SelectorEventLoop):
         core (handles made and run without Python frames), or, in debug
         mode, back to the Python methods (asyncio's handles, with their
         source tracebacks and checks)."""
-        if on:
-            self.call_soon = self._core.call_soon
-            self.call_soon_threadsafe = self._core.call_soon_threadsafe
-        else:
-            self.__dict__.pop("call_soon", None)
-            self.__dict__.pop("call_soon_threadsafe", None)
+        for name in ("call_soon", "call_soon_threadsafe", "call_at", "call_later"):
+            if on:
+                setattr(self, name, getattr(self._core, name))
+            else:
+                self.__dict__.pop(name, None)
 
     def set_debug(self, enabled):
         super().set_debug(enabled)
@@ -113,11 +114,13 @@ class EventLoop(asyncio.SelectorEventLoop):
         timer = _TimerHandle(when, callback, args, self, context)
         if timer._source_traceback:
             del timer._source_traceback[-1]
-        timer._tress_id = self._core.call_at(when, timer)
+        timer._tress_id = self._core.schedule(when, timer)
         timer._scheduled = True
         return timer
 
     def _timer_handle_cancelled(self, handle):
+        # asyncio's TimerHandle made in debug mode (a native one takes
+        # itself out of the core's timers)
         if handle._scheduled:
             self._core.cancel(handle._tress_id)
             handle._scheduled = False

@@ -29,12 +29,37 @@ def loop(request):
         lp.close()
 
 
-def test_is_an_asyncio_loop(loop):
+def test_is_an_asyncio_loop_with_asyncio_s_handle_api(loop):
     assert isinstance(loop, asyncio.AbstractEventLoop)
     assert isinstance(loop, asyncio.BaseEventLoop)
-    h = loop.call_later(10, print)
-    assert isinstance(h, asyncio.TimerHandle)
+    h = loop.call_later(10, print, "x")
+    if loop.impl == "tress":
+        # tress's own handle classes (as uvloop's are its own), with
+        # asyncio's methods
+        assert isinstance(h, ta.TimerHandle)
+        assert isinstance(loop.call_soon(print), ta.Handle)
+    else:
+        assert isinstance(h, asyncio.TimerHandle)
+    assert abs(h.when() - (loop.time() + 10)) < 1
+    assert repr(h).startswith("<TimerHandle when=") and "print('x')" in repr(h)
+    if loop.impl == "tress" or sys.version_info >= (3, 12):  # asyncio's since 3.12
+        assert h.get_context() is not None
+    assert not h.cancelled()
     h.cancel()
+    h.cancel()
+    assert h.cancelled() and repr(h).startswith("<TimerHandle cancelled when=")
+    h2 = loop.call_at(123, print)
+    assert h2.when() == 123 and repr(h2).startswith("<TimerHandle when=123 print()")
+    h3 = loop.call_at(124, print)
+    assert h2 < h3 and h3 > h2 and h2 <= h3 and h2 != h3 and h2 == h2
+    assert hash(h2) == hash(loop.call_at(123, print)) or loop.impl == "asyncio"
+    with pytest.raises(TypeError):
+        loop.call_at(None, print)
+    loop.close()
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.call_soon(print)
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.call_later(1, print)
 
 
 def test_timers_never_fire_early(loop):

@@ -27,6 +27,7 @@ use tress::event_loop::{Events, Inbox, TimerId, Timers};
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyLoopCore>()?;
     m.add_class::<PyHandle>()?;
+    m.add_class::<PyTimerHandle>()?;
     m.add_class::<PyReadyQueue>()?;
     Ok(())
 }
@@ -50,12 +51,9 @@ fn format_callback(
         .extract()
 }
 
-/// A callback with its arguments and context, as `call_soon` schedules it:
-/// asyncio's `Handle` (the same methods and the same failure: an exception
-/// goes to the loop's exception handler with the message `Exception in
-/// callback ...`), made and run without Python code.
-#[pyclass(name = "Handle", module = "tress.asyncio", frozen, weakref)]
-pub(crate) struct PyHandle {
+/// What a handle runs: a callback with its arguments, in a context, for a
+/// loop; asyncio's `Handle` state.
+struct Callback {
     /// The callback and its arguments; `None` once cancelled.
     call: tress::Mutex<Option<(Py<PyAny>, Py<PyTuple>)>>,
     context: Py<PyAny>,
@@ -63,19 +61,19 @@ pub(crate) struct PyHandle {
     cancelled: AtomicBool,
 }
 
-impl PyHandle {
-    fn make(
+impl Callback {
+    fn new(
         py: Python<'_>,
         callback: Py<PyAny>,
         args: Py<PyTuple>,
         event_loop: Py<PyAny>,
         context: Option<Py<PyAny>>,
-    ) -> PyResult<PyHandle> {
+    ) -> PyResult<Callback> {
         let context = match context {
             Some(c) if !c.is_none(py) => c,
             _ => copy_context(py)?.unbind(),
         };
-        Ok(PyHandle {
+        Ok(Callback {
             call: tress::Mutex::new(Some((callback, args))),
             context,
             event_loop,
@@ -83,18 +81,19 @@ impl PyHandle {
         })
     }
 
-    /// Runs the callback in its context; an exception other than
-    /// `SystemExit` and `KeyboardInterrupt` goes to the loop's exception
-    /// handler (those two propagate, as asyncio's).
-    fn run(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let me = slf.get();
-        let Some((callback, args)) = me
-            .call
+    fn call(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>)> {
+        self.call
             .lock()
             .as_ref()
             .map(|(c, a)| (c.clone_ref(py), a.clone_ref(py)))
-        else {
+    }
+
+    /// Runs the callback in its context; an exception other than
+    /// `SystemExit` and `KeyboardInterrupt` goes to the loop's exception
+    /// handler with `handle` (those two propagate, as asyncio's).
+    fn run(&self, handle: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = handle.py();
+        let Some((callback, args)) = self.call(py) else {
             return Ok(());
         };
         let callback = callback.bind(py);
@@ -102,7 +101,7 @@ impl PyHandle {
         let mut full = Vec::with_capacity(args.len() + 1);
         full.push(callback.clone());
         full.extend(args.iter());
-        let outcome = me
+        let outcome = self
             .context
             .bind(py)
             .call_method1(intern!(py, "run"), PyTuple::new(py, full)?);
@@ -119,85 +118,42 @@ impl PyHandle {
         let context = PyDict::new(py);
         context.set_item("message", message)?;
         context.set_item("exception", e.into_value(py))?;
-        context.set_item("handle", slf)?;
-        me.event_loop
+        context.set_item("handle", handle)?;
+        self.event_loop
             .bind(py)
             .call_method1(intern!(py, "call_exception_handler"), (context,))?;
         Ok(())
     }
-}
 
-#[pymethods]
-impl PyHandle {
-    /// Cancels the call (it will not run); its callback and arguments are
-    /// let go of now.
-    fn cancel(&self) {
-        if !self.cancelled.swap(true, AtomicOrdering::AcqRel) {
-            let call = self.call.lock().take();
-            drop(call);
+    /// Whether this call cancelled it (its callback and arguments are let
+    /// go of now).
+    fn cancel(&self) -> bool {
+        if self.cancelled.swap(true, AtomicOrdering::AcqRel) {
+            return false;
         }
+        let call = self.call.lock().take();
+        drop(call);
+        true
     }
 
-    /// Whether `cancel` was called.
     fn cancelled(&self) -> bool {
         self.cancelled.load(AtomicOrdering::Acquire)
     }
 
-    #[getter]
-    fn _cancelled(&self) -> bool {
-        self.cancelled()
-    }
-
-    /// The context the callback runs in.
-    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
-    }
-
-    #[getter]
-    fn _context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
-    }
-
-    #[getter]
-    fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
-        self.event_loop.clone_ref(py)
-    }
-
-    #[getter]
-    fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.call.lock().as_ref().map(|(c, _)| c.clone_ref(py))
-    }
-
-    #[getter]
-    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
-        self.call.lock().as_ref().map(|(_, a)| a.clone_ref(py))
-    }
-
-    /// Runs the callback now (what the loop does with a ready handle).
-    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
-        PyHandle::run(slf)
-    }
-
-    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-        let py = slf.py();
-        let me = slf.get();
-        let mut info = String::from("Handle");
-        if me.cancelled() {
+    /// asyncio's `_repr_info` after the class name: ` cancelled` and the
+    /// callback.
+    fn describe(&self, py: Python<'_>, info: &mut String) -> PyResult<()> {
+        if self.cancelled() {
             info.push_str(" cancelled");
         }
-        let call = me
-            .call
-            .lock()
-            .as_ref()
-            .map(|(c, a)| (c.clone_ref(py), a.clone_ref(py)));
-        if let Some((c, a)) = call {
+        if let Some((c, a)) = self.call(py) {
             info.push(' ');
             info.push_str(&format_callback(py, c.bind(py), a.bind(py))?);
         }
-        Ok(format!("<{info}>"))
+        Ok(())
     }
 
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.context)?;
         visit.call(&self.event_loop)?;
         if let Some(call) = self.call.try_lock() {
@@ -209,9 +165,235 @@ impl PyHandle {
         Ok(())
     }
 
-    fn __clear__(&self) {
+    fn clear(&self) {
         let call = self.call.lock().take();
         drop(call);
+    }
+}
+
+/// A callback with its arguments and context, as `call_soon` schedules it:
+/// asyncio's `Handle` (the same methods and the same failure: an exception
+/// goes to the loop's exception handler with the message `Exception in
+/// callback ...`), made and run without Python code.
+#[pyclass(name = "Handle", module = "tress.asyncio", frozen, weakref)]
+pub(crate) struct PyHandle {
+    cb: Callback,
+}
+
+#[pymethods]
+impl PyHandle {
+    /// Cancels the call (it will not run); its callback and arguments are
+    /// let go of now.
+    fn cancel(&self) {
+        self.cb.cancel();
+    }
+
+    /// Whether `cancel` was called.
+    fn cancelled(&self) -> bool {
+        self.cb.cancelled()
+    }
+
+    #[getter]
+    fn _cancelled(&self) -> bool {
+        self.cb.cancelled()
+    }
+
+    /// The context the callback runs in.
+    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.cb.context.clone_ref(py)
+    }
+
+    #[getter]
+    fn _context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.cb.context.clone_ref(py)
+    }
+
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
+        self.cb.event_loop.clone_ref(py)
+    }
+
+    #[getter]
+    fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.cb.call(py).map(|(c, _)| c)
+    }
+
+    #[getter]
+    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        self.cb.call(py).map(|(_, a)| a)
+    }
+
+    /// Runs the callback now (what the loop does with a ready handle).
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().cb.run(slf.as_any())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let mut info = String::from("Handle");
+        self.cb.describe(py, &mut info)?;
+        Ok(format!("<{info}>"))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.cb.traverse(&visit)
+    }
+
+    fn __clear__(&self) {
+        self.cb.clear();
+    }
+}
+
+/// A callback scheduled for a loop time, as `call_at` and `call_later`
+/// schedule it: asyncio's `TimerHandle` (`when()`, ordering by deadline,
+/// `cancel()` that takes it out of the loop's timers at once).
+#[pyclass(name = "TimerHandle", module = "tress.asyncio", frozen, weakref)]
+pub(crate) struct PyTimerHandle {
+    cb: Callback,
+    when: f64,
+    /// `when` as given (an int stays an int in `when()` and the repr).
+    when_obj: Py<PyAny>,
+    /// Its id in the core's timers.
+    id: std::sync::atomic::AtomicU64,
+    /// In the core's timers (not fired, not cancelled).
+    scheduled: AtomicBool,
+    core: Py<PyLoopCore>,
+}
+
+#[pymethods]
+impl PyTimerHandle {
+    /// The loop time it is scheduled for.
+    fn when(&self, py: Python<'_>) -> Py<PyAny> {
+        self.when_obj.clone_ref(py)
+    }
+
+    #[getter]
+    fn _when(&self, py: Python<'_>) -> Py<PyAny> {
+        self.when_obj.clone_ref(py)
+    }
+
+    #[getter]
+    fn _scheduled(&self) -> bool {
+        self.scheduled.load(AtomicOrdering::Acquire)
+    }
+
+    /// Cancels the call: out of the loop's timers now, its callback let go
+    /// of.
+    fn cancel(&self) {
+        if self.cb.cancel() && self.scheduled.swap(false, AtomicOrdering::AcqRel) {
+            let id = self.id.load(AtomicOrdering::Acquire);
+            self.core.get().cancel(id);
+        }
+    }
+
+    /// Whether `cancel` was called.
+    fn cancelled(&self) -> bool {
+        self.cb.cancelled()
+    }
+
+    #[getter]
+    fn _cancelled(&self) -> bool {
+        self.cb.cancelled()
+    }
+
+    /// The context the callback runs in.
+    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.cb.context.clone_ref(py)
+    }
+
+    #[getter]
+    fn _context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.cb.context.clone_ref(py)
+    }
+
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
+        self.cb.event_loop.clone_ref(py)
+    }
+
+    #[getter]
+    fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.cb.call(py).map(|(c, _)| c)
+    }
+
+    #[getter]
+    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        self.cb.call(py).map(|(_, a)| a)
+    }
+
+    /// Runs the callback now (what the loop does with a due timer).
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().cb.run(slf.as_any())
+    }
+
+    fn __hash__(&self) -> u64 {
+        // asyncio: hash(self._when)
+        self.when.to_bits()
+    }
+
+    fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: pyo3::basic::CompareOp) -> Py<PyAny> {
+        let py = other.py();
+        let Ok(other) = other.cast::<PyTimerHandle>() else {
+            return py.NotImplemented();
+        };
+        let other = other.get();
+        use pyo3::basic::CompareOp::*;
+        let result = match op {
+            Lt => self.when < other.when,
+            Gt => self.when > other.when,
+            Le => self.when < other.when || self.eq(py, other),
+            Ge => self.when > other.when || self.eq(py, other),
+            Eq => self.eq(py, other),
+            Ne => !self.eq(py, other),
+        };
+        pyo3::types::PyBool::new(py, result)
+            .to_owned()
+            .into_any()
+            .unbind()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let mut info = String::from("TimerHandle");
+        if self.cb.cancelled() {
+            info.push_str(" cancelled");
+        }
+        info.push_str(&format!(" when={}", self.when_obj.bind(py).str()?));
+        let mut rest = String::new();
+        if let Some((c, a)) = self.cb.call(py) {
+            rest.push(' ');
+            rest.push_str(&format_callback(py, c.bind(py), a.bind(py))?);
+        }
+        Ok(format!("<{info}{rest}>"))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.cb.traverse(&visit)?;
+        visit.call(&self.when_obj)?;
+        visit.call(&self.core)
+    }
+
+    fn __clear__(&self) {
+        self.cb.clear();
+    }
+}
+
+impl PyTimerHandle {
+    /// asyncio's `TimerHandle.__eq__`: same deadline, callback, arguments
+    /// and cancellation.
+    fn eq(&self, py: Python<'_>, other: &PyTimerHandle) -> bool {
+        if std::ptr::eq(self, other) {
+            return true;
+        }
+        if self.when != other.when || self.cb.cancelled() != other.cb.cancelled() {
+            return false;
+        }
+        match (self.cb.call(py), other.cb.call(py)) {
+            (None, None) => true,
+            (Some((c1, a1)), Some((c2, a2))) => {
+                c1.bind(py).eq(c2.bind(py)).unwrap_or(false)
+                    && a1.bind(py).eq(a2.bind(py)).unwrap_or(false)
+            }
+            _ => false,
+        }
     }
 }
 
@@ -325,6 +507,8 @@ pub(crate) struct PyLoopCore {
     /// The `tress.asyncio.EventLoop` this is the core of (`bind`).
     event_loop: std::sync::OnceLock<Py<PyAny>>,
     closed: AtomicBool,
+    /// `loop.time()` is `time.monotonic()` (`set_native_clock`).
+    native_clock: AtomicBool,
     /// The epoll descriptor of the loop's `selectors.EpollSelector` and its
     /// `_fd_to_key` map (`use_epoll`): then `run_once` waits on it and
     /// processes its events natively.
@@ -368,14 +552,69 @@ impl PyLoopCore {
     ) -> PyResult<Bound<'py, PyHandle>> {
         self.check_open()?;
         let event_loop = self.event_loop(py)?.clone().unbind();
-        let handle = PyHandle::make(
+        let cb = Callback::new(
             py,
             callback.unbind(),
             args.unbind(),
             event_loop,
             context.map(Bound::unbind),
         )?;
-        Bound::new(py, handle)
+        Bound::new(py, PyHandle { cb })
+    }
+
+    /// The loop's clock: `time.monotonic()` (what `loop.time()` returns
+    /// unless a subclass changed it; then `native_clock` is off).
+    fn now(&self, lp: &Bound<'_, PyAny>) -> PyResult<f64> {
+        if self.native_clock.load(AtomicOrdering::Relaxed) {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `ts` is a valid timespec for the call's duration.
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+            // as Python's time.monotonic(): nanoseconds, then one division
+            let ns = ts.tv_sec * 1_000_000_000 + ts.tv_nsec;
+            return Ok(ns as f64 / 1e9);
+        }
+        lp.call_method0(intern!(lp.py(), "time"))?.extract()
+    }
+
+    /// A native `TimerHandle` for loop time `at`, scheduled.
+    fn timer<'py>(
+        &self,
+        slf: &Bound<'py, Self>,
+        at: f64,
+        when: Py<PyAny>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTimerHandle>> {
+        let py = slf.py();
+        self.check_open()?;
+        let event_loop = self.event_loop(py)?.clone().unbind();
+        let cb = Callback::new(
+            py,
+            callback.unbind(),
+            args.unbind(),
+            event_loop,
+            context.map(Bound::unbind),
+        )?;
+        let handle = Bound::new(
+            py,
+            PyTimerHandle {
+                cb,
+                when: at,
+                when_obj: when,
+                id: std::sync::atomic::AtomicU64::new(0),
+                scheduled: AtomicBool::new(true),
+                core: slf.clone().unbind(),
+            },
+        )?;
+        let id = self
+            .timers()
+            .insert(When(at), handle.clone().into_any().unbind());
+        handle.get().id.store(id.to_bits(), AtomicOrdering::Release);
+        Ok(handle)
     }
 
     /// Moves the due timers' handles to the ready queue.
@@ -387,7 +626,11 @@ impl PyLoopCore {
         }
         let scheduled = intern!(py, "_scheduled");
         for h in &due {
-            h.bind(py).setattr(scheduled, false)?;
+            let h = h.bind(py);
+            match h.cast::<PyTimerHandle>() {
+                Ok(t) => t.get().scheduled.store(false, AtomicOrdering::Release),
+                Err(_) => h.setattr(scheduled, false)?,
+            }
         }
         self.ready.get().items.lock().extend(due);
         Ok(())
@@ -479,10 +722,18 @@ impl PyLoopCore {
     fn run_item(item: Bound<'_, PyAny>) -> PyResult<()> {
         let py = item.py();
         if let Ok(h) = item.cast::<PyHandle>() {
-            if h.get().cancelled() {
+            let cb = &h.get().cb;
+            if cb.cancelled() {
                 return Ok(());
             }
-            return PyHandle::run(h);
+            return cb.run(&item);
+        }
+        if let Ok(h) = item.cast::<PyTimerHandle>() {
+            let cb = &h.get().cb;
+            if cb.cancelled() {
+                return Ok(());
+            }
+            return cb.run(&item);
         }
         if item.getattr(intern!(py, "_cancelled"))?.is_truthy()? {
             return Ok(());
@@ -502,6 +753,7 @@ impl PyLoopCore {
             ready: Py::new(py, PyReadyQueue::new())?,
             event_loop: std::sync::OnceLock::new(),
             closed: AtomicBool::new(false),
+            native_clock: AtomicBool::new(false),
             epoll: tress::Mutex::new(None),
             events: tress::Mutex::new(Events::with_capacity(1024)),
         })
@@ -611,10 +863,7 @@ impl PyLoopCore {
         } else {
             match self.next_when() {
                 None => None,
-                Some(when) => {
-                    let now: f64 = lp.call_method0(intern!(py, "time"))?.extract()?;
-                    Some((when - now).clamp(0.0, MAXIMUM_SELECT_TIMEOUT))
-                }
+                Some(when) => Some((when - self.now(lp)?).clamp(0.0, MAXIMUM_SELECT_TIMEOUT)),
             }
         };
         let epoll = self
@@ -645,7 +894,7 @@ impl PyLoopCore {
             ready.items.lock().extend(sent);
         }
         if !self.timers().is_empty() {
-            let now: f64 = lp.call_method0(intern!(py, "time"))?.extract()?;
+            let now = self.now(lp)?;
             self.expire_into_ready(py, now)?;
         }
         for _ in 0..ready.len() {
@@ -657,9 +906,59 @@ impl PyLoopCore {
         Ok(())
     }
 
-    /// Schedules `handle` (a `TimerHandle`) for loop time `when`; its id.
-    fn call_at(&self, when: f64, handle: Py<PyAny>) -> u64 {
+    /// Schedules `handle` (asyncio's `TimerHandle`, debug mode) for loop
+    /// time `when`; its id.
+    fn schedule(&self, when: f64, handle: Py<PyAny>) -> u64 {
         self.timers().insert(When(when), handle).to_bits()
+    }
+
+    /// Whether the loop's `time()` is `time.monotonic()` (then the core
+    /// reads the clock itself).
+    fn set_native_clock(&self, on: bool) {
+        self.native_clock.store(on, AtomicOrdering::Relaxed);
+    }
+
+    /// The loop's `call_at` (not in debug mode): a native `TimerHandle` in
+    /// the core's timers.
+    #[pyo3(signature = (when, callback, *args, context=None))]
+    fn call_at<'py>(
+        slf: &Bound<'py, Self>,
+        when: &Bound<'py, PyAny>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTimerHandle>> {
+        if when.is_none() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "when cannot be None",
+            ));
+        }
+        let at: f64 = when.extract()?;
+        slf.get()
+            .timer(slf, at, when.clone().unbind(), callback, args, context)
+    }
+
+    /// The loop's `call_later` (not in debug mode).
+    #[pyo3(signature = (delay, callback, *args, context=None))]
+    fn call_later<'py>(
+        slf: &Bound<'py, Self>,
+        delay: &Bound<'py, PyAny>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTimerHandle>> {
+        let py = slf.py();
+        if delay.is_none() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "delay must not be None",
+            ));
+        }
+        let me = slf.get();
+        let lp = me.event_loop(py)?;
+        let delay: f64 = delay.extract()?;
+        let at = me.now(lp)? + delay;
+        let when = pyo3::types::PyFloat::new(py, at).into_any().unbind();
+        me.timer(slf, at, when, callback, args, context)
     }
 
     /// Cancels the timer `id`: whether it was still scheduled. Its handle

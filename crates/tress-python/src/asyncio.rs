@@ -32,10 +32,58 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// `contextvars.copy_context`.
+/// `contextvars.copy_context()`.
+#[cfg(not(feature = "abi3"))]
+fn copy_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    // SAFETY: the thread is attached; PyContext_CopyCurrent returns a new
+    // reference, or NULL with an exception set.
+    unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyContext_CopyCurrent()) }
+}
+
+/// `contextvars.copy_context()`.
+#[cfg(feature = "abi3")]
 fn copy_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     static COPY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     COPY.import(py, "contextvars", "copy_context")?.call0()
+}
+
+/// `context.run(callback, *args)`: what `Context.run` does (enter, call,
+/// exit), without building the argument tuple of `run` itself.
+#[cfg(not(feature = "abi3"))]
+fn run_in(
+    context: &Bound<'_, PyAny>,
+    callback: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+) -> PyResult<()> {
+    let py = context.py();
+    // SAFETY: the thread is attached and `context` is a live object;
+    // PyContext_Enter fails (with an exception set) if it is not a
+    // Context or is entered already.
+    if unsafe { pyo3::ffi::PyContext_Enter(context.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let outcome = callback.call1(args);
+    // SAFETY: as above; this exits the context entered just before.
+    if unsafe { pyo3::ffi::PyContext_Exit(context.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    outcome.map(drop)
+}
+
+/// `context.run(callback, *args)`.
+#[cfg(feature = "abi3")]
+fn run_in(
+    context: &Bound<'_, PyAny>,
+    callback: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+) -> PyResult<()> {
+    let py = context.py();
+    let mut full = Vec::with_capacity(args.len() + 1);
+    full.push(callback.clone());
+    full.extend(args.iter());
+    context
+        .call_method1(intern!(py, "run"), PyTuple::new(py, full)?)
+        .map(drop)
 }
 
 /// `asyncio.format_helpers._format_callback_source(callback, args)`.
@@ -98,13 +146,7 @@ impl Callback {
         };
         let callback = callback.bind(py);
         let args = args.bind(py);
-        let mut full = Vec::with_capacity(args.len() + 1);
-        full.push(callback.clone());
-        full.extend(args.iter());
-        let outcome = self
-            .context
-            .bind(py)
-            .call_method1(intern!(py, "run"), PyTuple::new(py, full)?);
+        let outcome = run_in(self.context.bind(py), callback, args);
         let Err(e) = outcome else {
             return Ok(());
         };
@@ -515,11 +557,31 @@ pub(crate) struct PyLoopCore {
     epoll: tress::Mutex<Option<Epoll>>,
     /// Room for one poll's events.
     events: tress::Mutex<Events>,
+    /// When the selector was last polled (`monotonic_ns`).
+    last_poll: std::sync::atomic::AtomicI64,
 }
 
 /// The epoll descriptor of a `selectors.EpollSelector`, the selector (kept
 /// alive: it owns the descriptor) and its `_fd_to_key` map.
 type Epoll = (RawFd, Py<PyAny>, Py<PyDict>);
+
+/// While callbacks are ready, the selector is polled (without blocking)
+/// at most once per this many nanoseconds, and on the last iteration of a
+/// run: a loop running a chain of callbacks pays one system call per
+/// stretch, not one per callback, and a descriptor that becomes ready
+/// waits at most this long to be seen.
+const POLL_GAP_NS: i64 = 50_000;
+
+/// `CLOCK_MONOTONIC` in nanoseconds (what `time.monotonic()` reads).
+fn monotonic_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call's duration.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
 
 /// asyncio's `MAXIMUM_SELECT_TIMEOUT`: one day.
 const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
@@ -566,15 +628,8 @@ impl PyLoopCore {
     /// unless a subclass changed it; then `native_clock` is off).
     fn now(&self, lp: &Bound<'_, PyAny>) -> PyResult<f64> {
         if self.native_clock.load(AtomicOrdering::Relaxed) {
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: `ts` is a valid timespec for the call's duration.
-            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
             // as Python's time.monotonic(): nanoseconds, then one division
-            let ns = ts.tv_sec * 1_000_000_000 + ts.tv_nsec;
-            return Ok(ns as f64 / 1e9);
+            return Ok(monotonic_ns() as f64 / 1e9);
         }
         lp.call_method0(intern!(lp.py(), "time"))?.extract()
     }
@@ -640,7 +695,9 @@ impl PyLoopCore {
     /// the GIL let go of meanwhile; a signal ends it, and its Python
     /// handler runs here, so Ctrl-C raises), then its events processed as
     /// asyncio's `_process_events` does: a ready reader or writer handle is
-    /// made ready, a cancelled one removed.
+    /// made ready, a cancelled one removed. With `may_skip` (callbacks are
+    /// ready, the loop is not stopping) no poll is made if the last one is
+    /// less than [`POLL_GAP_NS`] old.
     fn poll_epoll(
         &self,
         py: Python<'_>,
@@ -648,7 +705,11 @@ impl PyLoopCore {
         fd: RawFd,
         map: &Bound<'_, PyDict>,
         timeout: Option<f64>,
+        may_skip: bool,
     ) -> PyResult<()> {
+        if may_skip && monotonic_ns() - self.last_poll.load(AtomicOrdering::Relaxed) < POLL_GAP_NS {
+            return py.check_signals();
+        }
         let mut ready_fds: Vec<(RawFd, u32)> = Vec::new();
         {
             let Some(mut events) = self.events.try_lock() else {
@@ -671,6 +732,8 @@ impl PyLoopCore {
                 tress::event_loop::wait(epoll, &mut events, Some(Duration::ZERO))
             };
             polled?;
+            self.last_poll
+                .store(monotonic_ns(), AtomicOrdering::Relaxed);
             for ev in events.iter() {
                 // Python's select.epoll stores the descriptor in the low
                 // 32 bits of the event's data.
@@ -756,6 +819,7 @@ impl PyLoopCore {
             native_clock: AtomicBool::new(false),
             epoll: tress::Mutex::new(None),
             events: tress::Mutex::new(Events::with_capacity(1024)),
+            last_poll: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -872,7 +936,10 @@ impl PyLoopCore {
             .as_ref()
             .map(|(fd, _, map)| (*fd, map.clone_ref(py)));
         match epoll {
-            Some((fd, map)) => self.poll_epoll(py, lp, fd, map.bind(py), timeout)?,
+            Some((fd, map)) => {
+                let may_skip = timeout == Some(0.0) && !stopping;
+                self.poll_epoll(py, lp, fd, map.bind(py), timeout, may_skip)?
+            }
             None => {
                 let selector = lp.getattr(intern!(py, "_selector"))?;
                 let select = intern!(py, "select");

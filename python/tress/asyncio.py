@@ -281,5 +281,25 @@ def run(main, *, debug=None, **kwargs):
         return runner.run(main)
 
 
+if sys.version_info < (3, 12):
+    # 3.12's semantics in a forked child on 3.11 too: no current loop of the
+    # parent's, no wake-up descriptor of the parent's loop
+    def _after_fork_in_child():
+        policy = events._event_loop_policy
+        if isinstance(policy, events.BaseDefaultEventLoopPolicy):
+            policy._local = events.BaseDefaultEventLoopPolicy._Local()
+        events._set_running_loop(None)
+        try:
+            import signal
+
+            signal.set_wakeup_fd(-1)
+        except ValueError:  # not the main thread
+            pass
+
+    import os as _os
+
+    _os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 if sys.platform != "linux":  # pragma: no cover - the core is Linux-only
     raise ImportError("tress.asyncio needs Linux (epoll and eventfd)")

@@ -243,3 +243,203 @@ def test_run_and_install():
 
     with pytest.raises(RuntimeError, match="cannot be called from a running event loop"):
         asyncio.run(nested())
+
+
+CTRL_C = r"""
+import asyncio, os, signal, sys, threading, time
+impl = sys.argv[1]
+if impl == "tress":
+    import tress.asyncio as ta
+    run = ta.run
+else:
+    run = asyncio.run
+
+async def main():
+    # idle in the poller: nothing ready, one far timer
+    loop = asyncio.get_running_loop()
+    t = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    t.start()
+    print("sleeping", flush=True)
+    await asyncio.sleep(3600)
+
+t0 = time.monotonic()
+try:
+    run(main())
+except KeyboardInterrupt:
+    print(f"KeyboardInterrupt after {time.monotonic() - t0:.2f}", flush=True)
+"""
+
+
+@pytest.mark.parametrize("impl", ["asyncio", "tress"])
+def test_ctrl_c_while_idle_in_the_poller(impl, run_python):
+    out = run_python(CTRL_C, impl, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip().splitlines()[-1]
+    assert line.startswith("KeyboardInterrupt after"), out.stdout + out.stderr
+    assert float(line.split()[-1]) < 5
+
+
+FORK = r"""
+import asyncio, os, sys
+impl = sys.argv[1]
+if impl == "tress":
+    import tress.asyncio as ta
+    new_loop, run = ta.new_event_loop, ta.run
+else:
+    new_loop, run = asyncio.new_event_loop, asyncio.run
+
+async def child_work():
+    await asyncio.sleep(0.01)
+    return 42
+
+async def main():
+    pid = os.fork()
+    if pid == 0:
+        # the child: a new loop works (the parent's is not running here),
+        # and no loop is current
+        try:
+            assert asyncio._get_running_loop() is None
+            code = 0 if run(child_work()) == 42 else 3
+        except BaseException as exc:
+            print("child failed:", repr(exc), flush=True)
+            code = 4
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    print("child exit", os.waitstatus_to_exitcode(status), flush=True)
+    await asyncio.sleep(0)
+
+run(main())
+"""
+
+
+@pytest.mark.parametrize("impl", ["asyncio", "tress"])
+def test_a_forked_child_runs_a_new_loop(impl, run_python):
+    out = run_python(FORK, impl, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "child exit 0", out.stdout + out.stderr
+
+
+class _Recorder(asyncio.Protocol):
+    def __init__(self, loop, boom=False):
+        self.lost = loop.create_future()
+        self.data = bytearray()
+        self.boom = boom
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.data += data
+        if self.boom:
+            raise ValueError("protocol failed")
+
+    def connection_lost(self, exc):
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+def test_an_exception_in_data_received_goes_to_the_handler_and_closes_the_transport(loop):
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
+
+    async def main():
+        protos = []
+
+        def factory():
+            protos.append(_Recorder(loop, boom=True))
+            return protos[-1]
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"hello")
+        # the transport is closed (asyncio passes the exception along)
+        lost = await asyncio.wait_for(_first_lost(protos), TIMEOUT)
+        assert isinstance(lost, ValueError), repr(lost)
+        assert await asyncio.wait_for(r.read(), TIMEOUT) == b""  # the server closed it
+        w.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+    assert any(isinstance(c.get("exception"), ValueError) for c in seen), seen
+
+
+async def _until(pred):
+    while not pred():
+        await asyncio.sleep(0.001)
+    return pred()
+
+
+async def _first_lost(protos):
+    await _until(lambda: protos)
+    return await protos[0].lost
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_raising_protocol_factory_drops_that_connection_and_the_server_goes_on(loop, debug):
+    # asyncio reports the factory's exception to the handler in debug mode
+    # only; either way that connection is dropped and the server goes on
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
+    loop.set_debug(debug)
+    calls = [0]
+
+    def factory():
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("factory failed")
+        return _Echo()
+
+    class _Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data)
+
+    async def main():
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        r1, w1 = await asyncio.open_connection("127.0.0.1", port)
+        if not debug:
+            # dropped (in debug mode asyncio's report keeps the accepted
+            # socket referenced, so it stays open until collected)
+            assert await asyncio.wait_for(r1.read(), TIMEOUT) == b""
+        w1.close()
+        r2, w2 = await asyncio.open_connection("127.0.0.1", port)
+        w2.write(b"ping")
+        assert await asyncio.wait_for(r2.readexactly(4), TIMEOUT) == b"ping"
+        w2.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+    reported = [c for c in seen if isinstance(c.get("exception"), RuntimeError)]
+    assert len(reported) == (1 if debug else 0), seen
+
+
+def test_connection_lost_gets_the_real_oserror_when_the_peer_resets(loop):
+    import socket
+    import struct
+
+    async def main():
+        accepted = loop.create_future()
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        transport, proto = await loop.create_connection(lambda: _Recorder(loop), "127.0.0.1", port)
+        peer, _ = await loop.sock_accept(listener)
+        # close with RST: SO_LINGER on, zero timeout
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()
+        listener.close()
+        transport.write(b"x" * 10)  # provoke the error on our side too
+        exc = await asyncio.wait_for(proto.lost, TIMEOUT)
+        accepted.cancel()
+        return exc
+
+    exc = loop.run_until_complete(main())
+    assert isinstance(exc, ConnectionResetError), repr(exc)

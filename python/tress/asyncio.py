@@ -146,6 +146,36 @@ class EventLoop(asyncio.SelectorEventLoop):
             self._core.nudge()
         return handle
 
+    def _add_reader(self, fd, callback, *args):
+        if self._debug:
+            return super()._add_reader(fd, callback, *args)
+        self._check_closed()
+        handle = self._core.make_handle(callback, *args)
+        key = self._selector.get_map().get(fd)
+        if key is None:
+            self._selector.register(fd, selectors.EVENT_READ, (handle, None))
+        else:
+            mask, (reader, writer) = key.events, key.data
+            self._selector.modify(fd, mask | selectors.EVENT_READ, (handle, writer))
+            if reader is not None:
+                reader.cancel()
+        return handle
+
+    def _add_writer(self, fd, callback, *args):
+        if self._debug:
+            return super()._add_writer(fd, callback, *args)
+        self._check_closed()
+        handle = self._core.make_handle(callback, *args)
+        key = self._selector.get_map().get(fd)
+        if key is None:
+            self._selector.register(fd, selectors.EVENT_WRITE, (None, handle))
+        else:
+            mask, (reader, writer) = key.events, key.data
+            self._selector.modify(fd, mask | selectors.EVENT_WRITE, (reader, handle))
+            if writer is not None:
+                writer.cancel()
+        return handle
+
     def run_in_executor(self, executor, func, *args):
         if (
             executor is None

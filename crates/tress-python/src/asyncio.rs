@@ -888,6 +888,18 @@ impl PyLoopCore {
         Ok(handle)
     }
 
+    /// A native `Handle` for `callback(*args)`, not scheduled (the loop's
+    /// reader and writer callbacks, which its selector holds).
+    #[pyo3(signature = (callback, *args))]
+    fn make_handle<'py>(
+        &self,
+        py: Python<'py>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyHandle>> {
+        self.handle(py, callback, args, None)
+    }
+
     /// The loop's `call_soon_threadsafe` (not in debug mode): from another
     /// thread while the loop runs, through the inbox (the loop is woken
     /// only if parked); on the loop's thread, as `call_soon`.

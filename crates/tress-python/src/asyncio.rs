@@ -559,6 +559,8 @@ pub(crate) struct PyLoopCore {
     events: tress::Mutex<Events>,
     /// When the selector was last polled (`monotonic_ns`).
     last_poll: std::sync::atomic::AtomicI64,
+    /// The thread running `run_forever` (`current_thread`), 0 if none.
+    thread: std::sync::atomic::AtomicU64,
 }
 
 /// The epoll descriptor of a `selectors.EpollSelector`, the selector (kept
@@ -571,6 +573,13 @@ type Epoll = (RawFd, Py<PyAny>, Py<PyDict>);
 /// stretch, not one per callback, and a descriptor that becomes ready
 /// waits at most this long to be seen.
 const POLL_GAP_NS: i64 = 50_000;
+
+/// This thread, as a non-zero number (`pthread_self`, which is also what
+/// `threading.get_ident()` returns).
+fn current_thread() -> u64 {
+    // SAFETY: pthread_self has no preconditions.
+    (unsafe { libc::pthread_self() }) as u64
+}
 
 /// `CLOCK_MONOTONIC` in nanoseconds (what `time.monotonic()` reads).
 fn monotonic_ns() -> i64 {
@@ -820,6 +829,7 @@ impl PyLoopCore {
             epoll: tress::Mutex::new(None),
             events: tress::Mutex::new(Events::with_capacity(1024)),
             last_poll: std::sync::atomic::AtomicI64::new(0),
+            thread: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -861,6 +871,14 @@ impl PyLoopCore {
         let lp = self.event_loop(py)?.clone();
         let stopping = intern!(py, "_stopping");
         let debug = intern!(py, "_debug");
+        struct Running<'a>(&'a std::sync::atomic::AtomicU64);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.store(0, AtomicOrdering::Release);
+            }
+        }
+        self.thread.store(current_thread(), AtomicOrdering::Release);
+        let _running = Running(&self.thread);
         loop {
             if lp.getattr(debug)?.is_truthy()? {
                 lp.call_method0(intern!(py, "_run_once"))?;
@@ -911,17 +929,17 @@ impl PyLoopCore {
         args: Bound<'py, PyTuple>,
         context: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyHandle>> {
-        static GET_IDENT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         let handle = self.handle(py, callback, args, context)?;
-        let thread = self.event_loop(py)?.getattr(intern!(py, "_thread_id"))?;
-        if thread.is_none() {
-            // the loop may be starting on another thread right now
-            self.ready.get().push(handle.clone().into_any().unbind());
-            self.inbox.nudge();
-        } else if thread.eq(GET_IDENT.import(py, "threading", "get_ident")?.call0()?)? {
-            self.ready.get().push(handle.clone().into_any().unbind());
-        } else {
-            self.inbox.send(handle.clone().into_any().unbind());
+        let item = handle.clone().into_any().unbind();
+        match self.thread.load(AtomicOrdering::Acquire) {
+            0 => {
+                // not running natively: the loop may be starting on another
+                // thread right now (or runs asyncio's Python iterations)
+                self.ready.get().push(item);
+                self.inbox.nudge();
+            }
+            t if t == current_thread() => self.ready.get().push(item),
+            _ => self.inbox.send(item),
         }
         Ok(handle)
     }

@@ -3,7 +3,8 @@ must exit 0 and print its result.  Each example is also run with its
 one-line migration undone (`from tress import threading` back to
 `import threading`, `from tress import queue` back to `import queue`,
 `from tress import futures` back to `from concurrent import futures`,
-`from tress import multiprocessing` back to `import multiprocessing`),
+`from tress import multiprocessing` back to `import multiprocessing`,
+`from tress.asyncio import run` back to `from asyncio import run`),
 which shows it is the same program on the stdlib."""
 
 import importlib
@@ -23,6 +24,7 @@ FUTURES = ("from tress import futures", "from concurrent import futures", "tress
 MULTIPROCESSING = (
     "from tress import multiprocessing", "import multiprocessing", "tress.multiprocessing",
 )
+ASYNCIO = ("from tress.asyncio import run", "from asyncio import run", "tress.asyncio")
 
 #: example -> (regular expression its output must match, its migration)
 EXPECTED = {
@@ -42,6 +44,11 @@ EXPECTED = {
         r"8 tasks counting 6057 primes, \d+ workers: threads \d+\.\d\d s, "
         r"processes \d+\.\d\d s \(\d+\.\dx: one thread at a time runs Python\)",
         FUTURES,
+    ),
+    "echo_threads.py": (r"threads: 50 clients x 20 messages, 1000 echoed", FUTURES),
+    "echo_selectors.py": (r"selectors: 50 clients x 20 messages, 1000 echoed", THREADING),
+    "echo_coroutines.py": (
+        r"coroutines \([\w.]+\): 50 clients x 20 messages, 1000 echoed", ASYNCIO,
     ),
     "process_queue.py": (
         r"2000 numbers squared by 3 consumer processes: sum 2664667000 \(expected 2664667000\)",

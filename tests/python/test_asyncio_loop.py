@@ -443,3 +443,128 @@ def test_connection_lost_gets_the_real_oserror_when_the_peer_resets(loop):
 
     exc = loop.run_until_complete(main())
     assert isinstance(exc, ConnectionResetError), repr(exc)
+
+
+def test_thousands_of_connections(loop):
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    n = min(2000, (soft - 100) // 2)
+    if n < 500:
+        pytest.skip(f"descriptor limit {soft} leaves room for only {n} connections")
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data)
+
+    async def one(port, k):
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        msg = k.to_bytes(4, "big") * 8
+        w.write(msg)
+        got = await r.readexactly(len(msg))
+        w.close()
+        await w.wait_closed()
+        return got == msg
+
+    async def main():
+        server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=n)
+        port = server.sockets[0].getsockname()[1]
+        sem = asyncio.Semaphore(n)
+
+        async def bounded(k):
+            async with sem:
+                return await one(port, k)
+
+        oks = await asyncio.wait_for(asyncio.gather(*(bounded(k) for k in range(n))), TIMEOUT * 2)
+        server.close()
+        await server.wait_closed()
+        return oks
+
+    assert loop.run_until_complete(main()) == [True] * n
+
+
+def test_a_slow_reader_engages_flow_control_and_loses_nothing(loop):
+    # The reader reads nothing until the writer has been paused (its
+    # stream's limit pauses reading, the kernel's buffers fill, the
+    # writer's transport buffer passes its high-water mark), then reads
+    # everything, slowly: every byte arrives, in order.
+    total = 32 * 1024 * 1024
+    chunk = bytes(range(256)) * 256  # 64 KiB
+    paused = asyncio.Event()
+
+    class Sender(asyncio.Protocol):
+        pauses = 0
+
+        def connection_made(self, transport):
+            self.transport = transport
+            transport.set_write_buffer_limits(high=256 * 1024)
+            self.can_write = asyncio.Event()
+            self.can_write.set()
+
+        def pause_writing(self):
+            Sender.pauses += 1
+            self.can_write.clear()
+            paused.set()
+
+        def resume_writing(self):
+            self.can_write.set()
+
+    async def main():
+        got = bytearray()
+        done = loop.create_future()
+
+        async def reader_side(reader, writer):
+            await asyncio.wait_for(paused.wait(), TIMEOUT)
+            while len(got) < total:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                got.extend(data)
+                await asyncio.sleep(0)
+            done.set_result(None)
+            writer.close()
+
+        server = await asyncio.start_server(reader_side, "127.0.0.1", 0, limit=64 * 1024)
+        port = server.sockets[0].getsockname()[1]
+        transport, proto = await loop.create_connection(Sender, "127.0.0.1", port)
+        sent = 0
+        while sent < total:
+            await asyncio.wait_for(proto.can_write.wait(), TIMEOUT)
+            transport.write(chunk)
+            sent += len(chunk)
+        await asyncio.wait_for(done, TIMEOUT)
+        transport.close()
+        server.close()
+        await server.wait_closed()
+        return bytes(got)
+
+    got = loop.run_until_complete(main())
+    assert len(got) == total and got == chunk * (total // len(chunk))
+    assert Sender.pauses > 0
+
+
+def test_half_close_keeps_the_other_direction_open(loop):
+    async def main():
+        async def upper(reader, writer):
+            data = await reader.read()  # until the client's EOF
+            writer.write(data.upper())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(upper, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"half ")
+        w.write(b"closed")
+        assert w.can_write_eof()
+        w.write_eof()
+        got = await asyncio.wait_for(r.read(), TIMEOUT)
+        w.close()
+        server.close()
+        await server.wait_closed()
+        return got
+
+    assert loop.run_until_complete(main()) == b"HALF CLOSED"

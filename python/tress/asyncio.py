@@ -73,6 +73,23 @@ class EventLoop(asyncio.SelectorEventLoop):
         core.set_native_clock(type(self).time is base_events.BaseEventLoop.time)
         self._native(not self._debug)
 
+    # the native iterations read these two flags from the core
+    @property
+    def _stopping(self):
+        return self._core.stopping
+
+    @_stopping.setter
+    def _stopping(self, value):
+        self._core.stopping = value
+
+    @property
+    def _debug(self):
+        return self._core.debug
+
+    @_debug.setter
+    def _debug(self, value):
+        self._core.debug = value
+
     def _native(self, on):
         """Binds ``call_soon`` and ``call_soon_threadsafe`` to the native
         core (handles made and run without Python frames), or, in debug

@@ -561,6 +561,10 @@ pub(crate) struct PyLoopCore {
     last_poll: std::sync::atomic::AtomicI64,
     /// The thread running `run_forever` (`current_thread`), 0 if none.
     thread: std::sync::atomic::AtomicU64,
+    /// The loop's `_stopping` and `_debug` (the loop's attributes are
+    /// properties over these).
+    stopping: AtomicBool,
+    debug: AtomicBool,
 }
 
 /// The epoll descriptor of a `selectors.EpollSelector`, the selector (kept
@@ -830,6 +834,8 @@ impl PyLoopCore {
             events: tress::Mutex::new(Events::with_capacity(1024)),
             last_poll: std::sync::atomic::AtomicI64::new(0),
             thread: std::sync::atomic::AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            debug: AtomicBool::new(false),
         })
     }
 
@@ -840,6 +846,28 @@ impl PyLoopCore {
     fn use_epoll(&self, fd: RawFd, selector: Py<PyAny>, fd_to_key: Py<PyDict>) {
         let old = self.epoll.lock().replace((fd, selector, fd_to_key));
         drop(old);
+    }
+
+    /// The loop's `_stopping`.
+    #[getter]
+    fn get_stopping(&self) -> bool {
+        self.stopping.load(AtomicOrdering::Acquire)
+    }
+
+    #[setter]
+    fn set_stopping(&self, on: bool) {
+        self.stopping.store(on, AtomicOrdering::Release);
+    }
+
+    /// The loop's `_debug`.
+    #[getter]
+    fn get_debug(&self) -> bool {
+        self.debug.load(AtomicOrdering::Acquire)
+    }
+
+    #[setter]
+    fn set_debug(&self, on: bool) {
+        self.debug.store(on, AtomicOrdering::Release);
     }
 
     /// Binds the core to its loop (once): the loop its handles report
@@ -869,8 +897,6 @@ impl PyLoopCore {
     /// in debug mode is the loop's own `_run_once`.
     fn run_forever(&self, py: Python<'_>) -> PyResult<()> {
         let lp = self.event_loop(py)?.clone();
-        let stopping = intern!(py, "_stopping");
-        let debug = intern!(py, "_debug");
         struct Running<'a>(&'a std::sync::atomic::AtomicU64);
         impl Drop for Running<'_> {
             fn drop(&mut self) {
@@ -880,12 +906,12 @@ impl PyLoopCore {
         self.thread.store(current_thread(), AtomicOrdering::Release);
         let _running = Running(&self.thread);
         loop {
-            if lp.getattr(debug)?.is_truthy()? {
+            if self.debug.load(AtomicOrdering::Acquire) {
                 lp.call_method0(intern!(py, "_run_once"))?;
             } else {
                 self.run_once(py)?;
             }
-            if lp.getattr(stopping)?.is_truthy()? {
+            if self.stopping.load(AtomicOrdering::Acquire) {
                 return Ok(());
             }
         }
@@ -951,7 +977,7 @@ impl PyLoopCore {
     fn run_once(&self, py: Python<'_>) -> PyResult<()> {
         let lp = self.event_loop(py)?;
         let ready = self.ready.get();
-        let stopping = lp.getattr(intern!(py, "_stopping"))?.is_truthy()?;
+        let stopping = self.stopping.load(AtomicOrdering::Acquire);
         let timeout = if stopping || ready.len() > 0 {
             Some(0.0)
         } else {

@@ -95,7 +95,7 @@ class EventLoop(asyncio.SelectorEventLoop):
         core (handles made and run without Python frames), or, in debug
         mode, back to the Python methods (asyncio's handles, with their
         source tracebacks and checks)."""
-        for name in ("call_soon", "call_soon_threadsafe", "call_at", "call_later"):
+        for name in ("call_soon", "call_soon_threadsafe", "call_at", "call_later", "create_task"):
             if on:
                 setattr(self, name, getattr(self._core, name))
             else:

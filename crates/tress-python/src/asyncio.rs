@@ -932,6 +932,42 @@ impl PyLoopCore {
         Ok(handle)
     }
 
+    /// The loop's `create_task` (not in debug mode) when no task factory is
+    /// set: asyncio's `Task(coro, loop=, name=, context=)`, made without a
+    /// Python frame; with a task factory, asyncio's own method.
+    #[pyo3(signature = (coro, *, name=None, context=None))]
+    fn create_task<'py>(
+        &self,
+        py: Python<'py>,
+        coro: Bound<'py, PyAny>,
+        name: Option<Bound<'py, PyAny>>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        static TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        static BASE_CREATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        self.check_open()?;
+        let lp = self.event_loop(py)?;
+        let kwargs = PyDict::new(py);
+        if lp.getattr(intern!(py, "_task_factory"))?.is_none() {
+            kwargs.set_item(intern!(py, "loop"), lp)?;
+            kwargs.set_item(intern!(py, "name"), name)?;
+            kwargs.set_item(intern!(py, "context"), context)?;
+            return TASK
+                .import(py, "asyncio.tasks", "Task")?
+                .call((coro,), Some(&kwargs));
+        }
+        kwargs.set_item(intern!(py, "name"), name)?;
+        kwargs.set_item(intern!(py, "context"), context)?;
+        let base = BASE_CREATE.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            Ok(py
+                .import("asyncio.base_events")?
+                .getattr("BaseEventLoop")?
+                .getattr("create_task")?
+                .unbind())
+        })?;
+        base.bind(py).call((lp, coro), Some(&kwargs))
+    }
+
     /// A native `Handle` for `callback(*args)`, not scheduled (the loop's
     /// reader and writer callbacks, which its selector holds).
     #[pyo3(signature = (callback, *args))]

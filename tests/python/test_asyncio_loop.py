@@ -41,7 +41,7 @@ def test_is_an_asyncio_loop_with_asyncio_s_handle_api(loop):
     else:
         assert isinstance(h, asyncio.TimerHandle)
     assert abs(h.when() - (loop.time() + 10)) < 1
-    assert repr(h).startswith("<TimerHandle when=") and "print('x')" in repr(h)
+    assert repr(h).startswith("<TimerHandle when=") and "print(" in repr(h)  # (3.13 hides the arguments)
     if loop.impl == "tress" or sys.version_info >= (3, 12):  # asyncio's since 3.12
         assert h.get_context() is not None
     assert not h.cancelled()

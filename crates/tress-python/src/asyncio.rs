@@ -217,7 +217,7 @@ impl Callback {
 /// asyncio's `Handle` (the same methods and the same failure: an exception
 /// goes to the loop's exception handler with the message `Exception in
 /// callback ...`), made and run without Python code.
-#[pyclass(name = "Handle", module = "tress.asyncio", frozen, weakref)]
+#[pyclass(name = "Handle", module = "tress.asyncio", frozen, weakref, subclass)]
 pub(crate) struct PyHandle {
     cb: Callback,
 }
@@ -288,9 +288,8 @@ impl PyHandle {
 /// A callback scheduled for a loop time, as `call_at` and `call_later`
 /// schedule it: asyncio's `TimerHandle` (`when()`, ordering by deadline,
 /// `cancel()` that takes it out of the loop's timers at once).
-#[pyclass(name = "TimerHandle", module = "tress.asyncio", frozen, weakref)]
+#[pyclass(name = "TimerHandle", module = "tress.asyncio", frozen, extends = PyHandle)]
 pub(crate) struct PyTimerHandle {
-    cb: Callback,
     when: f64,
     /// `when` as given (an int stays an int in `when()` and the repr).
     when_obj: Py<PyAny>,
@@ -320,51 +319,12 @@ impl PyTimerHandle {
 
     /// Cancels the call: out of the loop's timers now, its callback let go
     /// of.
-    fn cancel(&self) {
-        if self.cb.cancel() && self.scheduled.swap(false, AtomicOrdering::AcqRel) {
-            let id = self.id.load(AtomicOrdering::Acquire);
-            self.core.get().cancel(id);
+    fn cancel(slf: &Bound<'_, Self>) {
+        let me = slf.get();
+        if slf.as_super().get().cb.cancel() && me.scheduled.swap(false, AtomicOrdering::AcqRel) {
+            let id = me.id.load(AtomicOrdering::Acquire);
+            me.core.get().cancel(id);
         }
-    }
-
-    /// Whether `cancel` was called.
-    fn cancelled(&self) -> bool {
-        self.cb.cancelled()
-    }
-
-    #[getter]
-    fn _cancelled(&self) -> bool {
-        self.cb.cancelled()
-    }
-
-    /// The context the callback runs in.
-    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.cb.context.clone_ref(py)
-    }
-
-    #[getter]
-    fn _context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.cb.context.clone_ref(py)
-    }
-
-    #[getter]
-    fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
-        self.cb.event_loop.clone_ref(py)
-    }
-
-    #[getter]
-    fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.cb.call(py).map(|(c, _)| c)
-    }
-
-    #[getter]
-    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
-        self.cb.call(py).map(|(_, a)| a)
-    }
-
-    /// Runs the callback now (what the loop does with a due timer).
-    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
-        slf.get().cb.run(slf.as_any())
     }
 
     fn __hash__(&self) -> u64 {
@@ -372,20 +332,24 @@ impl PyTimerHandle {
         self.when.to_bits()
     }
 
-    fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: pyo3::basic::CompareOp) -> Py<PyAny> {
+    fn __richcmp__(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        op: pyo3::basic::CompareOp,
+    ) -> Py<PyAny> {
         let py = other.py();
         let Ok(other) = other.cast::<PyTimerHandle>() else {
             return py.NotImplemented();
         };
-        let other = other.get();
+        let (a, b) = (slf.get().when, other.get().when);
         use pyo3::basic::CompareOp::*;
         let result = match op {
-            Lt => self.when < other.when,
-            Gt => self.when > other.when,
-            Le => self.when < other.when || self.eq(py, other),
-            Ge => self.when > other.when || self.eq(py, other),
-            Eq => self.eq(py, other),
-            Ne => !self.eq(py, other),
+            Lt => a < b,
+            Gt => a > b,
+            Le => a < b || Self::same(slf, other),
+            Ge => a > b || Self::same(slf, other),
+            Eq => Self::same(slf, other),
+            Ne => !Self::same(slf, other),
         };
         pyo3::types::PyBool::new(py, result)
             .to_owned()
@@ -393,14 +357,16 @@ impl PyTimerHandle {
             .unbind()
     }
 
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let py = slf.py();
+        let cb = &slf.as_super().get().cb;
         let mut info = String::from("TimerHandle");
-        if self.cb.cancelled() {
+        if cb.cancelled() {
             info.push_str(" cancelled");
         }
-        info.push_str(&format!(" when={}", self.when_obj.bind(py).str()?));
+        info.push_str(&format!(" when={}", slf.get().when_obj.bind(py).str()?));
         let mut rest = String::new();
-        if let Some((c, a)) = self.cb.call(py) {
+        if let Some((c, a)) = cb.call(py) {
             rest.push(' ');
             rest.push_str(&format_callback(py, c.bind(py), a.bind(py))?);
         }
@@ -408,27 +374,24 @@ impl PyTimerHandle {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.cb.traverse(&visit)?;
         visit.call(&self.when_obj)?;
         visit.call(&self.core)
-    }
-
-    fn __clear__(&self) {
-        self.cb.clear();
     }
 }
 
 impl PyTimerHandle {
     /// asyncio's `TimerHandle.__eq__`: same deadline, callback, arguments
     /// and cancellation.
-    fn eq(&self, py: Python<'_>, other: &PyTimerHandle) -> bool {
-        if std::ptr::eq(self, other) {
+    fn same(a: &Bound<'_, Self>, b: &Bound<'_, Self>) -> bool {
+        let py = a.py();
+        if a.is(b) {
             return true;
         }
-        if self.when != other.when || self.cb.cancelled() != other.cb.cancelled() {
+        let (ca, cb) = (&a.as_super().get().cb, &b.as_super().get().cb);
+        if a.get().when != b.get().when || ca.cancelled() != cb.cancelled() {
             return false;
         }
-        match (self.cb.call(py), other.cb.call(py)) {
+        match (ca.call(py), cb.call(py)) {
             (None, None) => true,
             (Some((c1, a1)), Some((c2, a2))) => {
                 c1.bind(py).eq(c2.bind(py)).unwrap_or(false)
@@ -618,6 +581,25 @@ impl PyLoopCore {
         Ok(())
     }
 
+    /// What a handle of this (open) loop runs.
+    fn callback(
+        &self,
+        py: Python<'_>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Callback> {
+        self.check_open()?;
+        let event_loop = self.event_loop(py)?.clone().unbind();
+        Callback::new(
+            py,
+            callback.unbind(),
+            args.unbind(),
+            event_loop,
+            context.map(Bound::unbind),
+        )
+    }
+
     fn handle<'py>(
         &self,
         py: Python<'py>,
@@ -625,15 +607,7 @@ impl PyLoopCore {
         args: Bound<'py, PyTuple>,
         context: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyHandle>> {
-        self.check_open()?;
-        let event_loop = self.event_loop(py)?.clone().unbind();
-        let cb = Callback::new(
-            py,
-            callback.unbind(),
-            args.unbind(),
-            event_loop,
-            context.map(Bound::unbind),
-        )?;
+        let cb = self.callback(py, callback, args, context)?;
         Bound::new(py, PyHandle { cb })
     }
 
@@ -658,25 +632,16 @@ impl PyLoopCore {
         context: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTimerHandle>> {
         let py = slf.py();
-        self.check_open()?;
-        let event_loop = self.event_loop(py)?.clone().unbind();
-        let cb = Callback::new(
-            py,
-            callback.unbind(),
-            args.unbind(),
-            event_loop,
-            context.map(Bound::unbind),
-        )?;
+        let cb = self.callback(py, callback, args, context)?;
         let handle = Bound::new(
             py,
-            PyTimerHandle {
-                cb,
+            pyo3::PyClassInitializer::from(PyHandle { cb }).add_subclass(PyTimerHandle {
                 when: at,
                 when_obj: when,
                 id: std::sync::atomic::AtomicU64::new(0),
                 scheduled: AtomicBool::new(true),
                 core: slf.clone().unbind(),
-            },
+            }),
         )?;
         let id = self
             .timers()
@@ -798,13 +763,6 @@ impl PyLoopCore {
     fn run_item(item: Bound<'_, PyAny>) -> PyResult<()> {
         let py = item.py();
         if let Ok(h) = item.cast::<PyHandle>() {
-            let cb = &h.get().cb;
-            if cb.cancelled() {
-                return Ok(());
-            }
-            return cb.run(&item);
-        }
-        if let Ok(h) = item.cast::<PyTimerHandle>() {
             let cb = &h.get().cb;
             if cb.cancelled() {
                 return Ok(());

@@ -568,3 +568,26 @@ def test_half_close_keeps_the_other_direction_open(loop):
         return got
 
     assert loop.run_until_complete(main()) == b"HALF CLOSED"
+
+
+def test_a_loop_its_handles_and_their_arguments_in_a_cycle_are_collected():
+    # loop -> core -> timers/ready -> handle -> arguments -> handle: the
+    # collector must see every edge (the handles' and the core's traverse)
+    def make():
+        lp = ta.new_event_loop()
+
+        class Payload:
+            pass
+
+        p = Payload()
+        p.timer = lp.call_later(10, print, p)
+        p.soon = lp.call_soon(print, p)
+        return weakref.ref(lp), weakref.ref(p.timer), weakref.ref(p)
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # an unclosed loop, on purpose
+        refs = make()
+        gc.collect()
+    assert [r() is None for r in refs] == [True, True, True]

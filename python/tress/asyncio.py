@@ -25,7 +25,7 @@ Use it through ``tress.asyncio.run(main())``, ``new_event_loop()``,
 ``asyncio.new_event_loop``. Linux only (epoll and eventfd).
 
 This is the first step of the native loop (docs/ARCHITECTURE.md, "The
-core: tress::event_loop"): timer handles, the selector and the transports
+core: tress::event_loop"): the selector's bookkeeping and the transports
 are still asyncio's Python.
 """
 
@@ -91,10 +91,11 @@ class EventLoop(asyncio.SelectorEventLoop):
         self._core.debug = value
 
     def _native(self, on):
-        """Binds ``call_soon`` and ``call_soon_threadsafe`` to the native
-        core (handles made and run without Python frames), or, in debug
-        mode, back to the Python methods (asyncio's handles, with their
-        source tracebacks and checks)."""
+        """Binds ``call_soon``, ``call_soon_threadsafe``, ``call_at``,
+        ``call_later`` and ``create_task`` to the native core (handles made
+        and run without Python frames), or, in debug mode, back to the
+        Python methods (asyncio's handles, with their source tracebacks and
+        checks)."""
         for name in ("call_soon", "call_soon_threadsafe", "call_at", "call_later", "create_task"):
             if on:
                 setattr(self, name, getattr(self._core, name))

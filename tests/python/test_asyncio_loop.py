@@ -591,3 +591,19 @@ def test_a_loop_its_handles_and_their_arguments_in_a_cycle_are_collected():
         refs = make()
         gc.collect()
     assert [r() is None for r in refs] == [True, True, True]
+
+
+def test_debug_mode_switched_on_and_off_with_callbacks_and_timers_pending(loop):
+    out = []
+    loop.call_later(0.001, out.append, "timer before")
+    loop.call_soon(out.append, "soon before")
+    loop.set_debug(True)
+    loop.call_later(0.002, out.append, "timer in debug")
+    loop.call_soon(out.append, "soon in debug")
+    loop.run_until_complete(asyncio.sleep(0.01))
+    loop.set_debug(False)
+    loop.call_later(0.001, out.append, "timer after")
+    loop.call_soon(out.append, "soon after")
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert out == ["soon before", "soon in debug", "timer before", "timer in debug",
+                   "soon after", "timer after"]

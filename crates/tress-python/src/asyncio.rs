@@ -652,11 +652,17 @@ impl PyLoopCore {
 
     /// Moves the due timers' handles to the ready queue.
     fn expire_into_ready(&self, py: Python<'_>, now: f64) -> PyResult<()> {
+        let due = self.take_due(py, now)?;
+        self.ready.get().items.lock().extend(due);
+        Ok(())
+    }
+
+    /// Takes every timer due at loop time `now` out (deadline <= now:
+    /// never early), earliest first, each marked no longer scheduled (a
+    /// native `TimerHandle`, or asyncio's, made in debug mode).
+    fn take_due(&self, py: Python<'_>, now: f64) -> PyResult<Vec<Py<PyAny>>> {
         let mut due = Vec::new();
         self.timers().expire(When(now), |_, h| due.push(h));
-        if due.is_empty() {
-            return Ok(());
-        }
         let scheduled = intern!(py, "_scheduled");
         for h in &due {
             let h = h.bind(py);
@@ -665,8 +671,7 @@ impl PyLoopCore {
                 Err(_) => h.setattr(scheduled, false)?,
             }
         }
-        self.ready.get().items.lock().extend(due);
-        Ok(())
+        Ok(due)
     }
 
     /// One wait on the selector's epoll descriptor (parked if it blocks;
@@ -1094,15 +1099,10 @@ impl PyLoopCore {
     /// early) to `ready`, earliest first, each marked `_scheduled = False`;
     /// how many.
     fn expire(&self, py: Python<'_>, now: f64, ready: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let mut due = Vec::new();
-        self.timers().expire(When(now), |_, h| due.push(h));
+        let mut due = self.take_due(py, now)?;
         let n = due.len();
         if n == 0 {
             return Ok(0);
-        }
-        let scheduled = intern!(py, "_scheduled");
-        for h in &due {
-            h.bind(py).setattr(scheduled, false)?;
         }
         if n == 1 {
             ready.call_method1(intern!(py, "append"), (due.pop(),))?;

@@ -58,6 +58,7 @@ SUITES = [
     "test_context",
     "test_runners",
     "test_pep492",
+    "test_unix_events",
 ]
 
 
